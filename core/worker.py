@@ -1,0 +1,172 @@
+"""The worker process: runs one job of a run directory and writes its event journal.
+
+Started by :func:`core.jobs.start_job` as ``python -m core.worker RUN_DIR`` in its own session, with stdout and
+stderr already pointing at ``worker.log``. SIGHUP is ignored (an SSH drop must not end a run); SIGTERM and SIGINT
+ask for a graceful cancel, which pipelines honour at their next :meth:`JobContext.check_cancelled`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, JobCancelled, UserInputError
+from core.events import (
+    Event,
+    JobCancelled as JobCancelledEvent,
+    JobError,
+    JobFinished,
+    JobStarted,
+    JobWarning,
+    LogLine,
+    PhaseFinished,
+    PhaseStarted,
+    Progress,
+)
+from core.jobs import RunDirectory, write_json_atomically
+from core.settings import Settings, load_settings
+
+JOB_RUNNERS: dict[str, str] = {
+    "abliterate": "core.abliteration_job:run",
+    "export": "core.export:run_export_job",
+}
+"""Job kind -> ``module:function`` taking a :class:`JobContext` and returning a summary dict (imported lazily)."""
+
+
+def register_job_runner(kind: str, target: str) -> None:
+    JOB_RUNNERS[kind] = target
+
+
+class JobContext:
+    """What a pipeline gets: its settings and arguments, and the means to report and to notice a cancel."""
+
+    def __init__(self, run: RunDirectory, settings: Settings, arguments: dict[str, Any]) -> None:
+        self.run = run
+        self.settings = settings
+        self.arguments = arguments
+        self.cancel_requested = False
+        self._journal = open(run.events_path, "a", encoding="utf-8")
+        self._last_progress = 0.0
+
+    def emit(self, item: Event) -> None:
+        """Append one event to the journal, flushed and synced so a kill -9 right after loses nothing."""
+        self._journal.write(item.to_json() + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def log(self, message: str) -> None:
+        print(message, flush=True)
+        self.emit(LogLine(message=message))
+
+    def warn(self, message: str) -> None:
+        print(f"warning: {message}", flush=True)
+        self.emit(JobWarning(message=message))
+
+    def progress(self, phase: str, completed: int, total: int | None, force: bool = False) -> None:
+        """Report progress, at most ten times a second unless forced (the last step always is)."""
+        now = time.monotonic()
+        if force or completed == total or now - self._last_progress > 0.1:
+            self._last_progress = now
+            self.emit(Progress(phase=phase, completed=completed, total=total))
+
+    @contextmanager
+    def phase(self, name: str, total: int | None = None, description: str = "") -> Iterator[Callable[[int], None]]:
+        """Bracket a phase with started/finished events; yields a callback that reports progress."""
+        started = time.perf_counter()
+        self.emit(PhaseStarted(phase=name, total=total, description=description))
+        print(f"phase {name}: {description}", flush=True)
+        yield lambda completed: self.progress(name, completed, total)
+        self.emit(PhaseFinished(phase=name, seconds=time.perf_counter() - started))
+
+    def check_cancelled(self) -> None:
+        if self.cancel_requested:
+            raise JobCancelled()
+
+    def close(self) -> None:
+        self._journal.close()
+
+
+def _resolve_runner(kind: str) -> Callable[[JobContext], dict[str, Any]]:
+    target = JOB_RUNNERS.get(kind)
+    if target is None:
+        raise UserInputError(f"Unknown job kind {kind!r} in job.json; known kinds: {', '.join(sorted(JOB_RUNNERS))}.")
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def run_worker(run_path: Path) -> int:
+    run = RunDirectory(run_path)
+    me = psutil.Process()
+    write_json_atomically(run.worker_path, {"pid": os.getpid(), "create_time": me.create_time(), "started": time.time()})
+    job = run.read_job()
+    arguments = job.get("arguments", {})
+    settings = load_settings(run.config_path, environ={}, search_default_paths=False)
+    context = JobContext(run, settings, arguments)
+
+    def request_cancel(signum: int, frame: Any) -> None:
+        if context.cancel_requested:
+            return
+        context.cancel_requested = True
+        print(f"cancel requested (signal {signum}); stopping at the next safe point", flush=True)
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, request_cancel)
+    signal.signal(signal.SIGINT, request_cancel)
+
+    context.emit(
+        JobStarted(
+            job=job.get("kind", ""),
+            run_dir=str(run.path),
+            model=settings.model.model,
+            pid=os.getpid(),
+            resumed=bool(arguments.get("resume")),
+        )
+    )
+    exit_code = EXIT_OK
+    try:
+        runner = _resolve_runner(job.get("kind", ""))
+        summary = runner(context)
+        context.emit(JobFinished(report=str(run.report_path), summary=summary or {}))
+    except JobCancelled:
+        exit_code = EXIT_CANCELLED
+        context.emit(JobCancelledEvent(reason="cancelled by the user; completed work is saved and the run can be resumed"))
+    except UserInputError as error:
+        exit_code = EXIT_BAD_INPUT
+        print(f"error: {error}", flush=True)
+        context.emit(JobError(message=str(error), user_error=True))
+    except BaseException as error:
+        exit_code = EXIT_FAILED
+        text = traceback.format_exc()
+        print(text, flush=True)
+        message = str(error) or type(error).__name__
+        if isinstance(error, MemoryError) or "out of memory" in message.lower():
+            message += " (out of memory: lower model.max_batch_size or set model.batch_size, or use a smaller dtype)"
+        context.emit(JobError(message=f"{type(error).__name__}: {message}", traceback=text))
+    finally:
+        context.close()
+        info = run.read_worker()
+        info["exit_code"] = exit_code
+        info["finished"] = time.time()
+        write_json_atomically(run.worker_path, info)
+    return exit_code
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        print("usage: python -m core.worker RUN_DIR", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(run_worker(Path(sys.argv[1])))
+
+
+if __name__ == "__main__":
+    main()
