@@ -188,6 +188,9 @@ class OutputSettings:
         "", "Folder that holds one sub-folder per run; empty means the user data folder's 'runs'."
     )
     shard_size: str = setting("5GB", "Largest safetensors shard written by an export, e.g. '2GB' or '500MB'.")
+    model_directories: list[str] = setting(
+        [], "Extra folders the model browser scans for model folders (besides the Hugging Face cache and run outputs)."
+    )
 
 
 @dataclass
