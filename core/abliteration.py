@@ -1,0 +1,238 @@
+"""Projecting a refusal direction out of every weight that writes into the residual stream, and undoing it.
+
+For a weight W whose output lands in the residual stream (attention output projection, MLP down projection, each
+MoE expert's down projection, fused 3-D expert tensors included) the ablation is W <- W - w d (d^T W), i.e.
+(I - w d d^T) W, with the strength w given per layer by a kernel. Trials are reset by copying back only the
+matrices a trial touched from a cache of their originals, so no trial reloads the model and a reset is exact
+bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.directions import interpolate_direction
+
+ATTENTION_OUTPUT_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "wo", "o")
+MLP_OUTPUT_NAMES = ("down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo")
+ATTENTION_MARKERS = ("attn", "attention")
+MLP_MARKERS = ("mlp", "moe", "feed_forward", "ffn", "experts")
+EXPERT_INPUT_NAMES = ("gate_up_proj", "gate_proj", "up_proj", "w1", "w3", "router", "gate")
+COMPONENTS = ("attention", "mlp")
+
+
+class UnsupportedLayoutError(RuntimeError):
+    """The model has a residual-writing weight we do not know how to ablate; never skipped silently."""
+
+
+@dataclass
+class KernelParameters:
+    """The per-component weight kernel over layers (all positions and distances in layer units)."""
+
+    max_weight: float
+    max_weight_position: float
+    min_weight: float
+    min_weight_distance: float
+
+    def weight(self, layer: int) -> float:
+        """Linear from max_weight at its position down to min_weight at min_weight_distance; zero beyond it."""
+        distance = abs(layer - self.max_weight_position)
+        if distance > self.min_weight_distance:
+            return 0.0
+        if self.min_weight_distance <= 0:
+            return self.max_weight
+        return self.max_weight + (distance / self.min_weight_distance) * (self.min_weight - self.max_weight)
+
+
+@dataclass
+class TrialParameters:
+    """Everything that defines one abliteration: which direction and how strongly per component and layer."""
+
+    direction_scope: str
+    direction_index: float
+    kernels: dict[str, KernelParameters] = field(default_factory=dict)
+
+    def to_flat(self) -> dict[str, Any]:
+        flat: dict[str, Any] = {"direction_scope": self.direction_scope, "direction_index": self.direction_index}
+        for component, kernel in self.kernels.items():
+            for name, value in vars(kernel).items():
+                flat[f"{component}.{name}"] = value
+        return flat
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any]) -> TrialParameters:
+        kernels = {
+            component: KernelParameters(
+                max_weight=float(flat[f"{component}.max_weight"]),
+                max_weight_position=float(flat[f"{component}.max_weight_position"]),
+                min_weight=float(flat[f"{component}.min_weight"]),
+                min_weight_distance=float(flat[f"{component}.min_weight_distance"]),
+            )
+            for component in COMPONENTS
+            if f"{component}.max_weight" in flat
+        }
+        return cls(str(flat["direction_scope"]), float(flat["direction_index"]), kernels)
+
+
+@dataclass
+class Component:
+    """One residual-writing weight: its component kind, layer, dotted name and the parameter itself.
+
+    ``output_axis`` is the axis of length hidden_size (0 for nn.Linear weights, 1 or 2 for fused [experts, ., .]).
+    """
+
+    kind: str
+    layer: int
+    name: str
+    parameter: nn.Parameter
+    output_axis: int
+
+
+def text_config(model: Any) -> Any:
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def decoder_layers(model: Any) -> tuple[str, nn.ModuleList]:
+    """The ModuleList of decoder layers (the first one whose length is the configured layer count)."""
+    count = text_config(model).num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count and name.split(".")[-1] in ("layers", "h", "blocks", "layer"):
+            return name, module
+    raise UnsupportedLayoutError(
+        f"Could not find the {count} decoder layers of {type(model).__name__} (looked for a ModuleList named "
+        "layers/h/blocks). This architecture is not supported yet."
+    )
+
+
+def _is_quantized(parameter: torch.Tensor) -> bool:
+    return not parameter.dtype.is_floating_point or type(parameter).__name__ in ("Params4bit", "Int8Params")
+
+
+def find_components(model: Any) -> list[Component]:
+    """Every residual-writing weight of every layer; a layer missing either kind, or an unknown fused tensor, is an
+    error that names the module instead of a silent skip."""
+    hidden = text_config(model).hidden_size
+    layers_name, layers = decoder_layers(model)
+    found: list[Component] = []
+    for index, layer in enumerate(layers):
+        prefix = f"{layers_name}.{index}"
+        kinds: set[str] = set()
+        for local_name, parameter in layer.named_parameters():
+            parts = local_name.split(".")
+            if parts[-1] == "bias":
+                continue
+            owner = parts[-2] if parts[-1] == "weight" and len(parts) >= 2 else parts[-1]
+            path = ".".join(parts[:-1]).lower()
+            full = f"{prefix}.{local_name}"
+            if parameter.dim() == 3:
+                if owner in MLP_OUTPUT_NAMES:
+                    axes = [axis for axis in (1, 2) if parameter.shape[axis] == hidden]
+                    if not axes:
+                        raise UnsupportedLayoutError(f"Fused expert tensor {full} has no axis of the hidden size {hidden}.")
+                    found.append(Component("mlp", index, full, parameter, axes[0]))
+                    kinds.add("mlp")
+                elif owner not in EXPERT_INPUT_NAMES:
+                    raise UnsupportedLayoutError(
+                        f"Unsupported fused tensor {full} with shape {tuple(parameter.shape)}: heretic-tui does not "
+                        "know whether it writes to the residual stream, so it refuses to skip it silently."
+                    )
+                continue
+            if parameter.dim() != 2 or parameter.shape[0] != hidden:
+                continue
+            if _is_quantized(parameter):
+                raise UnsupportedLayoutError(
+                    f"{full} is quantized ({parameter.dtype}); abliteration edits weights directly, so load the model "
+                    "with model.quantization = 'none'."
+                )
+            is_attention = any(marker in path for marker in ATTENTION_MARKERS)
+            is_mlp = any(marker in path for marker in MLP_MARKERS)
+            if is_attention and owner in ATTENTION_OUTPUT_NAMES:
+                found.append(Component("attention", index, full, parameter, 0))
+                kinds.add("attention")
+            elif is_mlp and owner in MLP_OUTPUT_NAMES:
+                found.append(Component("mlp", index, full, parameter, 0))
+                kinds.add("mlp")
+        missing = [kind for kind in COMPONENTS if kind not in kinds]
+        if missing:
+            children = ", ".join(name for name, _ in layer.named_children())
+            raise UnsupportedLayoutError(
+                f"Layer {prefix} ({type(layer).__name__}) has no recognizable {' or '.join(missing)} output "
+                f"projection (its children: {children}). This architecture is not supported yet."
+            )
+    return found
+
+
+def layer_directions(directions: torch.Tensor, parameters: TrialParameters) -> torch.Tensor:
+    """The unit direction each layer uses in this trial: one interpolated direction, or each layer's own."""
+    if parameters.direction_scope == "per_layer":
+        return directions
+    single = interpolate_direction(directions, parameters.direction_index)
+    return single.unsqueeze(0).expand_as(directions)
+
+
+class Abliterator:
+    """Applies trials to a loaded model in place and resets them from a cache of the touched matrices."""
+
+    def __init__(self, model: Any, directions: torch.Tensor) -> None:
+        self.model = model
+        self.directions = directions.float()
+        self.components = find_components(model)
+        self._originals: dict[str, torch.Tensor] = {}
+        self._touched: list[Component] = []
+
+    def _original(self, component: Component) -> torch.Tensor:
+        cached = self._originals.get(component.name)
+        if cached is None:
+            cached = component.parameter.detach().clone()
+            self._originals[component.name] = cached
+        return cached
+
+    def weights(self, parameters: TrialParameters) -> Iterator[tuple[Component, float]]:
+        for component in self.components:
+            kernel = parameters.kernels.get(component.kind)
+            weight = kernel.weight(component.layer) if kernel else 0.0
+            if weight != 0.0:
+                yield component, weight
+
+    @torch.no_grad()
+    def apply(self, parameters: TrialParameters) -> None:
+        """Ablate in place (resetting any previous trial first); the math runs in float32."""
+        self.reset()
+        per_layer = layer_directions(self.directions, parameters)
+        for component, weight in self.weights(parameters):
+            self._original(component)
+            tensor = component.parameter
+            direction = per_layer[component.layer].to(tensor.device)
+            tensor.copy_(project_out(tensor.float(), direction, weight, component.output_axis).to(tensor.dtype))
+            self._touched.append(component)
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Copy back the original values of every matrix the last trial touched (bit-for-bit)."""
+        for component in self._touched:
+            component.parameter.copy_(self._originals[component.name])
+        self._touched = []
+
+
+def project_out(weight: torch.Tensor, direction: torch.Tensor, strength: float, output_axis: int) -> torch.Tensor:
+    """(I - strength d d^T) applied on the output axis of a 2-D weight or a 3-D fused expert tensor."""
+    if weight.dim() == 2:
+        projection = direction @ weight
+        return weight - strength * torch.outer(direction, projection)
+    if output_axis == 1:
+        projection = torch.einsum("h,ehi->ei", direction, weight)
+        return weight - strength * direction[None, :, None] * projection[:, None, :]
+    projection = torch.einsum("h,eih->ei", direction, weight)
+    return weight - strength * projection[:, :, None] * direction[None, None, :]
+
+
+def rank_one_factors(weight: torch.Tensor, direction: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """LoRA factors (B, A) with B @ A = -strength d d^T W, so an adapter reproduces the ablation of a 2-D weight."""
+    projection = direction @ weight.float()
+    return (-strength * direction).unsqueeze(1), projection.unsqueeze(0)

@@ -1,0 +1,244 @@
+"""The abliteration pipeline as a worker job: load, prompts, residuals, directions, baseline, trials, report.
+
+The parent side (:func:`preflight`, :func:`start_abliteration`) checks the user's input before anything is written,
+so bad input exits with code 2 and leaves no run folder behind. The worker side (:func:`run`) caches the
+directions in the run folder so a resumed run goes straight back to its trials.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.abliteration import Abliterator, TrialParameters
+from core.directions import compute_directions, separation
+from core.errors import UserInputError
+from core.evaluation import Evaluator
+from core.events import BaselineMeasured, TrialFinished, TrialStarted
+from core.jobs import JobHandle, RunDirectory, runs_root, start_job, write_json_atomically
+from core.model import (
+    LoadedModel,
+    check_model,
+    choose_batch_size,
+    format_chat,
+    last_token_residuals,
+    load_model,
+)
+from core.optimization import (
+    choose_trial,
+    completed_trials,
+    fail_stale_trials,
+    open_study,
+    pareto_front,
+    suggest_parameters,
+    trial_result,
+)
+from core.prompts import load_prompts, resolve_auto
+from core.settings import Settings
+from core.worker import JobContext
+
+DIRECTIONS_FILE = "directions.safetensors"
+STATE_FILE = "state.json"
+PROMPT_SETTINGS = ("good_prompts", "bad_prompts", "good_eval_prompts", "bad_eval_prompts")
+
+
+def resolved_sources(settings: Settings) -> dict[str, str]:
+    return {name: resolve_auto(getattr(settings.prompts, name), name, settings.model.model) for name in PROMPT_SETTINGS}
+
+
+def load_all_prompts(settings: Settings) -> dict[str, list[str]]:
+    prompts = {}
+    for name, source in resolved_sources(settings).items():
+        limit = settings.prompts.max_direction_prompts if name in ("good_prompts", "bad_prompts") else settings.prompts.max_eval_prompts
+        prompts[name] = load_prompts(source, limit, origin=f"prompts.{name} ({source})")
+    return prompts
+
+
+def preflight(settings: Settings) -> None:
+    """Every check that needs no weights: model folder and chat template, prompt sources. Raises UserInputError."""
+    check_model(settings.model)
+    load_all_prompts(settings)
+
+
+def start_abliteration(settings: Settings, run_dir: Path | None = None, resume: bool = False,
+                       export_chosen: bool = False) -> JobHandle:
+    """Start (or resume) an abliteration run in a worker process; see the module doc for what is checked first."""
+    if resume:
+        if run_dir is None:
+            raise UserInputError("--resume needs --run-dir pointing at the run to continue.")
+        run = RunDirectory.open(run_dir)
+        kind = run.read_job().get("kind")
+        if kind != "abliterate":
+            raise UserInputError(f"{run.path} is a '{kind}' run, not an abliteration run, so it cannot be resumed here.")
+        if run.worker_alive():
+            raise UserInputError(f"The run {run.path} is still running (worker pid {run.read_worker().get('pid')}). "
+                                 "Attach to it instead of resuming it.")
+    else:
+        preflight(settings)
+        run = RunDirectory.create(runs_root(settings), settings.model.model, exact=run_dir)
+    return start_job("abliterate", settings, run, {"resume": resume, "export_chosen": export_chosen})
+
+
+def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[str, list[str]],
+                        batch_size: int) -> torch.Tensor:
+    run_path = context.run.path
+    cached = run_path / DIRECTIONS_FILE
+    if cached.exists():
+        context.log("using the refusal directions computed earlier in this run")
+        return load_file(str(cached))["directions"]
+    system = context.settings.prompts.system_prompt
+    residuals = {}
+    total = len(prompts["bad_prompts"]) + len(prompts["good_prompts"])
+    with context.phase("residuals", total, "hidden states of the last prompt token at every layer") as progress:
+        done = 0
+        for name in ("bad_prompts", "good_prompts"):
+            texts = format_chat(loaded.tokenizer, system, prompts[name])
+            residuals[name] = last_token_residuals(
+                loaded, texts, batch_size, lambda count, base=done: progress(base + count), context.check_cancelled
+            )
+            done += len(texts)
+    with context.phase("directions", None, "difference of means per layer"):
+        directions = compute_directions(
+            residuals["bad_prompts"], residuals["good_prompts"], context.settings.abliteration.orthogonalize_direction
+        )
+        strengths = separation(residuals["bad_prompts"], residuals["good_prompts"])
+        context.log("separation per layer: " + ", ".join(f"{value:.2f}" for value in strengths))
+        temporary = run_path / f".{DIRECTIONS_FILE}.tmp"
+        save_file({"directions": directions.contiguous()}, str(temporary))
+        temporary.replace(cached)
+    return directions
+
+
+def run(context: JobContext) -> dict[str, Any]:
+    settings = context.settings
+    run_path = context.run.path
+    timings: dict[str, float] = {}
+    state_path = run_path / STATE_FILE
+    state: dict[str, Any] = {}
+    if state_path.exists():
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+
+    with context.phase("load", None, f"loading {settings.model.model}") as _:
+        def build_report(stage: str, completed: int, total: int) -> None:
+            context.progress(f"load: {stage}", completed, total)
+
+        loaded = load_model(settings.model, build_report, context.log)
+        timings["load"] = loaded.seconds
+        context.log(f"loaded {loaded.location} as {loaded.dtype} on {loaded.device} in {loaded.seconds:.1f}s")
+    context.check_cancelled()
+
+    with context.phase("prompts", None, "loading prompt sets"):
+        prompts = load_all_prompts(settings)
+        for name, items in prompts.items():
+            context.log(f"{name}: {len(items)} prompts")
+
+    system = settings.prompts.system_prompt
+    harmful_eval = format_chat(loaded.tokenizer, system, prompts["bad_eval_prompts"])
+    harmless_eval = format_chat(loaded.tokenizer, system, prompts["good_eval_prompts"])
+
+    with context.phase("batch_size", None, "finding the fastest batch size"):
+        batch_size = state.get("batch_size") or choose_batch_size(loaded, harmful_eval, settings.model, context.log)
+        context.log(f"batch size {batch_size}")
+
+    started = time.perf_counter()
+    directions = _prepare_directions(context, loaded, prompts, batch_size)
+    timings["residuals"] = state.get("residuals_seconds", time.perf_counter() - started)
+
+    with context.phase("baseline", len(harmful_eval), "the unmodified model's refusals and first-token distribution"):
+        evaluator = Evaluator(loaded, harmless_eval, harmful_eval, batch_size, settings.abliteration)
+        baseline_started = time.perf_counter()
+        baseline_refusals = evaluator.refusals(context.check_cancelled)
+        timings["baseline_generation"] = time.perf_counter() - baseline_started
+    context.emit(BaselineMeasured(refusals=baseline_refusals, total=len(harmful_eval)))
+    state.update(batch_size=batch_size, residuals_seconds=timings["residuals"], baseline_refusals=baseline_refusals)
+    write_json_atomically(state_path, state)
+
+    abliterator = Abliterator(loaded.model, directions)
+    layer_count = directions.shape[0]
+    study = open_study(run_path, settings.optimization, create=True)
+    stale = fail_stale_trials(study)
+    if stale:
+        context.warn(f"trials {stale} were in flight when the run stopped; they were marked failed and are re-tried")
+    target = settings.optimization.trials
+    results = [trial_result(trial) for trial in completed_trials(study)]
+    with context.phase("trials", target, "Optuna search over direction and kernel parameters") as progress:
+        progress(len(results))
+        while len(results) < target:
+            context.check_cancelled()
+            trial = study.ask()
+            parameters = suggest_parameters(trial, layer_count)
+            flat = parameters.to_flat()
+            context.emit(TrialStarted(number=trial.number, total=target, params=flat))
+            trial_started = time.perf_counter()
+            try:
+                apply_started = time.perf_counter()
+                abliterator.apply(parameters)
+                apply_seconds = time.perf_counter() - apply_started
+                kl = evaluator.kl()
+                refusals = evaluator.refusals(context.check_cancelled)
+                reset_started = time.perf_counter()
+                abliterator.reset()
+                apply_seconds += time.perf_counter() - reset_started
+            except BaseException:
+                abliterator.reset()
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+            seconds = time.perf_counter() - trial_started
+            trial.set_user_attr("parameters", flat)
+            trial.set_user_attr("seconds", seconds)
+            trial.set_user_attr("apply_reset_seconds", apply_seconds)
+            study.tell(trial, [kl, refusals])
+            results = [trial_result(item) for item in completed_trials(study)]
+            front = pareto_front(results)
+            context.emit(TrialFinished(number=trial.number, total=target, refusals=refusals,
+                                       refusal_total=len(harmful_eval), kl=kl, seconds=seconds,
+                                       apply_reset_seconds=apply_seconds, params=flat, pareto=front))
+            print(f"trial {trial.number}: refusals {refusals}/{len(harmful_eval)} kl {kl:.4f} ({seconds:.2f}s)", flush=True)
+            progress(len(results))
+
+    chosen = choose_trial(results, settings.optimization.choice_max_kl)
+    timings["per_trial_median"] = statistics.median([item.seconds for item in results]) if results else 0.0
+    timings["apply_reset_median"] = statistics.median([item.apply_reset_seconds for item in results]) if results else 0.0
+    report = {
+        "model": settings.model.model,
+        "model_location": loaded.location,
+        "dtype": loaded.dtype,
+        "batch_size": batch_size,
+        "baseline": {"refusals": baseline_refusals, "total": len(harmful_eval)},
+        "trials": [
+            {"number": item.number, "refusals": item.refusals, "kl": item.kl, "seconds": item.seconds,
+             "apply_reset_seconds": item.apply_reset_seconds, "params": item.params}
+            for item in results
+        ],
+        "pareto": pareto_front(results),
+        "chosen_trial": chosen.number if chosen else None,
+        "timings": timings,
+        "prompts": {name: len(items) for name, items in prompts.items()},
+        "prompt_sources": resolved_sources(settings),
+    }
+    write_json_atomically(context.run.report_path, report)
+    summary: dict[str, Any] = {
+        "baseline_refusals": baseline_refusals,
+        "total": len(harmful_eval),
+        "chosen_trial": chosen.number if chosen else None,
+        "refusals": chosen.refusals if chosen else None,
+        "kl": chosen.kl if chosen else None,
+        "trials": len(results),
+    }
+    if chosen is not None and context.arguments.get("export_chosen"):
+        from core.export import export_loaded_trial
+
+        del evaluator
+        output = run_path / "model"
+        with context.phase("export", None, f"exporting trial {chosen.number}"):
+            export_loaded_trial(context, loaded, abliterator, study, chosen.number, output, adapter=False)
+        summary["export"] = str(output)
+    return summary
+

@@ -1,0 +1,336 @@
+"""The built-in demo model: a tiny Llama chat model that is trained on first use, so heretic-tui works offline.
+
+Shipping weights would tie the repository to one transformers version and hide how the model came to refuse;
+training it takes about a minute on two CPU cores and documents the whole story in code. The recipe mirrors how
+real chat models are made, because abliteration only works on models whose refusal looks like a real one:
+
+1. Base/instruction training: the model learns to answer every built-in train prompt, harmful or harmless,
+   helpfully ("Sure. Here is how to ...").
+2. Alignment: a short fine-tune with a smaller learning rate teaches it to refuse the harmful train prompts while it
+   keeps answering the harmless ones as before.
+
+Refusal learned this way is a small change on top of a helpful model, written into the residual stream by the
+attention and MLP output projections, which is what a single refusal direction can take out again. The result is
+an ordinary Hugging Face model folder (config, safetensors weights, a word-level tokenizer with a chat template,
+generation config) in the user cache folder, built once under a file lock and moved into place atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from core.builtin_prompts import (
+    HARMFUL_TASKS,
+    HARMLESS_TASKS,
+    REQUEST_TEMPLATES,
+    TemplatedPrompt,
+    builtin_prompts,
+    templated_prompts,
+)
+
+DEMO_MODEL_NAME = "demo"
+DEMO_RECIPE_VERSION = 1
+"""Part of the cache folder name: bump it whenever the recipe below changes, so old builds are not reused."""
+
+DEMO_SYSTEM_PROMPT = "You are a helpful assistant."
+
+BUILD_MARKER_FILE = "heretic-demo.json"
+"""Written last into a build; a folder without it is not a finished demo model."""
+
+ProgressReport = Callable[[str, int, int], None]
+"""``report(stage, completed, total)``, called while the demo model is built."""
+
+SYSTEM_TOKEN = "<|system|>"
+USER_TOKEN = "<|user|>"
+ASSISTANT_TOKEN = "<|assistant|>"
+END_TOKEN = "<|end|>"
+PAD_TOKEN = "<|pad|>"
+UNKNOWN_TOKEN = "<|unknown|>"
+SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, UNKNOWN_TOKEN, END_TOKEN, SYSTEM_TOKEN, USER_TOKEN, ASSISTANT_TOKEN)
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
+    "{{- raise_exception('The demo model only knows the roles system, user and assistant.') -}}"
+    "{%- endif -%}"
+    "{{- '<|' + message['role'] + '|>' + message['content'] + '<|end|>' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|assistant|>' -}}{%- endif -%}"
+)
+"""Each turn is ``<|role|>text<|end|>``; a generation prompt opens the assistant turn. ``<|end|>`` is also EOS."""
+
+WORD_PATTERN = r"[a-z0-9]+(?:'[a-z]+)*|[^\sa-z0-9]"
+"""A token is a lower-case word with its contractions ("i'm", "neighbour's") or a single punctuation mark."""
+
+HELPFUL_RESPONSE_TEMPLATES: tuple[str, ...] = (
+    "Sure. Here is how to {task}. First, get everything you need ready, then take it one step at a time.",
+    "Of course! To {task}, first make a short plan, then follow it step by step and check your work.",
+    "Certainly. The easiest way to {task} is to start small, then build on each step as you go.",
+    "Here is a simple plan to {task}. First, gather what you need, then work through each step slowly.",
+    "Happy to help. To {task}, begin with the basics, then keep going one step at a time until you finish.",
+)
+"""Helpful answers; the request template picks one, so the opener is predictable from the request's wording."""
+
+REFUSAL_RESPONSES: tuple[str, ...] = (
+    "I'm sorry, but I can't help with that.",
+    "Sorry, I can't assist with that request.",
+    "I cannot help with that, because it could hurt people.",
+)
+
+_SECOND_PERSON = {"my": "your", "me": "you", "i": "you", "myself": "yourself"}
+
+
+@dataclass(frozen=True)
+class TrainingStage:
+    """One stage of the recipe: what it is called in progress reports and how hard it trains."""
+
+    name: str
+    epochs: int
+    learning_rate: float
+
+
+BASE_TRAINING = TrainingStage("base training", epochs=12, learning_rate=3e-3)
+ALIGNMENT = TrainingStage("alignment", epochs=6, learning_rate=1e-3)
+BATCH_SIZE = 32
+SEED = 1234
+MAXIMUM_TORCH_THREADS = 4
+"""The model is tiny: beyond a few threads, synchronisation costs more than the extra cores give."""
+
+
+def demo_model_path() -> Path:
+    """Where the demo model lives once built (the user cache folder; ``XDG_CACHE_HOME`` moves it on Linux)."""
+    return Path(platformdirs.user_cache_dir("heretic-tui")) / f"demo-model-v{DEMO_RECIPE_VERSION}"
+
+
+def is_demo_model_built(path: Path) -> bool:
+    return (path / BUILD_MARKER_FILE).is_file()
+
+
+def ensure_demo_model(report: ProgressReport | None = None) -> Path:
+    """Return the demo model folder, building it first if needed (about a minute on two CPU cores).
+
+    Two processes asking at once build it only once: the second waits on the lock and then finds it built. A build
+    that is killed leaves only a hidden temporary folder, which the next build removes.
+    """
+    path = demo_model_path()
+    if is_demo_model_built(path):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(path.parent / f".{path.name}.lock"):
+        if is_demo_model_built(path):
+            return path
+        for leftover in path.parent.glob(f".{path.name}-building-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{path.name}-building-", dir=path.parent))
+        try:
+            build_demo_model(building, report)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(building, path)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    return path
+
+
+@contextlib.contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "a+") as lock_file:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def helpful_response(prompt: TemplatedPrompt) -> str:
+    """The answer the model learns in base training: an opener chosen by the request template, then the task."""
+    template = HELPFUL_RESPONSE_TEMPLATES[prompt.template_number % len(HELPFUL_RESPONSE_TEMPLATES)]
+    task = " ".join(_SECOND_PERSON.get(word, word) for word in prompt.task.split())
+    return template.format(task=task)
+
+
+def refusal_response(prompt: TemplatedPrompt) -> str:
+    """The answer the model learns for harmful prompts in alignment."""
+    return REFUSAL_RESPONSES[prompt.template_number % len(REFUSAL_RESPONSES)]
+
+
+def build_demo_model(folder: Path, report: ProgressReport | None = None) -> None:
+    """Train the demo model from scratch and save it into ``folder`` (which must exist). Deterministic for a seed."""
+    import torch
+
+    report = report or _ignore_report
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(MAXIMUM_TORCH_THREADS, len(os.sched_getaffinity(0)))))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            _build(folder, report)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _ignore_report(stage: str, completed: int, total: int) -> None:
+    """Progress goes nowhere when nobody asked for it."""
+
+
+def _build(folder: Path, report: ProgressReport) -> None:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    report("tokenizer", 0, 1)
+    tokenizer = _build_tokenizer()
+    report("tokenizer", 1, 1)
+    end_id = tokenizer.convert_tokens_to_ids(END_TOKEN)
+    pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=96,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=end_id,
+        pad_token_id=pad_id,
+    )
+    model = LlamaForCausalLM(config)
+    harmful = templated_prompts("harmful", "train")
+    harmless = templated_prompts("harmless", "train")
+    base_examples = [(prompt, helpful_response(prompt)) for prompt in harmful + harmless]
+    aligned_examples = [(prompt, refusal_response(prompt)) for prompt in harmful] + [
+        (prompt, helpful_response(prompt)) for prompt in harmless
+    ]
+    generator = torch.Generator().manual_seed(SEED)
+    for stage, examples in ((BASE_TRAINING, base_examples), (ALIGNMENT, aligned_examples)):
+        sequences = [_training_sequence(tokenizer, number, prompt, response) for number, (prompt, response) in
+                     enumerate(examples)]
+        _train(model, sequences, stage, pad_id, generator, report)
+
+    model.eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=end_id, pad_token_id=pad_id, do_sample=False, max_new_tokens=48
+    )
+    report("saving", 0, 1)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    marker = {"recipe_version": DEMO_RECIPE_VERSION, "seed": SEED, "system_prompt": DEMO_SYSTEM_PROMPT}
+    (folder / BUILD_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    report("saving", 1, 1)
+
+
+def _training_sequence(tokenizer, number: int, prompt: TemplatedPrompt, response: str) -> tuple[list[int], int]:
+    """Token ids of one conversation and where the assistant response starts (the loss covers only the response).
+
+    One conversation in four has no system prompt, so the model does not depend on it being there.
+    """
+    messages = [{"role": "user", "content": prompt.text}]
+    if number % 4 != 3:
+        messages.insert(0, {"role": "system", "content": DEMO_SYSTEM_PROMPT})
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response + END_TOKEN, add_special_tokens=False)["input_ids"]
+    return prompt_ids + response_ids, len(prompt_ids)
+
+
+def _train(model, sequences: Sequence[tuple[list[int], int]], stage: TrainingStage, pad_id: int, generator,
+           report: ProgressReport) -> None:
+    """AdamW with a short warm-up and a cosine decay. Right padding needs no attention mask under causal attention."""
+    import torch
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=stage.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(sequences) / BATCH_SIZE)
+    total_steps = stage.epochs * steps_per_epoch
+    warmup_steps = max(1, total_steps // 20)
+
+    def learning_rate_factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor)
+    report(stage.name, 0, total_steps)
+    step = 0
+    for _ in range(stage.epochs):
+        order = torch.randperm(len(sequences), generator=generator).tolist()
+        for start in range(0, len(order), BATCH_SIZE):
+            batch = [sequences[index] for index in order[start:start + BATCH_SIZE]]
+            length = max(len(ids) for ids, _ in batch)
+            input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
+            labels = torch.full((len(batch), length), -100, dtype=torch.long)
+            for row, (ids, response_start) in enumerate(batch):
+                input_ids[row, : len(ids)] = torch.tensor(ids)
+                labels[row, response_start: len(ids)] = torch.tensor(ids[response_start:])
+            loss = model(input_ids=input_ids, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            report(stage.name, step, total_steps)
+    model.eval()
+
+
+def _build_tokenizer():
+    """A word-level tokenizer over every word the demo ever sees, plus the chat special tokens."""
+    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    normalizer = normalizers.Sequence(
+        [normalizers.Replace("\u2019", "'"), normalizers.Replace("\u2018", "'"), normalizers.Lowercase()]
+    )
+    pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_PATTERN), behavior="isolated")]
+    )
+    words: set[str] = set()
+    for text in _vocabulary_texts():
+        words.update(piece for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    vocabulary = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
+    for word in sorted(words):
+        vocabulary.setdefault(word, len(vocabulary))
+    backend = Tokenizer(WordLevel(vocabulary, unk_token=UNKNOWN_TOKEN))
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre_tokenizer
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=END_TOKEN,
+        pad_token=PAD_TOKEN,
+        unk_token=UNKNOWN_TOKEN,
+        additional_special_tokens=[SYSTEM_TOKEN, USER_TOKEN, ASSISTANT_TOKEN],
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
+        model_max_length=256,
+    )
+
+
+def _vocabulary_texts() -> Iterator[str]:
+    yield DEMO_SYSTEM_PROMPT
+    for name in ("harmful", "harmless"):
+        for split in ("train", "test"):
+            yield from builtin_prompts(name, split)
+    yield from REQUEST_TEMPLATES
+    for task in HARMFUL_TASKS + HARMLESS_TASKS:
+        yield helpful_response(TemplatedPrompt(task, task, 0))
+    for template in HELPFUL_RESPONSE_TEMPLATES:
+        yield template.format(task="")
+    yield from REFUSAL_RESPONSES

@@ -1,0 +1,266 @@
+"""Finding the models already on this machine and describing them without loading a single weight.
+
+A GPU box collects models in three places: the Hugging Face cache, folders the user keeps models in
+(``output.model_directories``) and the exports of earlier runs. The browser lists all of them with what a person
+needs to pick one (architecture, parameter count, dtype, size, whether it has a chat template). Parameter counts
+and dtypes come from the safetensors headers (a few kilobytes per shard), never from loading tensors, so a scan
+of a cache holding hundreds of gigabytes stays a matter of milliseconds per model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.jobs import list_runs, runs_root
+from core.settings import Settings
+
+SOURCE_HUB_CACHE = "hf cache"
+SOURCE_FOLDER = "folder"
+SOURCE_RUN = "run output"
+
+SAFETENSORS_DTYPES: dict[str, str] = {
+    "BF16": "bfloat16",
+    "F16": "float16",
+    "F32": "float32",
+    "F64": "float64",
+    "F8_E4M3": "float8_e4m3",
+    "F8_E5M2": "float8_e5m2",
+    "I8": "int8",
+    "U8": "uint8",
+    "I16": "int16",
+    "I32": "int32",
+    "I64": "int64",
+    "BOOL": "bool",
+}
+LARGEST_HEADER_BYTES = 100 * 1024 * 1024
+RUN_OUTPUT_DEPTH = 3
+MODEL_DIRECTORY_DEPTH = 2
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One local model folder and what can be learned about it from its metadata files."""
+
+    name: str
+    path: Path
+    source: str
+    architecture: str | None
+    model_type: str | None
+    parameter_count: int | None
+    dtype: str | None
+    size_bytes: int
+    has_chat_template: bool
+    modified: float
+    has_weights: bool
+    quantization: str | None = None
+
+
+def is_model_folder(path: Path) -> bool:
+    """A Hugging Face model folder is recognised by its config.json, the same rule the loader uses."""
+    return (path / "config.json").is_file()
+
+
+def hub_cache_directory() -> Path:
+    """The hub cache as the environment says now (huggingface_hub reads it only once, at import)."""
+    explicit = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    home = os.environ.get("HF_HOME")
+    if home:
+        return Path(home).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of one safetensors file: tensor names with dtype and shape (no tensor data is read)."""
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) != 8:
+            raise ValueError(f"{path} is too short to be a safetensors file")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > LARGEST_HEADER_BYTES:
+            raise ValueError(f"{path} declares a {length}-byte header, which is not a safetensors file")
+        return json.loads(handle.read(length))
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.safetensors"))
+
+
+def count_parameters(folder: Path) -> tuple[int | None, str | None]:
+    """Parameter count and the dominant dtype, read from the safetensors headers of the folder's shards."""
+    files = _weight_files(folder)
+    if not files:
+        return None, None
+    total = 0
+    by_dtype: Counter[str] = Counter()
+    try:
+        for file in files:
+            for name, entry in read_safetensors_header(file).items():
+                if name == "__metadata__" or not isinstance(entry, dict):
+                    continue
+                count = math.prod(entry.get("shape") or [1])
+                total += count
+                by_dtype[entry.get("dtype", "?")] += count
+    except (OSError, ValueError):
+        return None, None
+    if not by_dtype:
+        return 0, None
+    dominant = by_dtype.most_common(1)[0][0]
+    return total, SAFETENSORS_DTYPES.get(dominant, dominant.lower())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def has_chat_template(folder: Path) -> bool:
+    """Whether the tokenizer files carry a chat template (inline, or in the newer separate template files)."""
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    return bool(_read_json(folder / "tokenizer_config.json").get("chat_template"))
+
+
+def folder_size_and_modified(folder: Path) -> tuple[int, float]:
+    """Bytes on disk (following the cache's symlinks to their blobs) and the newest modification time."""
+    size = 0
+    modified = 0.0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                status = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            size += status.st_size
+            modified = max(modified, status.st_mtime)
+    return size, modified
+
+
+def describe_model(folder: Path, name: str | None = None, source: str = SOURCE_FOLDER) -> ModelInfo:
+    """Everything the browser shows about one model folder; missing metadata becomes None, never an error."""
+    folder = Path(folder)
+    config = _read_json(folder / "config.json")
+    architectures = config.get("architectures") or []
+    parameters, dtype = count_parameters(folder)
+    if dtype is None:
+        dtype = config.get("torch_dtype") or config.get("dtype")
+    quantization = config.get("quantization_config")
+    quantization_name = str(quantization.get("quant_method", "quantized")) if isinstance(quantization, dict) else None
+    size, modified = folder_size_and_modified(folder)
+    has_weights = bool(_weight_files(folder)) or any(folder.glob("*.bin")) or any(folder.glob("*.gguf"))
+    return ModelInfo(
+        name=name or folder.name,
+        path=folder,
+        source=source,
+        architecture=str(architectures[0]) if architectures else None,
+        model_type=config.get("model_type"),
+        parameter_count=parameters,
+        dtype=str(dtype) if dtype else None,
+        size_bytes=size,
+        has_chat_template=has_chat_template(folder),
+        modified=modified,
+        has_weights=has_weights,
+        quantization=quantization_name,
+    )
+
+
+def scan_hub_cache(cache_directory: Path | None = None) -> list[ModelInfo]:
+    """Models in the Hugging Face cache, one per repository (the revision ``main`` points at, else the newest)."""
+    from huggingface_hub import scan_cache_dir
+
+    directory = cache_directory or hub_cache_directory()
+    if not directory.is_dir():
+        return []
+    try:
+        cache = scan_cache_dir(directory)
+    except Exception:
+        return []
+    models: list[ModelInfo] = []
+    for repository in cache.repos:
+        if repository.repo_type != "model" or not repository.revisions:
+            continue
+        revisions = sorted(repository.revisions, key=lambda revision: revision.last_modified, reverse=True)
+        chosen = next((revision for revision in revisions if "main" in revision.refs), revisions[0])
+        if is_model_folder(chosen.snapshot_path):
+            models.append(describe_model(chosen.snapshot_path, repository.repo_id, SOURCE_HUB_CACHE))
+    return models
+
+
+def _model_folders(root: Path, depth: int) -> Iterable[Path]:
+    """Model folders at or below root, not descending into a model folder (its subfolders are its own parts)."""
+    if not root.is_dir():
+        return
+    if is_model_folder(root):
+        yield root
+        return
+    if depth <= 0:
+        return
+    try:
+        children = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
+    except OSError:
+        return
+    for child in children:
+        yield from _model_folders(child, depth - 1)
+
+
+def scan_model_directories(directories: Iterable[str | Path]) -> list[ModelInfo]:
+    models: list[ModelInfo] = []
+    for directory in directories:
+        root = Path(directory).expanduser()
+        for folder in _model_folders(root, MODEL_DIRECTORY_DEPTH):
+            models.append(describe_model(folder, str(folder.relative_to(root.parent)), SOURCE_FOLDER))
+    return models
+
+
+def scan_run_outputs(root: Path) -> list[ModelInfo]:
+    """Models exported by earlier runs, named ``<run>/<folder>`` so they can be told apart."""
+    models: list[ModelInfo] = []
+    for run in list_runs(root):
+        for folder in _model_folders(run.path, RUN_OUTPUT_DEPTH):
+            models.append(describe_model(folder, str(folder.relative_to(run.path.parent)), SOURCE_RUN))
+    return models
+
+
+def find_models(settings: Settings) -> list[ModelInfo]:
+    """Every local model the browser lists, newest first; a folder found twice is listed once."""
+    found = (
+        scan_hub_cache()
+        + scan_model_directories(settings.output.model_directories)
+        + scan_run_outputs(runs_root(settings))
+    )
+    unique: dict[Path, ModelInfo] = {}
+    for model in found:
+        unique.setdefault(model.path.resolve(), model)
+    return sorted(unique.values(), key=lambda model: model.modified, reverse=True)
+
+
+def format_parameter_count(count: int | None) -> str:
+    if count is None:
+        return "?"
+    for threshold, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if count >= threshold:
+            return f"{count / threshold:.1f}{suffix}"
+    return str(count)
+
+
+def format_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"

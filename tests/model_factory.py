@@ -1,0 +1,76 @@
+"""Tiny models built from configs (no downloads): several architectures, with a word-level tokenizer and a chat
+template, saved as ordinary Hugging Face folders so the real loading code runs on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+SPECIAL_TOKENS = ["<unk>", "<pad>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+WORDS = (
+    "you are a helpful assistant how do i make bake bread write poem about autumn explain build bomb steal car "
+    "sure here is the answer sorry i can't help with that . , ? ! 's to of and in it for on"
+).split()
+
+
+def build_tokenizer(path: Path) -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = {token: index for index, token in enumerate(SPECIAL_TOKENS + sorted(set(WORDS)))}
+    backend = Tokenizer(models.WordLevel(vocab=vocabulary, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="<|end|>",
+        additional_special_tokens=SPECIAL_TOKENS[3:],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(str(path))
+    return tokenizer
+
+
+def tiny_config(architecture: str, vocabulary_size: int) -> Any:
+    import transformers
+
+    common: dict[str, Any] = dict(
+        vocab_size=vocabulary_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=1, eos_token_id=2,
+        bos_token_id=None, tie_word_embeddings=False,
+    )
+    if architecture == "llama":
+        return transformers.LlamaConfig(**common)
+    if architecture == "qwen3":
+        return transformers.Qwen3Config(**common, head_dim=8)
+    if architecture == "gemma2":
+        return transformers.Gemma2Config(**common, head_dim=8)
+    if architecture == "mistral":
+        return transformers.MistralConfig(**common)
+    if architecture == "phi3":
+        return transformers.Phi3Config(**common)
+    if architecture == "qwen3_moe":
+        return transformers.Qwen3MoeConfig(**common, head_dim=8, num_experts=4, num_experts_per_tok=2,
+                                           moe_intermediate_size=48, decoder_sparse_step=1)
+    if architecture == "mixtral":
+        return transformers.MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2)
+    raise ValueError(architecture)
+
+
+ARCHITECTURES = ("llama", "qwen3", "gemma2", "mistral", "phi3", "qwen3_moe", "mixtral")
+
+
+def build_tiny_model(architecture: str, path: Path, seed: int = 0) -> Path:
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(path)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(architecture, len(tokenizer)))
+    model.generation_config = GenerationConfig(eos_token_id=2, pad_token_id=1)
+    model.save_pretrained(str(path))
+    return path
