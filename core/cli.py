@@ -34,7 +34,7 @@ from core.events import (
 from core.jobs import JobHandle
 from core.settings import Settings, load_settings, overrides_from_text, parse_assignment
 
-COMMANDS = ("abliterate", "export", "demo", "attach", "runs")
+COMMANDS = ("abliterate", "export", "demo", "attach", "runs", "finetune")
 
 FLAG_SETTINGS = {
     "model": "model.model",
@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list runs with their status")
     _add_settings_flags(runs)
+
+    finetune = commands.add_parser("finetune", help="train a LoRA/QLoRA adapter on documents or chat data")
+    _add_settings_flags(finetune)
+    try:
+        from core.finetuning.cli import add_arguments as add_finetune_arguments
+    except ImportError:
+        add_finetune_arguments = None
+    if add_finetune_arguments is not None:
+        add_finetune_arguments(finetune)
     return parser
 
 
@@ -288,6 +297,14 @@ def command_runs(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_finetune(arguments: argparse.Namespace) -> int:
+    try:
+        from core.finetuning.cli import run_command
+    except ImportError:
+        raise UserInputError("Fine-tuning is not built yet in this version of heretic-tui.") from None
+    return run_command(arguments, settings_from_arguments, follow, ProgressPrinter, launch_app)
+
+
 def launch_app(**options: Any) -> int:
     from tui.app import launch
 
@@ -312,6 +329,7 @@ def dispatch(argv: Sequence[str]) -> int:
         "demo": command_demo,
         "attach": command_attach,
         "runs": command_runs,
+        "finetune": command_finetune,
     }
     if arguments.command is None:
         return launch_app(settings=settings_from_arguments(argparse.Namespace()))

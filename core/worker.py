@@ -39,6 +39,7 @@ from core.settings import Settings, load_settings
 JOB_RUNNERS: dict[str, str] = {
     "abliterate": "core.abliteration_job:run",
     "export": "core.export:run_export_job",
+    "finetune": "core.finetuning.job:run",
 }
 """Job kind -> ``module:function`` taking a :class:`JobContext` and returning a summary dict (imported lazily)."""
 
