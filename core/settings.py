@@ -194,6 +194,92 @@ class OutputSettings:
 
 
 @dataclass
+class FinetuneSettings:
+    """Fine-tuning: the training data, the LoRA adapter, the schedule, checkpoints and what is written at the end."""
+
+    training_data: list[str] = setting(
+        [],
+        "Training data, one entry per source: a file (.pdf, .txt, .md, .markdown, .jsonl, .json), a folder (searched "
+        "recursively, formats may be mixed) or a Hugging Face dataset written 'hf:owner/name@split#column'.",
+    )
+    training_mode: str = setting(
+        "auto",
+        "What the model learns from: 'text' (continued pretraining on token windows), 'instruct' (instruction and "
+        "response pairs; documents are turned into pairs), 'chat' (conversations, loss on the assistant turns only), "
+        "or 'auto' (chat for conversations, instruct for instruction data, text for documents).",
+        choices=("auto", "text", "instruct", "chat"),
+    )
+    chunk_tokens: int = setting(
+        256, "Length in tokens of the windows that documents are cut into.", minimum=16, maximum=1048576
+    )
+    chunk_overlap: int = setting(
+        32, "Tokens that neighbouring document windows share, so no fact is cut in half.", minimum=0, maximum=1048576
+    )
+    validation_fraction: float = setting(
+        0.1, "Share of the examples held out to measure validation loss (a seeded split).", minimum=0.0, maximum=0.5
+    )
+    preview_examples: int = setting(
+        3, "Examples shown, rendered through the chat template, before training starts.", minimum=0, maximum=50
+    )
+    lora_rank: int = setting(16, "Rank of the LoRA matrices.", minimum=1, maximum=4096)
+    lora_alpha: int = setting(32, "LoRA scaling numerator (the update is scaled by alpha / rank).", minimum=1,
+                              maximum=65536)
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA input during training.", minimum=0.0, maximum=0.9)
+    target_modules: list[str] = setting(
+        [],
+        "Names of the linear layers that get adapters (e.g. q_proj, v_proj); empty means every attention and MLP "
+        "projection of the architecture, detected automatically.",
+    )
+    dora: bool = setting(False, "Use DoRA (weight-decomposed LoRA): often better quality, slower steps.")
+    epochs: float = setting(3.0, "Passes over the training examples (ignored when max_steps is set).", minimum=0.01,
+                            maximum=10000.0)
+    max_steps: int = setting(0, "Stop after this many optimizer steps; 0 means train for 'epochs'.", minimum=0,
+                             maximum=10000000)
+    learning_rate: float = setting(2e-4, "Peak learning rate of the adapter.", minimum=0.0, maximum=1.0)
+    warmup_ratio: float = setting(
+        0.03, "Share of the steps over which the learning rate ramps up from zero.", minimum=0.0, maximum=0.5
+    )
+    learning_rate_scheduler: str = setting(
+        "cosine",
+        "How the learning rate decays after warmup.",
+        choices=("cosine", "linear", "constant", "constant_with_warmup"),
+    )
+    per_device_batch_size: int = setting(4, "Sequences per forward pass.", minimum=1, maximum=4096)
+    gradient_accumulation: int = setting(
+        4, "Forward passes per optimizer step (effective batch = batch size x accumulation).", minimum=1, maximum=4096
+    )
+    max_sequence_length: int = setting(
+        1024, "Longest training sequence in tokens; longer examples are cut. At most the model's context length.",
+        minimum=16, maximum=1048576,
+    )
+    packing: bool = setting(False, "Pack several short examples into one sequence (no padding, faster).")
+    gradient_checkpointing: bool = setting(
+        True, "Recompute activations in the backward pass: much less memory for about a third more time."
+    )
+    logging_steps: int = setting(10, "Report loss, learning rate and throughput every this many steps.", minimum=1,
+                                 maximum=1000000)
+    checkpoint_steps: int = setting(
+        100, "Measure validation loss and save a resumable checkpoint every this many steps.", minimum=1,
+        maximum=10000000,
+    )
+    keep_checkpoints: int = setting(
+        2, "Checkpoints kept: the best ones by validation loss (the latest is always kept too, for resuming).",
+        minimum=1, maximum=1000,
+    )
+    finetune_seed: int = setting(42, "Seed of the data split, the adapter initialisation and the data order.",
+                                 minimum=0, maximum=2**31 - 1)
+    knowledge_test_prompts: int = setting(
+        3, "Prompts taken from the data and answered before and after training, side by side.", minimum=0,
+        maximum=100,
+    )
+    knowledge_test_tokens: int = setting(48, "Longest answer generated in the knowledge test.", minimum=1,
+                                         maximum=4096)
+    merge_adapter: bool = setting(
+        False, "Also write a full model folder with the adapter merged in (needs the base model's size on disk)."
+    )
+
+
+@dataclass
 class Settings:
     """All settings, one section per concern."""
 
@@ -202,6 +288,7 @@ class Settings:
     abliteration: AbliterationSettings = field(default_factory=AbliterationSettings)
     optimization: OptimizationSettings = field(default_factory=OptimizationSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
 
 
 @dataclass(frozen=True)
