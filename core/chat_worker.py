@@ -58,12 +58,12 @@ def load(request: dict[str, Any]) -> tuple[Any, Any, str]:
         trial = int(request["trial"])
         model, tokenizer = load_trial_model(run_dir, trial)
         return model, tokenizer, f"{run_dir.name} trial {trial}"
-    from core.model import load_model_and_tokenizer
+    from core.model import load_model
     from core.settings import settings_from_dict
 
     settings = settings_from_dict({"model": request.get("model", {})}, origin="Chat").model
-    model, tokenizer = load_model_and_tokenizer(settings)
-    return model, tokenizer, settings.model
+    loaded = load_model(settings, log=lambda message: print(message, file=sys.stderr, flush=True))
+    return loaded.model, loaded.tokenizer, settings.model
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import huggingface_hub
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, HfApi, RepoFile
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
 
 from core.errors import UserInputError
@@ -45,6 +44,38 @@ _NOT_WEIGHTS = {"training_args.bin", "optimizer.bin", "scheduler.bin", "rng_stat
 
 ProgressCallback = Callable[[str, int, int], None]
 """``report(path_in_repo, bytes_done, bytes_total)``, called once per file after it is on the Hub."""
+
+
+@contextmanager
+def _hub_errors(endpoint: str, repo: str | None) -> Iterator[None]:
+    """Turn the Hub's refusals into :class:`UserInputError` sentences; the token is never part of the message."""
+    try:
+        yield
+    except OfflineModeIsEnabled:
+        raise UserInputError(
+            "HF_HUB_OFFLINE is set, so nothing can be uploaded. Unset it (or set HF_HUB_OFFLINE=0) and retry."
+        ) from None
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        if status == 401:
+            raise UserInputError(
+                f"The Hugging Face Hub at {endpoint} rejected the token (HTTP 401): it is invalid or expired. "
+                f"{LOGIN_HELP}"
+            ) from None
+        if status == 403:
+            target = f"repository {repo}" if repo else "that account"
+            owner = repo.split("/")[0] if repo else "that namespace"
+            raise UserInputError(
+                f"The token may not write to {target} (HTTP 403). Use a token with write access to '{owner}' "
+                f"(a fine-grained token needs 'write' on that namespace; see {TOKEN_SETTINGS_URL}), or pick a "
+                "repository under your own user name."
+            ) from None
+        raise
+
+
+def _api(endpoint: str | None) -> HfApi:
+    """A client without a stored token: the token is passed per call, so this object never holds it."""
+    return HfApi(endpoint=endpoint, library_name="heretic-tui")
 
 
 def validate_model_folder(folder: Path) -> list[str]:
@@ -175,7 +206,7 @@ def resolve_token(explicit: str | None) -> str:
 
 def hub_user_name(token: str, *, endpoint: str | None = None) -> str:
     """The user name the token belongs to, for :func:`default_repo_name`."""
-    api = HfApi(endpoint=endpoint)
+    api = _api(endpoint)
     with _hub_errors(api.endpoint, None):
         return str(api.whoami(token=token)["name"])
 
@@ -285,7 +316,7 @@ def upload_model_folder(
     validate_model_folder(folder)
     ensure_model_card(folder)
     files = validate_model_folder(folder)
-    api = HfApi(endpoint=endpoint, library_name="heretic-tui")
+    api = _api(endpoint)
     sizes = {name: (folder / name).stat().st_size for name in files}
     total = sum(sizes.values())
     done = 0
@@ -309,30 +340,3 @@ def upload_model_folder(
                 token=token,
             )
     return str(url)
-
-
-@contextmanager
-def _hub_errors(endpoint: str, repo: str | None) -> Iterator[None]:
-    """Turn the Hub's refusals into :class:`UserInputError` sentences; the token is never part of the message."""
-    try:
-        yield
-    except OfflineModeIsEnabled:
-        raise UserInputError(
-            "HF_HUB_OFFLINE is set, so nothing can be uploaded. Unset it (or set HF_HUB_OFFLINE=0) and retry."
-        ) from None
-    except HfHubHTTPError as error:
-        status = error.response.status_code if error.response is not None else None
-        if status == 401:
-            raise UserInputError(
-                f"The Hugging Face Hub at {endpoint} rejected the token (HTTP 401): it is invalid or expired. "
-                f"{LOGIN_HELP}"
-            ) from None
-        if status == 403:
-            target = f"repository {repo}" if repo else "that account"
-            owner = repo.split("/")[0] if repo else "that namespace"
-            raise UserInputError(
-                f"The token may not write to {target} (HTTP 403). Use a token with write access to '{owner}' "
-                f"(a fine-grained token needs 'write' on that namespace; see {TOKEN_SETTINGS_URL}), or pick a "
-                "repository under your own user name."
-            ) from None
-        raise

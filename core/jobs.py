@@ -177,6 +177,8 @@ class RunDirectory:
                 return {"job_finished": STATUS_FINISHED, "job_cancelled": STATUS_CANCELLED}.get(
                     item.kind, STATUS_FAILED
                 )
+            if item.kind == "job_started":
+                break
         if self.worker_alive():
             return STATUS_RUNNING
         if not self.worker_path.exists() and time.time() - self.job_path.stat().st_mtime < 30:
@@ -210,9 +212,10 @@ def read_new_events(path: Path, offset: int) -> tuple[list[Event], int]:
 class JobHandle:
     """A view on one job: follow its events, wait for it, cancel it. Works for jobs started by anyone."""
 
-    def __init__(self, run: RunDirectory, process: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(self, run: RunDirectory, process: subprocess.Popen[bytes] | None = None, start_offset: int = 0) -> None:
         self.run = run
         self.process = process
+        self.start_offset = start_offset
 
     def alive(self) -> bool:
         if self.process is not None:
@@ -236,32 +239,35 @@ class JobHandle:
         )
         return JobError(message=message, traceback="\n".join(tail))
 
-    def events(self, follow: bool = True, poll_seconds: float = 0.1, start_offset: int = 0) -> Iterator[Event]:
-        """Replay the journal from the start, then follow it until a terminal event or the worker's death.
+    def events(self, follow: bool = True, poll_seconds: float = 0.1) -> Iterator[Event]:
+        """Replay the journal (from ``start_offset``), then follow it until the job ends or the worker dies.
 
-        A dead worker without a terminal event yields a synthesized error, so no caller waits forever.
+        A resumed run's journal holds several sessions; a terminal event only ends the stream when nothing follows
+        it and the worker is gone. A dead worker without a terminal event yields a synthesized error, so no caller
+        waits forever.
         """
-        offset = start_offset
+        offset = self.start_offset
         grace_until = time.time() + 20.0
+        last_terminal = False
         while True:
             events, offset = read_new_events(self.run.events_path, offset)
             for item in events:
                 yield item
-                if item.terminal:
-                    return
-            if not follow:
+                last_terminal = item.terminal
+            if not follow or (last_terminal and not self.alive()):
                 return
-            if not events:
-                started = self.run.worker_path.exists() or self.process is not None
-                if not self.alive() and (started or time.time() > grace_until):
-                    events, offset = read_new_events(self.run.events_path, offset)
-                    for item in events:
-                        yield item
-                        if item.terminal:
-                            return
+            if events:
+                continue
+            started = self.run.worker_path.exists() or self.process is not None
+            if not self.alive() and (started or time.time() > grace_until):
+                events, offset = read_new_events(self.run.events_path, offset)
+                for item in events:
+                    yield item
+                    last_terminal = item.terminal
+                if not last_terminal:
                     yield self._death_event()
-                    return
-                time.sleep(poll_seconds)
+                return
+            time.sleep(poll_seconds)
 
     def request_cancel(self) -> bool:
         """Ask the worker to stop gracefully (abandon the trial in flight, persist, report). False if not running."""
@@ -350,6 +356,7 @@ def start_job(
     os.replace(temporary, run.config_path)
     if run.worker_path.exists():
         run.worker_path.unlink()
+    start_offset = run.events_path.stat().st_size if run.events_path.exists() else 0
     log = open(run.log_path, "ab")
     try:
         process = subprocess.Popen(
@@ -363,7 +370,7 @@ def start_job(
         )
     finally:
         log.close()
-    return JobHandle(run, process)
+    return JobHandle(run, process, start_offset)
 
 
 def attach(path: str | Path) -> JobHandle:

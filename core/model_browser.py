@@ -25,6 +25,7 @@ from core.settings import Settings
 SOURCE_HUB_CACHE = "hf cache"
 SOURCE_FOLDER = "folder"
 SOURCE_RUN = "run output"
+SOURCE_DEMO = "built-in"
 
 SAFETENSORS_DTYPES: dict[str, str] = {
     "BF16": "bfloat16",
@@ -235,10 +236,28 @@ def scan_run_outputs(root: Path) -> list[ModelInfo]:
     return models
 
 
+def scan_demo_model() -> list[ModelInfo]:
+    """The built-in demo model, once it has been built (it is built on first use, not by the browser)."""
+    from core.demo import DEMO_MODEL_NAME, demo_model_path, is_demo_model_built
+
+    path = demo_model_path()
+    if not is_demo_model_built(path):
+        return []
+    return [describe_model(path, DEMO_MODEL_NAME, SOURCE_DEMO)]
+
+
+def model_setting_for(model: ModelInfo) -> str:
+    """The value of ``model.model`` that loads this model: the demo's name, a hub id, or the folder."""
+    if model.source == SOURCE_DEMO:
+        return model.name
+    return str(model.path)
+
+
 def find_models(settings: Settings) -> list[ModelInfo]:
     """Every local model the browser lists, newest first; a folder found twice is listed once."""
     found = (
-        scan_hub_cache()
+        scan_demo_model()
+        + scan_hub_cache()
         + scan_model_directories(settings.output.model_directories)
         + scan_run_outputs(runs_root(settings))
     )
@@ -246,21 +265,3 @@ def find_models(settings: Settings) -> list[ModelInfo]:
     for model in found:
         unique.setdefault(model.path.resolve(), model)
     return sorted(unique.values(), key=lambda model: model.modified, reverse=True)
-
-
-def format_parameter_count(count: int | None) -> str:
-    if count is None:
-        return "?"
-    for threshold, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if count >= threshold:
-            return f"{count / threshold:.1f}{suffix}"
-    return str(count)
-
-
-def format_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"

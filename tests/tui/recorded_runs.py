@@ -1,0 +1,192 @@
+"""Run folders written by hand, as a worker would have left them, so TUI tests need no model and no worker.
+
+Event times are fixed (starting at ``START``) so screenshots and durations are the same on every machine. A
+"running" run names the test process itself as its worker, which is alive for as long as the test needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from core.events import (
+    BaselineMeasured,
+    Event,
+    JobCancelled,
+    JobError,
+    JobFinished,
+    JobStarted,
+    LogLine,
+    PhaseFinished,
+    PhaseStarted,
+    Progress,
+    TrialFinished,
+    TrialStarted,
+)
+from core.settings import Settings, render_config
+
+START = 1_790_000_000.0
+"""2026-09-21 13:33:20 UTC: the fixed start time of every recorded run."""
+
+EVAL_PROMPTS = 10
+
+
+@dataclass
+class RecordedRun:
+    path: Path
+    events: list[Event]
+
+    def append(self, *items: Event) -> None:
+        with open(self.path / "events.jsonl", "a", encoding="utf-8") as handle:
+            for item in items:
+                handle.write(item.to_json() + "\n")
+        self.events.extend(items)
+
+
+def trial_parameters(number: int) -> dict[str, Any]:
+    generator = random.Random(number)
+    params: dict[str, Any] = {
+        "direction_scope": "global" if number % 3 else "per_layer",
+        "direction_index": round(generator.uniform(0.4, 0.9) * 3, 2),
+    }
+    for component in ("attention", "mlp"):
+        params[f"{component}.max_weight"] = round(generator.uniform(0.8, 1.5), 3)
+        params[f"{component}.max_weight_position"] = round(generator.uniform(1.0, 2.5), 3)
+        params[f"{component}.min_weight"] = round(generator.uniform(0.0, 0.8), 3)
+        params[f"{component}.min_weight_distance"] = round(generator.uniform(0.5, 2.0), 3)
+    return params
+
+
+def trial_result(number: int) -> tuple[int, float]:
+    generator = random.Random(1000 + number)
+    refusals = generator.randint(0, EVAL_PROMPTS)
+    kl = round(generator.uniform(0.01, 1.2) * (1.3 - refusals / EVAL_PROMPTS), 4)
+    return refusals, max(kl, 0.001)
+
+
+def pareto_front(results: dict[int, tuple[int, float]]) -> list[int]:
+    front = []
+    for number, (refusals, kl) in results.items():
+        dominated = any(
+            (other_refusals <= refusals and other_kl <= kl) and (other_refusals < refusals or other_kl < kl)
+            for other, (other_refusals, other_kl) in results.items()
+            if other != number
+        )
+        if not dominated:
+            front.append(number)
+    return sorted(front)
+
+
+def preamble(run_dir: Path, model: str, trials: int) -> list[Event]:
+    """JobStarted and every phase before the trials, with progress, as the engine emits them."""
+    t = START
+    events: list[Event] = [JobStarted(job="abliterate", run_dir=str(run_dir), model=model, pid=4242, time=t)]
+    phases = [("load", None, 3.2), ("prompts", None, 0.4), ("batch_size", None, 1.1), ("residuals", 800, 12.5),
+              ("directions", None, 0.3), ("baseline", EVAL_PROMPTS, 2.0)]
+    for name, total, seconds in phases:
+        events.append(PhaseStarted(phase=name, total=total, description=name, time=t))
+        if total:
+            events.append(Progress(phase=name, completed=total // 2, total=total, time=t + seconds / 2))
+            events.append(Progress(phase=name, completed=total, total=total, time=t + seconds))
+        t += seconds
+        events.append(PhaseFinished(phase=name, seconds=seconds, time=t))
+        if name == "load":
+            events.append(LogLine(message=f"loaded {model} as bfloat16 on cpu in {seconds}s", time=t))
+    events.append(BaselineMeasured(refusals=9, total=EVAL_PROMPTS, time=t))
+    events.append(PhaseStarted(phase="trials", total=trials, description="Optuna search", time=t))
+    return events
+
+
+def trial_events(first: int, count: int, total: int, start_time: float,
+                 results: dict[int, tuple[int, float]]) -> list[Event]:
+    events: list[Event] = []
+    t = start_time
+    for number in range(first, first + count):
+        params = trial_parameters(number)
+        events.append(TrialStarted(number=number, total=total, params=params, time=t))
+        refusals, kl = trial_result(number)
+        results[number] = (refusals, kl)
+        seconds = 4.0 + (number % 5) * 0.5
+        t += seconds
+        events.append(TrialFinished(number=number, total=total, refusals=refusals, refusal_total=EVAL_PROMPTS, kl=kl,
+                                    seconds=seconds, apply_reset_seconds=0.05, params=params,
+                                    pareto=pareto_front(results), time=t))
+        events.append(Progress(phase="trials", completed=len(results), total=total, time=t))
+    return events
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    model: str = "demo",
+    trials_total: int = 20,
+    trials_done: int = 20,
+    ending: str = "finished",
+    log_lines: int = 30,
+) -> RecordedRun:
+    """A run folder; ``ending`` is finished, failed, cancelled, running (worker = this process) or died."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    created = START - 5
+    (run_dir / "job.json").write_text(json.dumps({"kind": "abliterate", "arguments": {"resume": False},
+                                                  "created": created, "model": model}))
+    settings = Settings()
+    settings.model.model = model
+    settings.optimization.trials = trials_total
+    settings.optimization.startup_trials = min(settings.optimization.startup_trials, trials_total)
+    settings.output.runs_directory = str(root)
+    (run_dir / "config.toml").write_text(render_config(settings))
+    events = preamble(run_dir, model, trials_total)
+    results: dict[int, tuple[int, float]] = {}
+    events += trial_events(0, trials_done, trials_total, events[-1].time, results)
+    t = events[-1].time
+    if ending == "finished":
+        front = pareto_front(results)
+        chosen = min(front, key=lambda number: (results[number][0], results[number][1]))
+        events.append(PhaseFinished(phase="trials", seconds=t - START, time=t))
+        events.append(JobFinished(report=str(run_dir / "report.json"), summary={
+            "chosen_trial": chosen, "baseline_refusals": 9, "refusals": results[chosen][0],
+            "kl": results[chosen][1], "total": EVAL_PROMPTS, "trials": trials_done}, time=t + 0.5))
+    elif ending == "failed":
+        events.append(TrialStarted(number=trials_done, total=trials_total, params=trial_parameters(trials_done),
+                                   time=t))
+        events.append(JobError(message="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (out of memory: "
+                                       "lower model.max_batch_size or set model.batch_size, or use a smaller dtype)",
+                               traceback="Traceback (most recent call last):\n  File \"core/evaluation.py\", line 61, "
+                                         "in refusals\nRuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+                               time=t + 1.5))
+    elif ending == "cancelled":
+        events.append(TrialStarted(number=trials_done, total=trials_total, params=trial_parameters(trials_done),
+                                   time=t))
+        events.append(JobCancelled(reason="cancelled by the user; completed work is saved and the run can be "
+                                          "resumed", time=t + 0.8))
+    elif ending == "running":
+        events.append(TrialStarted(number=trials_done, total=trials_total, params=trial_parameters(trials_done),
+                                   time=t))
+    with open(run_dir / "events.jsonl", "w", encoding="utf-8") as handle:
+        for item in events:
+            handle.write(item.to_json() + "\n")
+    worker: dict[str, Any]
+    if ending == "running":
+        me = psutil.Process(os.getpid())
+        worker = {"pid": me.pid, "create_time": me.create_time(), "started": START}
+    else:
+        codes = {"finished": 0, "failed": 1, "cancelled": 130, "died": None}
+        worker = {"pid": 999_999, "create_time": START, "started": START}
+        if codes.get(ending) is not None:
+            worker["exit_code"] = codes[ending]
+    (run_dir / "worker.json").write_text(json.dumps(worker))
+    lines = [f"trial {number}: refusals {results[number][0]}/{EVAL_PROMPTS} kl {results[number][1]:.4f}"
+             for number in sorted(results)][-log_lines:]
+    if ending == "died":
+        lines.append("Killed")
+    (run_dir / "worker.log").write_text("\n".join(["phase load: loading " + model, *lines]) + "\n")
+    os.utime(run_dir / "job.json", (created, created))
+    return RecordedRun(run_dir, events)
