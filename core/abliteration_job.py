@@ -39,6 +39,7 @@ from core.optimization import (
     pareto_front,
     suggest_parameters,
     trial_result,
+    TrialResult,
 )
 from core.prompts import load_prompts, resolve_auto
 from core.settings import Settings
@@ -116,6 +117,39 @@ def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[
     return directions
 
 
+def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator, evaluator: Evaluator,
+              target: int) -> TrialResult:
+    """One trial: sample, apply, evaluate, reset, record. A failure or cancel marks the trial failed, never lost.
+
+    The recorded time runs from asking the sampler to just before telling it, so it holds every overhead a trial
+    has (sampling, ablation, reset, events), which the benchmark compares with the bare forward passes.
+    """
+    trial_started = time.perf_counter()
+    trial = study.ask()
+    parameters = suggest_parameters(trial, abliterator.directions.shape[0])
+    flat = parameters.to_flat()
+    context.emit(TrialStarted(number=trial.number, total=target, params=flat))
+    try:
+        apply_started = time.perf_counter()
+        abliterator.apply(parameters)
+        apply_seconds = time.perf_counter() - apply_started
+        kl = evaluator.kl()
+        refusals = evaluator.refusals(context.check_cancelled)
+        reset_started = time.perf_counter()
+        abliterator.reset()
+        apply_seconds += time.perf_counter() - reset_started
+    except BaseException:
+        abliterator.reset()
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    trial.set_user_attr("parameters", flat)
+    trial.set_user_attr("apply_reset_seconds", apply_seconds)
+    seconds = time.perf_counter() - trial_started
+    trial.set_user_attr("seconds", seconds)
+    study.tell(trial, [kl, refusals])
+    return TrialResult(trial.number, refusals, kl, seconds, apply_seconds, flat)
+
+
 def run(context: JobContext) -> dict[str, Any]:
     settings = context.settings
     run_path = context.run.path
@@ -161,7 +195,6 @@ def run(context: JobContext) -> dict[str, Any]:
     write_json_atomically(state_path, state)
 
     abliterator = Abliterator(loaded.model, directions)
-    layer_count = directions.shape[0]
     study = open_study(run_path, settings.optimization, create=True)
     stale = fail_stale_trials(study)
     if stale:
@@ -172,35 +205,14 @@ def run(context: JobContext) -> dict[str, Any]:
         progress(len(results))
         while len(results) < target:
             context.check_cancelled()
-            trial = study.ask()
-            parameters = suggest_parameters(trial, layer_count)
-            flat = parameters.to_flat()
-            context.emit(TrialStarted(number=trial.number, total=target, params=flat))
-            trial_started = time.perf_counter()
-            try:
-                apply_started = time.perf_counter()
-                abliterator.apply(parameters)
-                apply_seconds = time.perf_counter() - apply_started
-                kl = evaluator.kl()
-                refusals = evaluator.refusals(context.check_cancelled)
-                reset_started = time.perf_counter()
-                abliterator.reset()
-                apply_seconds += time.perf_counter() - reset_started
-            except BaseException:
-                abliterator.reset()
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                raise
-            seconds = time.perf_counter() - trial_started
-            trial.set_user_attr("parameters", flat)
-            trial.set_user_attr("seconds", seconds)
-            trial.set_user_attr("apply_reset_seconds", apply_seconds)
-            study.tell(trial, [kl, refusals])
+            finished = run_trial(context, study, abliterator, evaluator, target)
             results = [trial_result(item) for item in completed_trials(study)]
-            front = pareto_front(results)
-            context.emit(TrialFinished(number=trial.number, total=target, refusals=refusals,
-                                       refusal_total=len(harmful_eval), kl=kl, seconds=seconds,
-                                       apply_reset_seconds=apply_seconds, params=flat, pareto=front))
-            print(f"trial {trial.number}: refusals {refusals}/{len(harmful_eval)} kl {kl:.4f} ({seconds:.2f}s)", flush=True)
+            context.emit(TrialFinished(number=finished.number, total=target, refusals=finished.refusals,
+                                       refusal_total=len(evaluator.harmful_texts), kl=finished.kl,
+                                       seconds=finished.seconds, apply_reset_seconds=finished.apply_reset_seconds,
+                                       params=finished.params, pareto=pareto_front(results)))
+            print(f"trial {finished.number}: refusals {finished.refusals}/{len(evaluator.harmful_texts)} "
+                  f"kl {finished.kl:.4f} ({finished.seconds:.2f}s)", flush=True)
             progress(len(results))
 
     chosen = choose_trial(results, settings.optimization.choice_max_kl)
