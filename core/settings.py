@@ -665,3 +665,15 @@ def save_config(settings: Settings, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
+
+
+def render_markdown_reference() -> str:
+    """The README's config reference table, generated from the same fields as config.toml."""
+    lines = ["| key | default | environment | what it does |", "| --- | --- | --- | --- |"]
+    for spec in setting_fields():
+        default = tomlkit.item(_toml_value(spec.default)).as_string() if spec.default != [] else "[]"
+        if len(default) > 40:
+            default = default[:37] + "..."
+        help_text = spec.help.replace("|", "\\|")
+        lines.append(f"| `{spec.key}` | `{default}` | `{spec.environment_variable}` | {help_text} |")
+    return "\n".join(lines) + "\n"

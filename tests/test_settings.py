@@ -102,3 +102,11 @@ def test_save_config_keeps_comments_and_a_backup(tmp_path: Path) -> None:
     assert "# my notes" in text and "# keep me" in text and "trials = 12" in text
     assert "trials = 5" in (tmp_path / "config.toml.bak").read_text()
     assert settings_to_dict(load_settings(path, environ={})) == settings_to_dict(settings)
+
+
+def test_readme_config_reference_is_current() -> None:
+    from core.settings import render_markdown_reference
+
+    assert render_markdown_reference() in (ROOT / "README.md").read_text(encoding="utf-8"), (
+        "README.md's config reference is out of date: run python scripts/update_readme.py"
+    )
