@@ -26,7 +26,7 @@ import platformdirs
 
 from core.errors import UserInputError
 from core.events import ArtifactWritten
-from core.jobs import RunDirectory, list_runs
+from core.jobs import JOB_FILE, RunDirectory, list_runs
 from core.settings import APP_NAME
 
 SCHEMA_VERSION = 1
@@ -339,7 +339,7 @@ class Registry:
         return len(missing_runs) + len(missing_models)
 
     def _run_status(self, run: RunRecord) -> RunRecord:
-        if run.path.is_dir() and (run.path / "job.json").is_file():
+        if (run.path / JOB_FILE).is_file():
             return run
         return dataclasses.replace(run, status=STATUS_MISSING)
 
@@ -374,10 +374,13 @@ def _read_run(run: RunDirectory) -> tuple[RunRecord, list[ModelRecord]]:
     kind = str(job.get("kind") or "unknown")
     model = str(job.get("model") or "")
     try:
-        created = float(job.get("created") or run.job_path.stat().st_mtime)
+        created = float(job["created"])
+    except (KeyError, TypeError, ValueError):
+        created = _modified(run.job_path)
+    try:
         status = run.status()
-    except (OSError, ValueError, TypeError):
-        created, status = 0.0, STATUS_MISSING
+    except OSError:
+        status = STATUS_MISSING
     record = RunRecord(run.path, kind, status, model, created, _read_settings(run), run.read_report())
     models: dict[str, ModelRecord] = {}
     for item in run.read_events():
@@ -449,9 +452,9 @@ def _model_from_metadata(folder: Path, run: RunRecord | None, created: float | N
     )
 
 
-def _modified(folder: Path) -> float:
+def _modified(path: Path) -> float:
     try:
-        return folder.stat().st_mtime
+        return path.stat().st_mtime
     except OSError:
         return 0.0
 
