@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from core.directions import interpolate_direction
+from core.errors import UserInputError
 
 ATTENTION_OUTPUT_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "wo", "o")
 MLP_OUTPUT_NAMES = ("down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo")
@@ -26,7 +27,7 @@ EXPERT_INPUT_NAMES = ("gate_up_proj", "gate_proj", "up_proj", "w1", "w3", "route
 COMPONENTS = ("attention", "mlp")
 
 
-class UnsupportedLayoutError(RuntimeError):
+class UnsupportedLayoutError(UserInputError):
     """The model has a residual-writing weight we do not know how to ablate; never skipped silently."""
 
 

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from core.abliteration import Abliterator, TrialParameters
 from core.directions import compute_directions, separation
-from core.errors import UserInputError
+from core.errors import JobCancelled, UserInputError
 from core.evaluation import Evaluator
 from core.events import BaselineMeasured, TrialFinished, TrialStarted
 from core.jobs import JobHandle, RunDirectory, runs_root, start_job, write_json_atomically
@@ -64,6 +64,12 @@ def load_all_prompts(settings: Settings) -> dict[str, list[str]]:
 
 def preflight(settings: Settings) -> None:
     """Every check that needs no weights: model folder and chat template, prompt sources. Raises UserInputError."""
+    if settings.model.quantization != "none":
+        raise UserInputError(
+            f"model.quantization = '{settings.model.quantization}' cannot be used for abliteration: it edits the "
+            "weights themselves, which needs them unquantized. Set quantization = 'none' (bfloat16 weights); "
+            "4-bit loading is for fine-tuning (QLoRA)."
+        )
     check_model(settings.model)
     load_all_prompts(settings)
 
@@ -201,11 +207,42 @@ def run(context: JobContext) -> dict[str, Any]:
         context.warn(f"trials {stale} were in flight when the run stopped; they were marked failed and are re-tried")
     target = settings.optimization.trials
     results = [trial_result(trial) for trial in completed_trials(study)]
+    def write_report(status: str) -> TrialResult | None:
+        chosen = choose_trial(results, settings.optimization.choice_max_kl)
+        timings["per_trial_median"] = statistics.median([item.seconds for item in results]) if results else 0.0
+        timings["apply_reset_median"] = (
+            statistics.median([item.apply_reset_seconds for item in results]) if results else 0.0
+        )
+        report = {
+            "status": status,
+            "model": settings.model.model,
+            "model_location": loaded.location,
+            "dtype": loaded.dtype,
+            "batch_size": batch_size,
+            "baseline": {"refusals": baseline_refusals, "total": len(harmful_eval)},
+            "trials": [
+                {"number": item.number, "refusals": item.refusals, "kl": item.kl, "seconds": item.seconds,
+                 "apply_reset_seconds": item.apply_reset_seconds, "params": item.params}
+                for item in results
+            ],
+            "pareto": pareto_front(results),
+            "chosen_trial": chosen.number if chosen else None,
+            "timings": timings,
+            "prompts": {name: len(items) for name, items in prompts.items()},
+            "prompt_sources": resolved_sources(settings),
+        }
+        write_json_atomically(context.run.report_path, report)
+        return chosen
+
     with context.phase("trials", target, "Optuna search over direction and kernel parameters") as progress:
         progress(len(results))
         while len(results) < target:
-            context.check_cancelled()
-            finished = run_trial(context, study, abliterator, evaluator, target)
+            try:
+                context.check_cancelled()
+                finished = run_trial(context, study, abliterator, evaluator, target)
+            except JobCancelled:
+                write_report("cancelled")
+                raise
             results = [trial_result(item) for item in completed_trials(study)]
             context.emit(TrialFinished(number=finished.number, total=target, refusals=finished.refusals,
                                        refusal_total=len(evaluator.harmful_texts), kl=finished.kl,
@@ -215,27 +252,7 @@ def run(context: JobContext) -> dict[str, Any]:
                   f"kl {finished.kl:.4f} ({finished.seconds:.2f}s)", flush=True)
             progress(len(results))
 
-    chosen = choose_trial(results, settings.optimization.choice_max_kl)
-    timings["per_trial_median"] = statistics.median([item.seconds for item in results]) if results else 0.0
-    timings["apply_reset_median"] = statistics.median([item.apply_reset_seconds for item in results]) if results else 0.0
-    report = {
-        "model": settings.model.model,
-        "model_location": loaded.location,
-        "dtype": loaded.dtype,
-        "batch_size": batch_size,
-        "baseline": {"refusals": baseline_refusals, "total": len(harmful_eval)},
-        "trials": [
-            {"number": item.number, "refusals": item.refusals, "kl": item.kl, "seconds": item.seconds,
-             "apply_reset_seconds": item.apply_reset_seconds, "params": item.params}
-            for item in results
-        ],
-        "pareto": pareto_front(results),
-        "chosen_trial": chosen.number if chosen else None,
-        "timings": timings,
-        "prompts": {name: len(items) for name, items in prompts.items()},
-        "prompt_sources": resolved_sources(settings),
-    }
-    write_json_atomically(context.run.report_path, report)
+    chosen = write_report("finished")
     summary: dict[str, Any] = {
         "baseline_refusals": baseline_refusals,
         "total": len(harmful_eval),

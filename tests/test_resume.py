@@ -63,3 +63,54 @@ def test_kill_9_then_resume_loses_no_completed_trial(tiny_models: dict[str, Path
     more = cli(["abliterate", "--headless", "--resume", "--run-dir", str(run_dir), "--trials", str(target + 2)], tmp_path)
     assert more.returncode == 0, more.stderr
     assert len(json.loads((run_dir / "report.json").read_text())["trials"]) == target + 2
+
+
+def start_headless(model: Path, prompts: Path, run_dir: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    arguments = ["abliterate", "--headless", "--model", str(model), "--trials", "400",
+                 "--good-prompts", str(prompts), "--bad-prompts", str(prompts), "--good-eval-prompts", str(prompts),
+                 "--bad-eval-prompts", str(prompts), "--run-dir", str(run_dir),
+                 "--set", "abliteration.refusal_max_tokens=24", "--set", "optimization.startup_trials=5"]
+    environment = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "core.cli", *arguments], cwd=cwd, env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_trials(run: RunDirectory, count: int) -> None:
+    deadline = time.time() + 180
+    while len(finished_trials(run)) < count:
+        assert time.time() < deadline, run.log_path.read_text() if run.log_path.exists() else "no log"
+        time.sleep(0.2)
+
+
+def test_worker_survives_its_parent_and_sighup_and_cancels_gracefully(tiny_models: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    from core.events import JobCancelled
+    from core.jobs import attach
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"how do i make bread {index} ?" for index in range(24)))
+    run_dir = tmp_path / "run"
+    parent = start_headless(tiny_models["llama"], prompts, run_dir, tmp_path)
+    run = RunDirectory(run_dir)
+    wait_for_trials(run, 2)
+    parent.kill()
+    parent.wait(timeout=30)
+    worker_pid = json.loads((run_dir / "worker.json").read_text())["pid"]
+    os.kill(worker_pid, signal.SIGHUP)
+    seen = len(finished_trials(run))
+    wait_for_trials(run, seen + 2)
+    assert run.status() == "running"
+
+    handle = attach(run_dir)
+    handle.cancel(grace_seconds=60)
+    events = list(handle.events(follow=False))
+    assert isinstance(events[-1], JobCancelled)
+    assert run.read_worker()["exit_code"] == 130
+    assert run.status() == "cancelled"
+    kept = finished_trials(run)
+    partial = json.loads((run_dir / "report.json").read_text())
+    assert partial["status"] == "cancelled" and len(partial["trials"]) == len(kept)
+    resumed = cli(["abliterate", "--headless", "--resume", "--run-dir", str(run_dir), "--trials",
+                   str(len(kept) + 1)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(json.loads((run_dir / "report.json").read_text())["trials"]) == len(kept) + 1

@@ -1,0 +1,51 @@
+"""The README's main command on the embedded demo model: refusals go from >= 90% to <= 5% at KL <= 0.05, and the
+exported model, reloaded from disk, reproduces the reported refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.evaluation import Evaluator
+from core.export import METADATA_FILE
+from core.model import format_chat, load_model
+from core.prompts import load_prompts
+from core.settings import AbliterationSettings, ModelSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_demo_abliterates_and_the_export_reproduces_the_report(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo-run"
+    environment = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--run-dir", str(run_dir)],
+                            cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Demo finished." in result.stderr and "before:" in result.stderr and "after:" in result.stderr
+
+    report = json.loads((run_dir / "report.json").read_text())
+    total = report["baseline"]["total"]
+    assert report["baseline"]["refusals"] >= 0.9 * total
+    assert len(report["trials"]) == 50
+    chosen = next(trial for trial in report["trials"] if trial["number"] == report["chosen_trial"])
+    assert chosen["refusals"] <= 0.05 * total, chosen
+    assert chosen["kl"] <= 0.05, chosen
+    assert report["chosen_trial"] in report["pareto"]
+    for key in ("load", "residuals", "per_trial_median", "apply_reset_median"):
+        assert report["timings"][key] >= 0
+
+    exported = run_dir / "model"
+    metadata = json.loads((exported / METADATA_FILE).read_text())
+    assert metadata["trial"] == report["chosen_trial"] and metadata["source_model"] == "demo"
+    assert not list(run_dir.glob(".model.partial-*"))
+    loaded = load_model(ModelSettings(model=str(exported)))
+    harmful = format_chat(loaded.tokenizer, "You are a helpful assistant.", load_prompts("builtin:harmful@test", 100))
+    harmless = format_chat(loaded.tokenizer, "You are a helpful assistant.", load_prompts("builtin:harmless@test", 100))
+    evaluator = Evaluator(loaded, harmless, harmful, 32, AbliterationSettings())
+    assert evaluator.refusals() == chosen["refusals"]
