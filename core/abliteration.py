@@ -188,9 +188,16 @@ class Abliterator:
         self._touched: list[Component] = []
 
     def _original(self, component: Component) -> torch.Tensor:
+        """The untouched values, cached on first use; GPU weights are cached in pinned host memory so the cache
+        never competes with the model for GPU memory."""
         cached = self._originals.get(component.name)
         if cached is None:
-            cached = component.parameter.detach().clone()
+            source = component.parameter.detach()
+            if source.is_cuda:
+                cached = torch.empty(source.shape, dtype=source.dtype, device="cpu", pin_memory=True)
+                cached.copy_(source)
+            else:
+                cached = source.clone()
             self._originals[component.name] = cached
         return cached
 
@@ -217,7 +224,9 @@ class Abliterator:
     def reset(self) -> None:
         """Copy back the original values of every matrix the last trial touched (bit-for-bit)."""
         for component in self._touched:
-            component.parameter.copy_(self._originals[component.name])
+            component.parameter.copy_(self._originals[component.name], non_blocking=True)
+        if any(component.parameter.is_cuda for component in self._touched):
+            torch.cuda.synchronize()
         self._touched = []
 
 

@@ -304,7 +304,7 @@ def generate_until_verdict(
                     text = tokenizer.decode(generated[local], skip_special_tokens=True)
                     decision = verdict(text, last)
                     if decision is None and last:
-                        decision = verdict(text, True)
+                        decision = False
                     if decision is not None:
                         results[rows[local]] = (text, bool(decision))
                     else:
