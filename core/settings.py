@@ -210,7 +210,8 @@ class FinetuneSettings:
         choices=("auto", "text", "instruct", "chat"),
     )
     chunk_tokens: int = setting(
-        256, "Length in tokens of the windows that documents are cut into.", minimum=16, maximum=1048576
+        256, "Length in tokens of the windows that documents are cut into (capped to fit max_sequence_length).",
+        minimum=16, maximum=1048576,
     )
     chunk_overlap: int = setting(
         32, "Tokens that neighbouring document windows share, so no fact is cut in half.", minimum=0, maximum=1048576
@@ -249,8 +250,8 @@ class FinetuneSettings:
         4, "Forward passes per optimizer step (effective batch = batch size x accumulation).", minimum=1, maximum=4096
     )
     max_sequence_length: int = setting(
-        1024, "Longest training sequence in tokens; longer examples are cut. At most the model's context length.",
-        minimum=16, maximum=1048576,
+        0, "Longest training sequence in tokens; longer examples are cut. At most the model's context length; 0 "
+        "means the model's context length, but no more than 1024.", minimum=0, maximum=1048576,
     )
     packing: bool = setting(False, "Pack several short examples into one sequence (no padding, faster).")
     gradient_checkpointing: bool = setting(

@@ -1,0 +1,109 @@
+"""``heretic-tui finetune``: the flags, and the command that starts (or resumes) a run and follows it.
+
+Named flags are shortcuts for the common settings; every other fine-tuning setting is reachable with
+``--set finetune.<name>=<value>`` like any other setting, so the CLI never has options the config file lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserInputError
+from core.events import Event, JobFinished
+from core.finetuning.sources import HUB_PREFIX
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="local model folder, hub id, 'demo', or a model exported from a run")
+    parser.add_argument("--data", action="append", metavar="PATH",
+                        help="training data: a file (.pdf .txt .md .jsonl .json), a folder, or "
+                             "hf:owner/name@split#column (repeatable)")
+    parser.add_argument("--mode", choices=("auto", "text", "instruct", "chat"),
+                        help="text (continued pretraining), instruct (pairs), chat (conversations); default auto")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", help="passes over the training examples")
+    length.add_argument("--max-steps", help="optimizer steps to train for (instead of epochs)")
+    parser.add_argument("--lora-rank", help="rank of the LoRA matrices")
+    parser.add_argument("--learning-rate", help="peak learning rate")
+    parser.add_argument("--merge", action="store_true", help="also write the merged full model (RUN_DIR/merged)")
+    parser.add_argument("--run-dir", help="run folder to create (or, with --resume, to continue)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument("--headless", action="store_true", help="no full-screen app: progress lines on stderr")
+
+
+def _data_entry(entry: str) -> str:
+    """Paths become absolute so the run folder's config.toml still works from another directory (and on resume)."""
+    if entry.strip().startswith(HUB_PREFIX):
+        return entry.strip()
+    return str(Path(entry).expanduser().resolve())
+
+
+def setting_overrides(arguments: argparse.Namespace) -> dict[str, str]:
+    """The named flags as ``section.name`` -> text overrides (validated by the settings loader)."""
+    overrides: dict[str, str] = {}
+    if arguments.data:
+        overrides["finetune.training_data"] = json.dumps([_data_entry(entry) for entry in arguments.data])
+    if arguments.mode:
+        overrides["finetune.training_mode"] = arguments.mode
+    if arguments.epochs is not None:
+        overrides["finetune.epochs"] = arguments.epochs
+        overrides["finetune.max_steps"] = "0"
+    if arguments.max_steps is not None:
+        overrides["finetune.max_steps"] = arguments.max_steps
+    if arguments.lora_rank is not None:
+        overrides["finetune.lora_rank"] = arguments.lora_rank
+    if arguments.learning_rate is not None:
+        overrides["finetune.learning_rate"] = arguments.learning_rate
+    if arguments.merge:
+        overrides["finetune.merge_adapter"] = "true"
+    return overrides
+
+
+def _print_summary(summary: dict[str, Any], report_path: Path) -> None:
+    def figure(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    lines = [
+        f"eval loss {figure(summary.get('eval_loss_before'))} -> {figure(summary.get('eval_loss_after'))}, "
+        f"perplexity {figure(summary.get('perplexity_before'))} -> {figure(summary.get('perplexity_after'))}, "
+        f"train loss {figure(summary.get('train_loss'))}",
+        f"examples: {summary.get('examples', {}).get('train')} train, "
+        f"{summary.get('examples', {}).get('validation')} validation",
+        f"adapter: {summary.get('adapter_dir')}",
+    ]
+    if summary.get("merged_dir"):
+        lines.append(f"merged model: {summary['merged_dir']}")
+    lines.append(f"report: {report_path}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def run_command(
+    arguments: argparse.Namespace,
+    settings_from_arguments: Callable[..., Any],
+    follow: Callable[..., tuple[int, Event | None]],
+    printer_class: Callable[[], Callable[[Event], None]],
+    launch_app: Callable[..., int],
+) -> int:
+    """Start or resume the run, then open the dashboard on it, or follow it on stderr with --headless."""
+    from core.finetuning.job import start_finetune
+    from core.jobs import RunDirectory
+
+    base = None
+    if arguments.resume:
+        if not arguments.run_dir:
+            raise UserInputError("--resume needs --run-dir pointing at the fine-tuning run to continue.")
+        base = RunDirectory.open(arguments.run_dir).config_path
+    settings = settings_from_arguments(arguments, base_config=base, extra=setting_overrides(arguments))
+    handle = start_finetune(settings, Path(arguments.run_dir) if arguments.run_dir else None, arguments.resume)
+    if not arguments.headless:
+        return launch_app(attach_run=handle.run.path)
+    print(f"run folder: {handle.run.path}", file=sys.stderr, flush=True)
+    code, last = follow(handle, printer_class())
+    if isinstance(last, JobFinished):
+        _print_summary(last.summary, handle.run.report_path)
+    return code

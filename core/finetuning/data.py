@@ -1,0 +1,194 @@
+"""From sources to a cleaned, split, previewed data set that is stored in the run folder.
+
+The prepared examples are written to ``RUN_DIR/data`` before training starts, and a resumed run reads them back
+from there instead of re-reading the user's files: a checkpoint is only meaningful with the exact examples (and
+split) it was trained on, and the user may have edited their folder since.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserInputError
+from core.finetuning.examples import (
+    build_examples,
+    example_messages,
+    resolve_mode,
+)
+from core.finetuning.sources import Conversation, Document, SourceData, read_sources
+from core.jobs import write_json_atomically
+from core.settings import FinetuneSettings
+
+DATA_FOLDER = "data"
+TRAIN_FILE = "train.jsonl"
+VALIDATION_FILE = "validation.jsonl"
+SUMMARY_FILE = "summary.json"
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200e\u200f\ufeff]")
+TRAILING_SPACE = re.compile(r"[ \t]+\n")
+BLANK_LINES = re.compile(r"\n{3,}")
+PREVIEW_CHARACTERS = 400
+
+
+@dataclass
+class PreparedData:
+    """The examples of a run and how they came to be (shown to the user and kept in report.json)."""
+
+    mode: str
+    train: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, rows in ((TRAIN_FILE, self.train), (VALIDATION_FILE, self.validation)):
+            temporary = folder / f".{name}.tmp"
+            with open(temporary, "w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            temporary.replace(folder / name)
+        write_json_atomically(folder / SUMMARY_FILE, {"mode": self.mode, **self.summary})
+
+    @classmethod
+    def load(cls, folder: Path) -> PreparedData | None:
+        """The data saved by an earlier attempt of this run, or None when it was not saved completely."""
+        if not (folder / SUMMARY_FILE).is_file():
+            return None
+        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+        rows = {}
+        for name in (TRAIN_FILE, VALIDATION_FILE):
+            with open(folder / name, encoding="utf-8") as handle:
+                rows[name] = [json.loads(line) for line in handle if line.strip()]
+        mode = summary.pop("mode")
+        return cls(mode, rows[TRAIN_FILE], rows[VALIDATION_FILE], summary)
+
+
+def clean_text(text: str) -> str:
+    """Drop control and zero-width characters, normalise line ends and Unicode, squeeze runs of blank lines."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = CONTROL_CHARACTERS.sub("", text)
+    text = TRAILING_SPACE.sub("\n", text)
+    return BLANK_LINES.sub("\n\n", text).strip()
+
+
+def clean_sources(data: SourceData) -> SourceData:
+    """The same data with every text cleaned; documents and conversations left empty by cleaning are dropped."""
+    documents = [
+        Document(item.title, cleaned, item.origin)
+        for item in data.documents
+        if (cleaned := clean_text(item.text))
+    ]
+    conversations = []
+    for item in data.conversations:
+        turns = tuple((role, clean_text(content)) for role, content in item.messages)
+        if any(role == "assistant" and content for role, content in turns):
+            conversations.append(Conversation(turns, item.origin, item.kind))
+    return SourceData(documents, conversations, data.reports, data.skipped, data.ignored)
+
+
+def remove_duplicates(examples: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Examples with exact duplicates removed (the first one is kept), and how many were removed."""
+    seen: set[str] = set()
+    unique = []
+    for example in examples:
+        key = json.dumps(example, sort_keys=True, ensure_ascii=False)
+        if key in seen:
+            continue
+        seen.add(key)
+        unique.append(example)
+    return unique, len(examples) - len(unique)
+
+
+def split_examples(
+    examples: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A seeded train/validation split; at least one example each way when there is a fraction and two examples."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    count = round(len(examples) * fraction)
+    if fraction > 0 and len(examples) >= 2:
+        count = min(max(count, 1), len(examples) - 1)
+    else:
+        count = 0
+    validation = sorted(order[:count])
+    chosen = set(validation)
+    return [examples[index] for index in range(len(examples)) if index not in chosen], [
+        examples[index] for index in validation
+    ]
+
+
+def render_example(tokenizer: Any, example: dict[str, Any]) -> str:
+    """An example as the model will see it: chat examples through the model's chat template."""
+    messages = example_messages(example)
+    if messages is None:
+        return example["text"]
+    return tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def preview(tokenizer: Any, examples: list[dict[str, Any]], count: int) -> list[str]:
+    """The first few examples rendered, shortened to one readable line each."""
+    lines = []
+    for example in examples[:count]:
+        text = " ".join(render_example(tokenizer, example).split("\n"))
+        lines.append(text if len(text) <= PREVIEW_CHARACTERS else text[:PREVIEW_CHARACTERS] + " ...")
+    return lines
+
+
+def format_summary(data: SourceData) -> list[dict[str, Any]]:
+    """One entry per detected format: how many sources and items had it."""
+    formats: dict[str, dict[str, Any]] = {}
+    for report in data.reports:
+        entry = formats.setdefault(report.format, {"format": report.format, "sources": 0, "items": 0})
+        entry["sources"] += 1
+        entry["items"] += report.items
+    return list(formats.values())
+
+
+def prepare_data(
+    settings: FinetuneSettings,
+    tokenizer: Any,
+    window: tuple[int, int],
+    check_cancelled: Callable[[], None] | None = None,
+) -> PreparedData:
+    """Read, detect, clean, build examples, remove duplicates and split; raises UserInputError for bad input."""
+    data = clean_sources(read_sources(settings.training_data, check_cancelled))
+    mode = resolve_mode(settings.training_mode, data)
+    examples = build_examples(data, mode, tokenizer, window[0], window[1], settings.finetune_seed)
+    examples, duplicates = remove_duplicates(examples)
+    if not examples:
+        raise UserInputError(
+            f"The training data ({', '.join(settings.training_data)}) gave no training examples in the "
+            f"'{mode}' mode: every text was too short or empty after cleaning. Add longer documents, or use "
+            "--mode text."
+        )
+    train, validation = split_examples(examples, settings.validation_fraction, settings.finetune_seed)
+    summary = {
+        "formats": format_summary(data),
+        "sources": [asdict(report) for report in data.reports],
+        "skipped": [{"path": path, "reason": reason} for path, reason in data.skipped],
+        "ignored_files": data.ignored,
+        "documents": len(data.documents),
+        "conversations": len(data.conversations),
+        "duplicates_removed": duplicates,
+    }
+    return PreparedData(mode, train, validation, summary)
+
+
+def data_metrics(prepared: PreparedData) -> dict[str, Any]:
+    """The figures of the data step, for a Metrics event."""
+    formats = ", ".join(f"{entry['format']} ({entry['items']})" for entry in prepared.summary.get("formats", []))
+    return {
+        "mode": prepared.mode,
+        "formats": formats,
+        "train_examples": len(prepared.train),
+        "validation_examples": len(prepared.validation),
+        "duplicates_removed": prepared.summary.get("duplicates_removed", 0),
+        "skipped_files": len(prepared.summary.get("skipped", [])),
+    }

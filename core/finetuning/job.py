@@ -1,0 +1,294 @@
+"""The fine-tuning pipeline as a worker job: load, data, plan, evaluate, train, save, merge, smoke test, report.
+
+The parent side (:func:`preflight`, :func:`start_finetune`) checks everything that needs no weights before a run
+folder exists, so bad input exits with code 2 and leaves nothing behind. The worker side (:func:`run`) keeps what a
+resumed run needs in the run folder: the prepared examples (``data/``), the "before" measurements
+(``state.json``) and the checkpoints, so a run killed at any point continues where it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import UserInputError
+from core.events import ArtifactWritten, Metrics
+from core.finetuning.callbacks import JournalCallback, perplexity
+from core.finetuning.checkpoints import last_checkpoint, remove_incomplete_checkpoints
+from core.finetuning.data import DATA_FOLDER, PreparedData, data_metrics, prepare_data, preview
+from core.finetuning.evaluation import (
+    generate_answers,
+    knowledge_items,
+    knowledge_report,
+    knowledge_scores,
+    smoke_prompt,
+    smoke_test,
+)
+from core.finetuning.merge import (
+    full_precision_dtype,
+    load_adapter_model,
+    load_base_model,
+    merge_adapter,
+    save_adapter,
+)
+from core.finetuning.modules import (
+    check_chunk_settings,
+    meta_model,
+    resolve_target_modules,
+    sequence_length,
+    window_sizes,
+)
+from core.finetuning.plan import make_plan
+from core.finetuning.sources import read_sources
+from core.finetuning.training import CHECKPOINT_FOLDER, build_trainer
+from core.jobs import JobHandle, RunDirectory, runs_root, start_job, write_json_atomically
+from core.model import check_model, load_model, resolve_model_location
+from core.settings import Settings
+from core.worker import JobContext
+
+JOB_KIND = "finetune"
+STATE_FILE = "state.json"
+ADAPTER_FOLDER = "adapter"
+MERGED_FOLDER = "merged"
+
+
+def preflight(settings: Settings) -> None:
+    """Every check that needs no weights: model, template, lengths, target modules, data. Raises UserInputError."""
+    from core.demo import DEMO_MODEL_NAME, demo_model_path, is_demo_model_built
+
+    finetune = settings.finetune
+    check_chunk_settings(finetune)
+    check_model(settings.model)
+    name = settings.model.model
+    if name != DEMO_MODEL_NAME or is_demo_model_built(demo_model_path()):
+        location = resolve_model_location(name)
+        config, model = meta_model(location, settings.model)
+        sequence_length(finetune, config, name)
+        resolve_target_modules(model, finetune.target_modules, name)
+    read_sources(finetune.training_data)
+
+
+def start_finetune(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
+    """Start (or resume) a fine-tuning run in a worker process; bad input is reported before a folder is made."""
+    if resume:
+        if run_dir is None:
+            raise UserInputError("--resume needs --run-dir pointing at the fine-tuning run to continue.")
+        run = RunDirectory.open(run_dir)
+        kind = run.read_job().get("kind")
+        if kind != JOB_KIND:
+            raise UserInputError(f"{run.path} is a '{kind}' run, not a fine-tuning run, so it cannot be resumed here.")
+        if run.worker_alive():
+            raise UserInputError(f"The run {run.path} is still running (worker pid {run.read_worker().get('pid')}). "
+                                 "Attach to it instead of resuming it.")
+    else:
+        preflight(settings)
+        run = RunDirectory.create(runs_root(settings), settings.model.model, exact=run_dir)
+    return start_job(JOB_KIND, settings, run, {"resume": resume})
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    return {}
+
+
+def _prepared_data(context: JobContext, tokenizer: Any, length: int) -> PreparedData:
+    folder = context.run.path / DATA_FOLDER
+    prepared = PreparedData.load(folder)
+    if prepared is not None:
+        context.log(f"using the {len(prepared.train) + len(prepared.validation)} examples prepared earlier in this run")
+        return prepared
+    window = window_sizes(context.settings.finetune, length)
+    prepared = prepare_data(context.settings.finetune, tokenizer, window, context.check_cancelled)
+    prepared.save(folder)
+    for skipped in prepared.summary.get("skipped", []):
+        context.warn(f"skipped {skipped['path']}: {skipped['reason']}")
+    ignored = prepared.summary.get("ignored_files", [])
+    if ignored:
+        context.log(f"ignored {len(ignored)} files of other types, e.g. {ignored[0]}")
+    return prepared
+
+
+def _last_logged_loss(log_history: list[dict[str, Any]]) -> float | None:
+    losses = [entry["loss"] for entry in log_history if "loss" in entry]
+    return float(losses[-1]) if losses else None
+
+
+def run(context: JobContext) -> dict[str, Any]:
+    import datasets
+
+    datasets.disable_progress_bars()
+    settings = context.settings
+    finetune = settings.finetune
+    run_path = context.run.path
+    state_path = run_path / STATE_FILE
+    state = _read_state(state_path)
+
+    with context.phase("load", None, f"loading {settings.model.model}"):
+        loaded = load_model(settings.model, lambda stage, done, total: context.progress(f"load: {stage}", done, total),
+                            context.log)
+        context.log(f"loaded {loaded.location} as {loaded.dtype} on {loaded.device} in {loaded.seconds:.1f}s")
+    length = sequence_length(finetune, loaded.model.config, settings.model.model)
+    targets = resolve_target_modules(loaded.model, finetune.target_modules, settings.model.model)
+    context.check_cancelled()
+
+    with context.phase("data", None, "reading, detecting, cleaning and splitting the training data"):
+        prepared = _prepared_data(context, loaded.tokenizer, length)
+    context.emit(Metrics(name="data", values=data_metrics(prepared)))
+    if finetune.preview_examples:
+        lines = preview(loaded.tokenizer, prepared.train, finetune.preview_examples)
+        context.emit(Metrics(name="preview", values={f"example {number}": line
+                                                      for number, line in enumerate(lines, start=1)}))
+    context.check_cancelled()
+
+    checkpoint_folder = run_path / CHECKPOINT_FOLDER
+    for removed in remove_incomplete_checkpoints(checkpoint_folder):
+        context.warn(f"removed {removed.name}: it was being written when the run stopped")
+    resume_from = last_checkpoint(checkpoint_folder)
+    plan_values: dict[str, Any] = {}
+    callback = JournalCallback(context.emit, context.check_cancelled, checkpoint_folder, finetune.keep_checkpoints,
+                               plan_values, context.log)
+    with context.phase("prepare", None, "tokenizing the examples and applying LoRA"):
+        trainer, chosen = build_trainer(loaded.model, loaded.tokenizer, prepared, finetune, targets, length,
+                                        checkpoint_folder, callback)
+    context.log(f"training format: {chosen.description}; LoRA rank {finetune.lora_rank} on {', '.join(targets)}"
+                + (" (DoRA)" if finetune.dora else ""))
+    plan = make_plan(trainer, len(prepared.train), len(prepared.validation), finetune.epochs, finetune.max_steps,
+                     length, finetune.gradient_checkpointing)
+    plan_values.update(plan.metrics())
+    context.emit(Metrics(name="plan", values=dict(plan_values)))
+
+    items = knowledge_items(prepared.train, finetune.knowledge_test_prompts, finetune.finetune_seed)
+    smoke_messages = smoke_prompt(items)
+    before = state.get("before")
+    if before is None:
+        with context.phase("evaluate_before", None, "validation loss and knowledge test of the model before training"):
+            eval_before = trainer.evaluate()["eval_loss"] if chosen.validation is not None else None
+            answers = generate_answers(trainer.model, loaded.tokenizer, [item.prompt for item in items],
+                                       finetune.knowledge_test_tokens)
+        before = {"eval_loss": eval_before, "answers": answers}
+        state["before"] = before
+        write_json_atomically(state_path, state)
+    for item, answer in zip(items, before["answers"]):
+        item.before = answer
+    context.check_cancelled()
+
+    with context.phase("train", plan.steps, f"{plan.steps} steps, effective batch {plan.effective_batch}"):
+        if resume_from is not None:
+            context.log(f"resuming from {resume_from.name}")
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    context.check_cancelled()
+
+    with context.phase("evaluate_after", None, "validation loss and knowledge test of the trained model"):
+        eval_after = trainer.evaluate()["eval_loss"] if chosen.validation is not None else None
+        answers = generate_answers(trainer.model, loaded.tokenizer, [item.prompt for item in items],
+                                   finetune.knowledge_test_tokens)
+        reference_answer = generate_answers(trainer.model, loaded.tokenizer, [smoke_messages],
+                                            finetune.knowledge_test_tokens)[0]
+    for item, answer in zip(items, answers):
+        item.after = answer
+    scores = knowledge_scores(items)
+    train_loss = _last_logged_loss(trainer.state.log_history)
+    evaluation = {
+        "train_loss": train_loss,
+        "eval_loss_before": before["eval_loss"],
+        "eval_loss_after": eval_after,
+        "perplexity_before": perplexity(before["eval_loss"]),
+        "perplexity_after": perplexity(eval_after),
+    }
+    context.emit(Metrics(name="evaluation", values=evaluation))
+    context.emit(Metrics(name="knowledge_test", values={**scores, "prompts": len(items)}))
+    for number, item in enumerate(items, start=1):
+        context.log(f"knowledge test {number}: {item.prompt_text[:200]!r}\n  expected: {item.expected[:200]!r}\n"
+                    f"  before:   {item.before[:200]!r}\n  after:    {item.after[:200]!r}")
+
+    output_metadata = {
+        "run_dir": str(run_path),
+        "mode": prepared.mode,
+        "lora": {"rank": finetune.lora_rank, "alpha": finetune.lora_alpha, "dropout": finetune.lora_dropout,
+                 "target_modules": targets, "dora": finetune.dora},
+        "metrics": evaluation,
+    }
+    with context.phase("save_adapter", None, "writing the adapter"):
+        adapter_dir = save_adapter(trainer.model, loaded.location, settings.model, run_path / ADAPTER_FOLDER,
+                                   output_metadata)
+    context.emit(ArtifactWritten(name="adapter", path=str(adapter_dir)))
+    best_checkpoint = trainer.state.best_model_checkpoint
+    steps_done = trainer.state.global_step
+    trained_dtype = loaded.dtype
+    del trainer
+    loaded.model = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+    merged_dir = None
+    dtype = full_precision_dtype(trained_dtype)
+    if finetune.merge_adapter:
+        with context.phase("merge", None, "merging the adapter into a full model folder"):
+            merged_dir = merge_adapter(loaded.location, settings.model, adapter_dir, run_path / MERGED_FOLDER, dtype,
+                                       settings.output.shard_size, output_metadata)
+        context.emit(ArtifactWritten(name="merged_model", path=str(merged_dir)))
+    context.check_cancelled()
+
+    with context.phase("smoke_test", None, "reloading the result from disk and checking its chat template"):
+        smoke = _smoke_test(settings, loaded, adapter_dir, merged_dir, dtype, smoke_messages, reference_answer)
+    if smoke["passed"]:
+        context.log(f"smoke test passed: the reloaded {'merged model' if merged_dir else 'adapter'} renders the chat "
+                    "template as before and answers as the trained model did")
+    else:
+        context.warn(f"smoke test failed: template identical {smoke['chat_template_identical']}, finite logits "
+                     f"{smoke['finite_logits']}, agreement with the trained model {smoke['agreement']:.2f}; answer "
+                     f"{smoke['answer'][:120]!r}")
+    context.emit(Metrics(name="smoke_test", values={key: smoke[key] for key in
+                                                    ("passed", "chat_template_identical", "finite_logits",
+                                                     "agreement")}))
+
+    report = {
+        "model": settings.model.model,
+        "model_location": loaded.location,
+        "dtype": trained_dtype,
+        "mode": prepared.mode,
+        **evaluation,
+        "train_loss_average": output.training_loss,
+        "adapter_dir": str(adapter_dir),
+        "merged_dir": str(merged_dir) if merged_dir else None,
+        "examples": {"train": len(prepared.train), "validation": len(prepared.validation)},
+        "steps": steps_done,
+        "best_checkpoint": best_checkpoint,
+        "resumed_from": resume_from.name if resume_from else None,
+        "plan": plan_values,
+        "data": prepared.summary,
+        "target_modules": targets,
+        "knowledge_test": {**scores, "items": knowledge_report(items)},
+        "smoke_test": smoke,
+    }
+    write_json_atomically(context.run.report_path, report)
+    context.emit(ArtifactWritten(name="report", path=str(context.run.report_path)))
+    return {key: report[key] for key in ("train_loss", "eval_loss_before", "eval_loss_after", "perplexity_before",
+                                         "perplexity_after", "adapter_dir", "merged_dir", "examples")}
+
+
+def _smoke_test(settings: Settings, loaded: Any, adapter_dir: Path, merged_dir: Path | None, dtype: torch.dtype,
+                messages: list[dict[str, str]], reference_answer: str) -> dict[str, Any]:
+    """Reload what was written (merged folder, or base + adapter) and compare it with the trained model."""
+    from transformers import AutoTokenizer
+
+    if merged_dir is not None:
+        local = dataclasses.replace(settings.model, model=str(merged_dir), revision="", chat_template="")
+        model = load_base_model(str(merged_dir), local, dtype)
+        tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
+    else:
+        model = load_adapter_model(loaded.location, settings.model, adapter_dir, dtype)
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    try:
+        return smoke_test(model, tokenizer, loaded.tokenizer, messages, reference_answer,
+                          settings.finetune.knowledge_test_tokens)
+    finally:
+        del model
+        gc.collect()

@@ -1,0 +1,137 @@
+"""Writing the results: the adapter folder, and the merged full model with its tokenizer and chat template.
+
+Both are written into a hidden sibling folder that is renamed into place only when complete (as exports are), so a
+killed run never leaves a folder that looks like a usable model. The merge reloads the base model from disk in full
+precision instead of merging into the model that was trained: a QLoRA base is 4-bit and merging into it would
+round the adapter away, and reloading also proves the adapter on disk is the one that works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.model import DTYPES
+from core.settings import ModelSettings
+
+METADATA_FILE = "heretic.json"
+
+
+def write_atomically(output: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(folder)`` on a temporary sibling folder, then rename it to ``output`` (replacing an old one)."""
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        write(temporary)
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(temporary, output)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return output
+
+
+def metadata(kind: str, source_model: str, location: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """heretic.json of a fine-tuned output, in the same spirit as an abliteration export's."""
+    from core.export import library_versions
+
+    return {
+        "method": "finetune",
+        "format": kind,
+        "source_model": source_model,
+        "source_location": location,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": {**library_versions(), **_extra_versions()},
+        **extra,
+    }
+
+
+def _extra_versions() -> dict[str, str]:
+    import importlib.metadata
+
+    versions = {}
+    for name in ("trl", "datasets"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def write_metadata(folder: Path, data: dict[str, Any]) -> None:
+    (folder / METADATA_FILE).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+
+
+def full_precision_dtype(trained_dtype: str) -> torch.dtype:
+    """The dtype to merge in: the training dtype, except that a 4-bit base is merged in bfloat16."""
+    return DTYPES.get(trained_dtype, torch.bfloat16)
+
+
+def load_base_model(location: str, settings: ModelSettings, dtype: torch.dtype) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    device_map = "cpu" if not torch.cuda.is_available() else (settings.device_map or "auto")
+    return AutoModelForCausalLM.from_pretrained(
+        location, dtype=dtype, device_map=device_map, revision=settings.revision or None,
+        trust_remote_code=settings.trust_remote_code,
+    )
+
+
+def load_adapter_model(location: str, settings: ModelSettings, adapter_dir: Path, dtype: torch.dtype) -> Any:
+    """The base model from disk with the saved adapter on top (not merged)."""
+    from peft import PeftModel
+
+    base = load_base_model(location, settings, dtype)
+    return PeftModel.from_pretrained(base, str(adapter_dir))
+
+
+def load_original_tokenizer(location: str, settings: ModelSettings) -> Any:
+    """The model's tokenizer as shipped (right padding, its own config), with a replacement template if one is set."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location, revision=settings.revision or None,
+                                              trust_remote_code=settings.trust_remote_code)
+    if settings.chat_template:
+        tokenizer.chat_template = Path(settings.chat_template).expanduser().read_text(encoding="utf-8")
+    return tokenizer
+
+
+def merge_adapter(location: str, settings: ModelSettings, adapter_dir: Path, output: Path, dtype: torch.dtype,
+                  shard_size: str, extra_metadata: dict[str, Any]) -> Path:
+    """Write base + adapter merged into ``output`` as an ordinary model folder with tokenizer and chat template."""
+    model = load_adapter_model(location, settings, adapter_dir, dtype).merge_and_unload()
+    tokenizer = load_original_tokenizer(location, settings)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(str(folder), max_shard_size=shard_size)
+        tokenizer.save_pretrained(str(folder))
+        write_metadata(folder, metadata("merged", settings.model, location, extra_metadata))
+
+    try:
+        return write_atomically(output, write)
+    finally:
+        del model
+
+
+def save_adapter(model: Any, location: str, settings: ModelSettings, output: Path,
+                 extra_metadata: dict[str, Any]) -> Path:
+    """Write the trained adapter with the model's own tokenizer (and chat template) and heretic.json."""
+    tokenizer = load_original_tokenizer(location, settings)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+        write_metadata(folder, metadata("adapter", settings.model, location, extra_metadata))
+
+    return write_atomically(output, write)

@@ -1,0 +1,134 @@
+"""The training plan shown before the first step: how much data, how many steps, and whether it will fit.
+
+The memory figure is an estimate from first principles (weights + adapter + gradients + AdamW state + activations +
+logits), good to within tens of percent; it exists so a user sees "needs 30 GB" before an out-of-memory error an
+hour in, not to replace measuring. Activations follow the usual transformer accounting (about 34 bytes per token
+per hidden unit per layer in 16-bit, halved again for attention that never materialises the score matrix); with
+gradient checkpointing only one hidden state per layer is kept plus one layer's worth during its recomputation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+GIGABYTE = 1024**3
+ACTIVATION_BYTES_PER_UNIT_16_BIT = 34
+ADAM_STATE_BYTES = 8
+GRADIENT_BYTES = 4
+ADAPTER_WEIGHT_BYTES = 4
+LOGIT_BYTES = 4
+
+
+@dataclass
+class MemoryEstimate:
+    weights: float
+    adapter: float
+    optimizer: float
+    activations: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.adapter + self.optimizer + self.activations
+
+
+@dataclass
+class TrainingPlan:
+    train_examples: int
+    validation_examples: int
+    sequences: int
+    tokens: int
+    steps: int
+    steps_per_epoch: int
+    epochs: float
+    effective_batch: int
+    sequence_length: int
+    trainable_parameters: int
+    total_parameters: int
+    memory: MemoryEstimate
+
+    def metrics(self) -> dict[str, Any]:
+        """The plan as the flat figures of a Metrics event (memory in GB, rounded for reading)."""
+        values = {key: value for key, value in asdict(self).items() if key != "memory"}
+        values["epochs"] = round(self.epochs, 2)
+        values["memory_weights_gb"] = round(self.memory.weights / GIGABYTE, 3)
+        values["memory_adapter_gb"] = round(self.memory.adapter / GIGABYTE, 3)
+        values["memory_optimizer_gb"] = round(self.memory.optimizer / GIGABYTE, 3)
+        values["memory_activations_gb"] = round(self.memory.activations / GIGABYTE, 3)
+        values["memory_total_gb"] = round(self.memory.total / GIGABYTE, 3)
+        return values
+
+
+def steps_for(sequences: int, batch_size: int, accumulation: int, epochs: float, max_steps: int) -> tuple[int, int]:
+    """(total optimizer steps, steps per epoch) the way the transformers Trainer counts them."""
+    batches = max(1, math.ceil(sequences / batch_size))
+    per_epoch = max(1, batches // accumulation + int(batches % accumulation > 0))
+    if max_steps > 0:
+        return max_steps, per_epoch
+    return max(1, math.ceil(epochs * per_epoch)), per_epoch
+
+
+def estimate_memory(
+    model: Any,
+    batch_size: int,
+    sequence_length: int,
+    gradient_checkpointing: bool,
+) -> MemoryEstimate:
+    """Bytes needed to train: frozen weights, trainable adapter with its gradients and AdamW state, activations."""
+    weights = 0.0
+    trainable = 0
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            trainable += parameter.numel()
+        else:
+            weights += parameter.numel() * parameter.element_size()
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    vocabulary = int(getattr(config, "vocab_size", 0) or 0)
+    activation_bytes = next(
+        (p.element_size() for p in model.parameters() if p.is_floating_point() and not p.requires_grad), 2
+    )
+    tokens = batch_size * sequence_length
+    per_layer = ACTIVATION_BYTES_PER_UNIT_16_BIT / 2 * activation_bytes * tokens * hidden
+    if gradient_checkpointing:
+        activations = layers * tokens * hidden * activation_bytes + per_layer
+    else:
+        activations = layers * per_layer
+    activations += tokens * vocabulary * LOGIT_BYTES * 2
+    return MemoryEstimate(
+        weights=weights,
+        adapter=trainable * (ADAPTER_WEIGHT_BYTES + GRADIENT_BYTES),
+        optimizer=trainable * ADAM_STATE_BYTES,
+        activations=activations,
+    )
+
+
+def make_plan(trainer: Any, train_examples: int, validation_examples: int, epochs: float, max_steps: int,
+              sequence_length_limit: int, gradient_checkpointing: bool) -> TrainingPlan:
+    """The plan of a built SFT trainer: its tokenized (and maybe packed) data, its schedule, its model."""
+    lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+    arguments = trainer.args
+    steps, per_epoch = steps_for(len(lengths), arguments.per_device_train_batch_size,
+                                 arguments.gradient_accumulation_steps, epochs, max_steps)
+    sequence_length = min(sequence_length_limit, max(lengths, default=1))
+    model = trainer.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return TrainingPlan(
+        train_examples=train_examples,
+        validation_examples=validation_examples,
+        sequences=len(lengths),
+        tokens=sum(lengths),
+        steps=steps,
+        steps_per_epoch=per_epoch,
+        epochs=(steps / per_epoch) if max_steps > 0 else epochs,
+        effective_batch=arguments.per_device_train_batch_size * arguments.gradient_accumulation_steps
+        * max(1, arguments.world_size),
+        sequence_length=sequence_length,
+        trainable_parameters=trainable,
+        total_parameters=total,
+        memory=estimate_memory(model, arguments.per_device_train_batch_size, sequence_length,
+                               gradient_checkpointing),
+    )

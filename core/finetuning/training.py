@@ -1,0 +1,156 @@
+"""PEFT LoRA/DoRA/QLoRA training with TRL's SFT trainer, configured from the settings.
+
+TRL does the tokenizing, loss masking, packing and the training loop; this module only decides the configuration
+(which dataset format, which mask, which precision) and wires the journal callback in. Checkpoints go to
+``RUN_DIR/checkpoints`` every ``checkpoint_steps`` steps together with a validation pass, because ranking
+checkpoints by validation loss needs a loss for each of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.finetuning.callbacks import JournalCallback
+from core.finetuning.chat_masks import masked_chat_dataset, trl_can_mask
+from core.finetuning.data import PreparedData
+from core.finetuning.examples import MODE_CHAT
+from core.settings import FinetuneSettings
+
+CHECKPOINT_FOLDER = "checkpoints"
+
+
+@dataclass
+class DatasetChoice:
+    """The TRL datasets for a run and whether TRL masks the assistant turns itself."""
+
+    train: Any
+    validation: Any | None
+    trl_assistant_mask: bool
+    description: str
+
+
+def choose_datasets(prepared: PreparedData, tokenizer: Any) -> DatasetChoice:
+    """Datasets in the format TRL handles for the mode; chat data gets its assistant mask one way or the other."""
+    from datasets import Dataset
+
+    if prepared.mode == MODE_CHAT and not trl_can_mask(tokenizer):
+        train = masked_chat_dataset(tokenizer, prepared.train)
+        validation = masked_chat_dataset(tokenizer, prepared.validation) if prepared.validation else None
+        return DatasetChoice(train, validation, False,
+                             "chat, loss on assistant turns (mask computed from the chat template)")
+    train = Dataset.from_list(prepared.train)
+    validation = Dataset.from_list(prepared.validation) if prepared.validation else None
+    descriptions = {
+        "text": "text, loss on every token",
+        "instruct": "instruct, loss on the answer (TRL completion-only loss)",
+        "chat": "chat, loss on assistant turns (TRL assistant-only loss)",
+    }
+    return DatasetChoice(train, validation, prepared.mode == MODE_CHAT, descriptions[prepared.mode])
+
+
+def lora_config(settings: FinetuneSettings, target_modules: list[str]) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_rank,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=target_modules,
+        use_dora=settings.dora,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def precision(model: Any) -> dict[str, bool]:
+    """Mixed precision only on CUDA and matching the weights; on CPU the weights' own dtype is used as is."""
+    dtype = next(model.parameters()).dtype
+    quantized = getattr(model, "is_loaded_in_4bit", False)
+    if not torch.cuda.is_available():
+        return {"bf16": False, "fp16": False}
+    if quantized or dtype == torch.bfloat16:
+        return {"bf16": torch.cuda.is_bf16_supported(), "fp16": False}
+    if dtype == torch.float16:
+        return {"bf16": False, "fp16": True}
+    return {"bf16": False, "fp16": False}
+
+
+def sft_config(settings: FinetuneSettings, output_dir: Path, has_validation: bool, assistant_only_loss: bool,
+               model: Any, length: int) -> Any:
+    from trl import SFTConfig
+
+    cuda = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings.per_device_batch_size,
+        per_device_eval_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps if settings.max_steps > 0 else -1,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.learning_rate_scheduler,
+        warmup_steps=settings.warmup_ratio,
+        logging_steps=settings.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_validation else "no",
+        eval_steps=settings.checkpoint_steps,
+        save_strategy="steps",
+        save_steps=settings.checkpoint_steps,
+        load_best_model_at_end=has_validation,
+        metric_for_best_model="eval_loss" if has_validation else None,
+        greater_is_better=False if has_validation else None,
+        seed=settings.finetune_seed,
+        data_seed=settings.finetune_seed,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
+        max_length=length,
+        packing=settings.packing,
+        assistant_only_loss=assistant_only_loss,
+        report_to="none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not cuda,
+        dataloader_pin_memory=cuda,
+        **precision(model),
+    )
+
+
+def prepare_quantized(model: Any, settings: FinetuneSettings) -> Any:
+    """QLoRA: the 4-bit base needs PEFT's k-bit preparation (norms in fp32, input gradients on) before LoRA."""
+    if not getattr(model, "is_loaded_in_4bit", False):
+        return model
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings.gradient_checkpointing)
+
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    prepared: PreparedData,
+    settings: FinetuneSettings,
+    target_modules: list[str],
+    length: int,
+    output_dir: Path,
+    callback: JournalCallback | None,
+) -> tuple[Any, DatasetChoice]:
+    """The SFT trainer for this run, with LoRA applied to the model (the model object is modified in place)."""
+    from trl import SFTTrainer
+
+    datasets = choose_datasets(prepared, tokenizer)
+    configuration = sft_config(settings, output_dir, datasets.validation is not None,
+                               datasets.trl_assistant_mask, model, length)
+    trainer = SFTTrainer(
+        model=prepare_quantized(model, settings),
+        args=configuration,
+        train_dataset=datasets.train,
+        eval_dataset=datasets.validation,
+        processing_class=tokenizer,
+        peft_config=lora_config(settings, target_modules),
+        callbacks=[callback] if callback is not None else None,
+    )
+    return trainer, datasets
