@@ -348,6 +348,8 @@ def convert_row(row: dict[str, Any], kind: str, where: str) -> Document | Conver
 
 
 def _messages(row: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    if "messages" not in row and "conversations" not in row:
+        raise _RowProblem(f"the key 'messages' is missing (it has {sorted(row)})")
     key = "messages" if "messages" in row else "conversations"
     value = row.get(key)
     if not isinstance(value, list) or not value:
