@@ -225,14 +225,24 @@ class JobHandle:
         return self.run.worker_alive()
 
     def exit_code(self) -> int | None:
-        if self.process is not None:
-            return self.process.poll()
-        return self.run.read_worker().get("exit_code")
+        """The worker's exit code as its supervisor recorded it (negative: killed by that signal)."""
+        recorded = self.run.read_worker().get("exit_code")
+        if recorded is not None:
+            return int(recorded)
+        return self.process.poll() if self.process is not None else None
 
     def _death_event(self) -> JobError:
         code = self.exit_code()
+        if code is None:
+            described = "an unknown exit code (it was killed or crashed)"
+        elif code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+            described = f"exit code {code}: killed by {name}"
+            if -code == signal.SIGKILL:
+                described += " (kill -9, or the kernel's out-of-memory killer)"
+        else:
+            described = f"exit code {code}"
         tail = tail_lines(self.run.log_path, 15)
-        described = f"exit code {code}" if code is not None else "an unknown exit code (it was killed or crashed)"
         message = (
             f"The worker process stopped with {described} before the job ended. The run is kept in {self.run.path}; "
             "resume it, or read worker.log for the cause."
@@ -269,10 +279,12 @@ class JobHandle:
                 return
             time.sleep(poll_seconds)
 
+    def _worker_pid(self) -> int | None:
+        return self.run.read_worker().get("pid") or (self.process.pid if self.process is not None else None)
+
     def request_cancel(self) -> bool:
         """Ask the worker to stop gracefully (abandon the trial in flight, persist, report). False if not running."""
-        info = self.run.read_worker()
-        pid = info.get("pid") if self.process is None else self.process.pid
+        pid = self._worker_pid()
         if not pid or not self.alive():
             return False
         try:
@@ -282,8 +294,8 @@ class JobHandle:
         return True
 
     def kill(self) -> None:
-        """Stop the worker at once (after a graceful cancel did not finish in time)."""
-        pid = self.process.pid if self.process is not None else self.run.read_worker().get("pid")
+        """Stop the worker at once (after a graceful cancel did not finish in time); its supervisor records it."""
+        pid = self._worker_pid()
         if pid and self.alive():
             try:
                 os.kill(pid, signal.SIGKILL)

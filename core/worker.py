@@ -40,6 +40,7 @@ JOB_RUNNERS: dict[str, str] = {
     "abliterate": "core.abliteration_job:run",
     "export": "core.export:run_export_job",
     "finetune": "core.finetuning.job:run",
+    "compare": "core.compare:run",
 }
 """Job kind -> ``module:function`` taking a :class:`JobContext` and returning a summary dict (imported lazily)."""
 
@@ -155,6 +156,7 @@ def run_worker(run_path: Path) -> int:
         context.emit(JobError(message=f"{type(error).__name__}: {message}", traceback=text))
     finally:
         context.close()
+        record_in_registry(run)
         info = run.read_worker()
         info["exit_code"] = exit_code
         info["finished"] = time.time()
@@ -162,11 +164,60 @@ def run_worker(run_path: Path) -> int:
     return exit_code
 
 
+def record_in_registry(run: RunDirectory) -> None:
+    """Index the run now that its job ended, before worker.json says so, so whoever waited for the job finds it.
+
+    It runs after the terminal event, so the journal is not touched again: a registry failure is printed to
+    worker.log only and never changes the job's outcome.
+    """
+    from core.registry import record_finished_run
+
+    record_finished_run(run.path, warn=lambda message: print(f"warning: {message}", flush=True))
+
+
+def supervise(run: RunDirectory, child: int) -> int:
+    """Wait for the worker and record how it ended, so anyone attached later learns its exit code.
+
+    The supervisor is forked before anything heavy is imported and does nothing but wait: a worker killed by the
+    kernel (out of memory) or by kill -9 still gets ``exit_code`` (the negative signal number) in worker.json.
+    """
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def forward(signum: int, frame: Any) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    info = run.read_worker()
+    if "exit_code" not in info:
+        info.update(pid=info.get("pid", child), exit_code=code, finished=time.time())
+        write_json_atomically(run.worker_path, info)
+        print(f"worker process {child} ended with exit code {code} before finishing its job", flush=True)
+    return code if code >= 0 else 128 - code
+
+
 def main() -> None:
     if len(sys.argv) != 2:
         print("usage: python -m core.worker RUN_DIR", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    sys.exit(run_worker(Path(sys.argv[1])))
+    run = RunDirectory(Path(sys.argv[1]))
+    child = os.fork()
+    if child == 0:
+        code = run_worker(run.path)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(supervise(run, child))
 
 
 if __name__ == "__main__":

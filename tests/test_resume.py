@@ -47,6 +47,11 @@ def test_kill_9_then_resume_loses_no_completed_trial(tiny_models: dict[str, Path
     parent.wait(timeout=60)
     assert parent.returncode == 1, "the headless parent reports the dead worker as a failure"
     assert run.status() == "failed"
+    assert run.read_worker()["exit_code"] == -signal.SIGKILL
+    from core.jobs import attach
+
+    death = list(attach(run_dir).events())[-1]
+    assert "killed by SIGKILL" in death.message and str(run_dir) in death.message
     before = finished_trials(run)
     assert len(before) >= 4
 
