@@ -86,7 +86,7 @@ def run_command(
     arguments: argparse.Namespace,
     settings_from_arguments: Callable[..., Any],
     follow: Callable[..., tuple[int, Event | None]],
-    printer_class: Callable[[], Callable[[Event], None]],
+    printer_class: Callable[[Any], Callable[[Event], None]],
     launch_app: Callable[..., int],
 ) -> int:
     """Start or resume the run, then open the dashboard on it, or follow it on stderr with --headless."""
@@ -103,7 +103,7 @@ def run_command(
     if not arguments.headless:
         return launch_app(attach_run=handle.run.path)
     print(f"run folder: {handle.run.path}", file=sys.stderr, flush=True)
-    code, last = follow(handle, printer_class())
+    code, last = follow(handle, printer_class(sys.stderr))
     if isinstance(last, JobFinished):
         _print_summary(last.summary, handle.run.report_path)
     return code

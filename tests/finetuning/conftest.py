@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,17 @@ def documents(tmp_path: Path) -> Path:
     (folder / "notes" / "quellton.md").write_text("# Quellton\n\n" + " ".join(reversed(FACTS * 4)), encoding="utf-8")
     write_pdf(folder / "lumen.pdf", FACTS)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """One math thread, here and in workers: on a shared 2-core machine, thread oversubscription makes the tiny
+    models' steps a hundred times slower (seconds instead of milliseconds), which is all the tests would measure."""
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

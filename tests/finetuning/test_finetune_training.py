@@ -1,0 +1,85 @@
+"""Training in-process on a tiny model: the loss on held-out data goes down, events carry the figures the dashboard
+draws, and the adapter reloads from disk and answers like the trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.events import LogLine, Metrics, TrainingStep
+from core.finetuning.job import run
+from core.jobs import RunDirectory
+from core.worker import JobContext
+from finetune_helpers import chat_rows, finetune_settings, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def run_in_process(settings: Any, folder: Path) -> tuple[dict[str, Any], RunDirectory]:
+    run_directory = RunDirectory.create(folder, "tiny", exact=folder / "run")
+    context = JobContext(run_directory, settings, {})
+    try:
+        summary = run(context)
+    finally:
+        context.close()
+    return summary, run_directory
+
+
+def many_chat_rows(copies: int) -> list[dict[str, Any]]:
+    """The chat rows several times with a numbered system turn, so they are not removed as duplicates."""
+    rows = []
+    for copy in range(copies):
+        for row in chat_rows():
+            messages = [message for message in row["messages"] if message["role"] != "system"]
+            rows.append({"messages": [{"role": "system", "content": f"You are a helpful assistant {copy}"}]
+                         + messages})
+    return rows
+
+
+def test_chat_training_lowers_validation_loss_with_our_assistant_mask(tiny_model: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "chat.jsonl", many_chat_rows(4))
+    settings = finetune_settings(tiny_model, [str(data)], max_steps=24, validation_fraction=0.2)
+    summary, run_directory = run_in_process(settings, tmp_path)
+
+    assert summary["eval_loss_after"] < summary["eval_loss_before"]
+    assert summary["perplexity_after"] < summary["perplexity_before"]
+    assert summary["examples"] == {"train": 19, "validation": 5}
+    report = run_directory.read_report()
+    assert report["mode"] == "chat" and report["steps"] == 24
+    assert report["smoke_test"]["passed"], report["smoke_test"]
+    assert report["knowledge_test"]["score_after"] >= report["knowledge_test"]["score_before"]
+    assert (Path(summary["adapter_dir"]) / "adapter_model.safetensors").is_file()
+    assert summary["merged_dir"] is None
+
+    events = run_directory.read_events()
+    logs = [item.message for item in events if isinstance(item, LogLine)]
+    assert any("mask computed from the chat template" in line for line in logs)
+    steps = [item for item in events if isinstance(item, TrainingStep)]
+    trained = [item for item in steps if item.loss is not None]
+    assert trained[0].step == 1 and trained[-1].step == 24 and all(item.total_steps == 24 for item in steps)
+    assert all(item.learning_rate is not None and item.grad_norm is not None for item in trained)
+    assert all(item.tokens_per_second and item.tokens_per_second > 0 for item in trained)
+    assert trained[-1].eta_seconds == 0
+    evaluated = [item for item in steps if item.eval_loss is not None]
+    assert [item.step for item in evaluated][:4] == [0, 8, 16, 24]
+    assert all(item.perplexity and item.perplexity > 1 for item in evaluated)
+    plans = [item.values for item in events if isinstance(item, Metrics) and item.name == "plan"]
+    assert {"train_examples", "tokens", "steps", "effective_batch", "memory_total_gb"} <= set(plans[0])
+    assert "estimated_seconds" in plans[-1]
+    checkpoints = sorted(path.name for path in (run_directory.path / "checkpoints").glob("checkpoint-*"))
+    assert len(checkpoints) <= 3 and "checkpoint-24" in checkpoints
+
+
+def test_trl_masks_templates_with_generation_markers_and_dora_packing_work(marked_model: Path,
+                                                                            tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "chat.jsonl", many_chat_rows(3))
+    settings = finetune_settings(marked_model, [str(data)], max_steps=12, checkpoint_steps=6, dora=True,
+                                 packing=True, max_sequence_length=128, knowledge_test_prompts=1)
+    summary, run_directory = run_in_process(settings, tmp_path)
+    assert summary["eval_loss_after"] < summary["eval_loss_before"]
+    logs = [item.message for item in run_directory.read_events() if isinstance(item, LogLine)]
+    assert any("TRL assistant-only loss" in line and "(DoRA)" in line for line in logs)
+    plan = run_directory.read_report()["plan"]
+    assert plan["sequences"] < plan["train_examples"]
