@@ -18,6 +18,7 @@ from core.finetuning.callbacks import JournalCallback
 from core.finetuning.chat_masks import masked_chat_dataset, trl_can_mask
 from core.finetuning.data import PreparedData
 from core.finetuning.examples import MODE_CHAT
+from core.finetuning.packing import has_variable_length_attention, pack_into_rows
 from core.settings import FinetuneSettings
 
 CHECKPOINT_FOLDER = "checkpoints"
@@ -108,7 +109,8 @@ def sft_config(settings: FinetuneSettings, output_dir: Path, has_validation: boo
         activation_checkpointing=settings.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if settings.gradient_checkpointing else None,
         max_length=length,
-        packing=settings.packing,
+        packing=settings.packing and has_variable_length_attention(model),
+        eval_packing=False,
         assistant_only_loss=assistant_only_loss,
         report_to="none",
         disable_tqdm=True,
@@ -153,4 +155,10 @@ def build_trainer(
         peft_config=lora_config(settings, target_modules),
         callbacks=[callback] if callback is not None else None,
     )
+    if settings.packing:
+        if has_variable_length_attention(trainer.model):
+            datasets.description += "; packed padding-free (FlashAttention)"
+        else:
+            pack_into_rows(trainer, length)
+            datasets.description += "; packed into rows with per-example attention"
     return trainer, datasets

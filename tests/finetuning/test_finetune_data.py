@@ -132,3 +132,24 @@ def test_steps_are_counted_as_the_trainer_counts_them() -> None:
     assert steps_for(100, 4, 4, 3.0, 0) == (21, 7)
     assert steps_for(100, 4, 4, 3.0, 50) == (50, 7)
     assert steps_for(3, 8, 1, 0.5, 0) == (1, 1)
+
+
+def test_packed_rows_keep_examples_apart(tiny_model: Path, tokenizer) -> None:
+    """Logits of an example packed after another equal its logits alone (TRL trains with use_cache=False)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.finetuning.packing import PackedRowsCollator
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model)).eval()
+    first, second = (tokenizer(text, add_special_tokens=False)["input_ids"] for text in FACTS[:2])
+    row = {"input_ids": first + second, "labels": first + second, "seq_lengths": [len(first), len(second)]}
+    alone = {"input_ids": second, "labels": second, "seq_lengths": [len(second)]}
+    batch = PackedRowsCollator(tokenizer.pad_token_id)([row, alone])
+    assert "attention_mask" not in batch
+    assert batch["position_ids"][0].tolist()[len(first)] == 0 and batch["labels"][0, len(first)] == -100
+    with torch.inference_mode():
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        reference = model(input_ids=torch.tensor([second])).logits[0]
+    assert torch.allclose(logits[0, len(first):], reference, atol=1e-5)
+    assert torch.allclose(logits[1, :len(second)], reference, atol=1e-5)
