@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import sys
 import time
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -572,3 +573,48 @@ def _with_model_status(model: ModelRecord) -> ModelRecord:
     else:
         status = STATUS_MISSING
     return dataclasses.replace(model, status=status)
+
+
+def _print_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def record_finished_run(run_path: Path, warn: Callable[[str], None] | None = None) -> None:
+    """Index a run (and the models it wrote) when its job ends.
+
+    The registry is only an index, so a locked or damaged database must never turn a finished job into a failed
+    one: any problem becomes a warning that says how to catch up later.
+    """
+    try:
+        Registry().record_run(run_path)
+    except Exception as error:
+        (warn or _print_warning)(
+            f"the run could not be recorded in the registry ({type(error).__name__}: {error}); "
+            "`heretic-tui registry rebuild` indexes it later"
+        )
+
+
+def record_produced_model(
+    folder: Path, metadata: dict[str, Any], *, role: str, warn: Callable[[str], None] | None = None
+) -> None:
+    """Index a model folder a job just wrote, linked to its source model, run and trial from its heretic.json.
+
+    Like :func:`record_finished_run`, a registry problem is only a warning: the folder is what the user asked for.
+    """
+    source = metadata.get("source_model")
+    trial = metadata.get("trial")
+    try:
+        Registry().record_model(
+            folder,
+            role=role,
+            name=str(metadata.get("name") or Path(folder).name),
+            parent_path=str(source) if source else None,
+            run_path=metadata.get("run_dir") or None,
+            trial=int(trial) if isinstance(trial, int) else None,
+            method=str(metadata["method"]) if metadata.get("method") else None,
+        )
+    except Exception as error:
+        (warn or _print_warning)(
+            f"the model {folder} could not be recorded in the registry ({type(error).__name__}: {error}); "
+            "`heretic-tui registry rebuild` indexes it later"
+        )
