@@ -21,7 +21,9 @@ from core.errors import UserInputError
 from core.events import ArtifactWritten
 from core.jobs import JobHandle, RunDirectory, start_job
 from core.model import LoadedModel, load_model
+from core.model_card import copy_processor_files, write_model_card
 from core.optimization import find_trial, open_study, trial_result
+from core.registry import ROLE_ABLITERATED, record_produced_model
 from core.settings import Settings, load_settings
 from core.worker import JobContext
 
@@ -170,13 +172,15 @@ def export_loaded_trial(
         loaded.tokenizer.save_pretrained(str(temporary))
         metadata = _metadata(settings, loaded, run, frozen, adapter)
         (temporary / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        shutil.copyfile(run.config_path, temporary / "heretic-config.toml")
+        copy_processor_files(loaded.location, temporary, settings.model.revision)
+        write_model_card(temporary, metadata, run.config_path.read_text(encoding="utf-8"), name=output.name)
         if output.exists():
             output.rmdir()
         os.replace(temporary, output)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    record_produced_model(output, metadata, role=ROLE_ABLITERATED, warn=context.warn if context else None)
     if context is not None:
         context.emit(ArtifactWritten(name="export", path=str(output)))
         context.log(f"exported trial {trial} to {output}")

@@ -17,7 +17,6 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import huggingface_hub
 from huggingface_hub import CommitOperationAdd, HfApi, RepoFile
@@ -212,73 +211,26 @@ def hub_user_name(token: str, *, endpoint: str | None = None) -> str:
 
 
 def ensure_model_card(folder: Path) -> Path:
-    """Write a small README.md model card when the folder has none; an existing card is never touched.
+    """Write the README.md model card from the folder's heretic.json when the folder has none; an existing card is
+    never touched.
 
-    A repository without a card shows an empty page and no license or base model on the Hub, so a minimal one is
-    better than none. Written to a temporary file and renamed, so an interrupted write never leaves half a card.
+    A repository without a card shows an empty page and no base model or tags on the Hub. The card is written to a
+    temporary file and renamed (see :func:`core.model_card.write_model_card`), so an interrupted write never leaves
+    half a card.
     """
+    from core.model_card import read_metadata, write_model_card
+
     folder = Path(folder)
     card_path = folder / MODEL_CARD_FILE
     if card_path.exists():
         return card_path
-    temporary = folder / f".{MODEL_CARD_FILE}.tmp-{os.getpid()}"
     try:
-        temporary.write_text(_render_model_card(folder), encoding="utf-8")
-        os.replace(temporary, card_path)
+        return write_model_card(folder, read_metadata(folder), None)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise UserInputError(
             f"Could not write a model card into {folder} ({error.strerror or error}). Make the folder writable, "
             "or add a README.md yourself."
         ) from None
-    return card_path
-
-
-def _read_metadata(folder: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    try:
-        validate_repo_name(text)
-    except UserInputError:
-        return False
-    return not Path(text).expanduser().exists()
-
-
-def _render_model_card(folder: Path) -> str:
-    metadata = _read_metadata(folder)
-    is_adapter = (folder / "adapter_config.json").is_file()
-    method = str(metadata.get("method") or "")
-    source = str(metadata.get("source_model") or "")
-    tags = ["heretic", "heretic-tui"]
-    if "abliter" in method.lower() or not method:
-        tags.append("abliterated")
-    if is_adapter:
-        tags.append("lora")
-    header = ["---", f"library_name: {'peft' if is_adapter else 'transformers'}"]
-    if source and _looks_like_hub_id(source):
-        header.append(f"base_model: {source}")
-    header.append("tags:")
-    header.extend(f"- {tag}" for tag in tags)
-    header.append("---")
-    kind = "LoRA adapter" if is_adapter else "model"
-    lines = ["", f"# {folder.name}", ""]
-    origin = f" from [{source}](https://huggingface.co/{source})" if source and _looks_like_hub_id(source) else ""
-    lines.append(f"A {kind} made{origin} with heretic-tui" + (f" ({method})." if method else "."))
-    if metadata.get("trial") is not None:
-        lines.append(f"It uses the parameters of optimisation trial {metadata['trial']}.")
-    lines += [
-        "",
-        "Abliteration removes the direction in the model's activations that makes it refuse, so this model may "
-        "answer requests the original declined. Use it responsibly.",
-        "",
-    ]
-    return "\n".join(header + lines)
 
 
 def _remote_files(api: HfApi, repo: str, paths: list[str], token: str) -> dict[str, RepoFile]:
