@@ -34,7 +34,7 @@ from core.events import (
 from core.jobs import JobHandle
 from core.settings import Settings, load_settings, overrides_from_text, parse_assignment
 
-COMMANDS = ("abliterate", "export", "demo", "attach", "runs", "finetune")
+COMMANDS = ("abliterate", "export", "demo", "attach", "runs", "finetune", "upload", "compare", "registry")
 
 FLAG_SETTINGS = {
     "model": "model.model",
@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
         add_finetune_arguments = None
     if add_finetune_arguments is not None:
         add_finetune_arguments(finetune)
+
+    from core.shipping_cli import add_compare_arguments, add_registry_arguments, add_upload_arguments
+
+    add_upload_arguments(commands.add_parser("upload", help="upload a model or adapter folder to the Hugging Face Hub"))
+    compare = commands.add_parser("compare", help="two or three models side by side: answers, refusals, KL, perplexity")
+    _add_settings_flags(compare)
+    add_compare_arguments(compare)
+    registry = commands.add_parser("registry", help="the index of runs, models (with lineage) and comparisons")
+    _add_settings_flags(registry)
+    add_registry_arguments(registry)
     return parser
 
 
@@ -297,6 +307,12 @@ def command_runs(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_shipping(arguments: argparse.Namespace) -> int:
+    from core.shipping_cli import run_command
+
+    return run_command(arguments, settings_from_arguments, follow, ProgressPrinter, launch_app)
+
+
 def command_finetune(arguments: argparse.Namespace) -> int:
     try:
         from core.finetuning.cli import run_command
@@ -330,6 +346,9 @@ def dispatch(argv: Sequence[str]) -> int:
         "attach": command_attach,
         "runs": command_runs,
         "finetune": command_finetune,
+        "upload": command_shipping,
+        "compare": command_shipping,
+        "registry": command_shipping,
     }
     if arguments.command is None:
         return launch_app(settings=settings_from_arguments(argparse.Namespace()))
