@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from core.events import (
 from core.settings import Settings, render_config
 
 START = 1_790_000_000.0
-"""2026-09-21 13:33:20 UTC: the fixed start time of every recorded run."""
+"""2026-09-21 14:13:20 UTC: the fixed start time of every recorded run."""
 
 EVAL_PROMPTS = 10
 
@@ -130,11 +133,12 @@ def write_run(
     trials_done: int = 20,
     ending: str = "finished",
     log_lines: int = 30,
+    created_offset: float = 0.0,
 ) -> RecordedRun:
     """A run folder; ``ending`` is finished, failed, cancelled, running (worker = this process) or died."""
     run_dir = root / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    created = START - 5
+    created = START - 5 + created_offset
     (run_dir / "job.json").write_text(json.dumps({"kind": "abliterate", "arguments": {"resume": False},
                                                   "created": created, "model": model}))
     settings = Settings()
@@ -190,3 +194,47 @@ def write_run(
     (run_dir / "worker.log").write_text("\n".join(["phase load: loading " + model, *lines]) + "\n")
     os.utime(run_dir / "job.json", (created, created))
     return RecordedRun(run_dir, events)
+
+
+FAKE_WORKER = r"""
+import json, os, signal, sys, time
+import psutil
+run = sys.argv[1]
+me = psutil.Process()
+with open(os.path.join(run, "worker.json"), "w") as handle:
+    json.dump({"pid": os.getpid(), "create_time": me.create_time(), "started": time.time()}, handle)
+
+def cancel(signum, frame):
+    with open(os.path.join(run, "events.jsonl"), "a") as handle:
+        handle.write(json.dumps({"type": "job_cancelled", "reason": "cancelled by the user", "time": time.time()})
+                     + "\n")
+    with open(os.path.join(run, "worker.json"), "w") as handle:
+        json.dump({"pid": os.getpid(), "create_time": me.create_time(), "exit_code": 130}, handle)
+    sys.exit(130)
+
+signal.signal(signal.SIGTERM, cancel)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+print("fake worker ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def start_fake_worker(run: RecordedRun) -> subprocess.Popen[bytes]:
+    """A stand-in worker for a "running" run: alive, named in worker.json, and cancelling on SIGTERM like the
+    real one (it appends job_cancelled and exits 130). Returns once worker.json names it."""
+    (run.path / "worker.json").unlink(missing_ok=True)
+    log = open(run.path / "worker.log", "ab")
+    process = subprocess.Popen([sys.executable, "-c", FAKE_WORKER, str(run.path)], stdout=log, stderr=log,
+                               start_new_session=True)
+    log.close()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            if json.loads((run.path / "worker.json").read_text()).get("pid") == process.pid:
+                return process
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    process.kill()
+    raise RuntimeError("the fake worker did not start")

@@ -1,0 +1,245 @@
+"""The heretic-tui application: screens, global keys, command palette, and the ``launch`` entry point.
+
+The app holds the base settings (config file and environment, as the CLI would load them), a clock and a
+resource probe; screens ask the app to navigate (``open_*``) so every route (home, palette, model browser,
+``heretic-tui ./model``) lands on the same screen objects. Nothing here computes anything: jobs start through
+``core`` and screens render their events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from core.chat import ChatModel
+from core.errors import UserInputError
+from core.jobs import JobHandle
+from core.model_browser import ModelInfo
+from core.settings import Settings, load_settings
+from tui.resources import ResourceProbe
+from tui.screens.dialogs import MessageDialog, NotBuiltDialog
+
+STYLES_PATH = Path(__file__).resolve().parent.parent / "styles" / "app.tcss"
+
+
+class HereticApp(App[int]):
+    """Keyboard-driven front end over core's jobs; safe to quit at any time (jobs run in their own processes)."""
+
+    CSS_PATH = STYLES_PATH
+    TITLE = "heretic-tui"
+    ENABLE_COMMAND_PALETTE = True
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "help", "Keys", show=False),
+    ]
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        config_path: Path | None = None,
+        model_path: str | None = None,
+        attach_run: Path | None = None,
+        start_settings: Settings | None = None,
+        clock: Callable[[], float] = time.time,
+        resource_probe: ResourceProbe | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings_error: str | None = None
+        if settings is None:
+            try:
+                settings = load_settings()
+            except UserInputError as error:
+                self.settings_error = str(error)
+                settings = Settings()
+        self.settings = settings
+        self.config_path = config_path
+        self.model_path = model_path
+        self.attach_run = attach_run
+        self.start_settings = start_settings
+        self.clock = clock
+        self.resource_probe = resource_probe or ResourceProbe()
+
+    def on_mount(self) -> None:
+        from tui.screens.home import HomeScreen
+
+        self.push_screen(HomeScreen())
+        if self.settings_error:
+            self.show_error("Settings could not be loaded", self.settings_error + "\n\nThe defaults are used instead.")
+        if self.attach_run is not None:
+            self.open_dashboard(self.attach_run)
+        elif self.start_settings is not None:
+            self.start_abliteration_run(self.start_settings)
+        elif self.model_path is not None:
+            self.open_model_actions(Path(self.model_path))
+
+    def open_dashboard(self, run_path: Path, handle: JobHandle | None = None) -> None:
+        from tui.screens.dashboard import DashboardScreen
+
+        self.push_screen(DashboardScreen(Path(run_path), handle))
+
+    def open_wizard(self, model: str | None = None) -> None:
+        from tui.screens.wizard import WizardScreen
+
+        self.push_screen(WizardScreen(self.settings, model=model))
+
+    def open_model_actions(self, folder: Path, model: ModelInfo | None = None) -> None:
+        from tui.screens.model_actions import ModelActionsScreen
+
+        self.push_screen(ModelActionsScreen(Path(folder), model))
+
+    def open_model_browser(self) -> None:
+        from tui.screens.model_browser import ModelBrowserScreen
+
+        self.push_screen(ModelBrowserScreen())
+
+    def open_runs(self) -> None:
+        from tui.screens.runs import RunsScreen
+
+        self.push_screen(RunsScreen())
+
+    def open_chat(self, model: ChatModel) -> None:
+        from tui.screens.chat import ChatScreen
+
+        self.push_screen(ChatScreen(model, self.settings.prompts.system_prompt))
+
+    def open_chat_with(self, model: str) -> None:
+        """Chat with a model given as the ``model.model`` setting, loaded with the app's other model settings."""
+        self.open_chat(ChatModel.plain(dataclasses.replace(self.settings.model, model=model)))
+
+    def show_not_built(self, feature: str) -> None:
+        self.push_screen(NotBuiltDialog(feature))
+
+    def show_error(self, title: str, message: str, details: str = "") -> None:
+        self.push_screen(MessageDialog(title, message, details=details))
+
+    def start_abliteration_run(self, settings: Settings) -> None:
+        """Check the settings and start a run in a thread (preflight reads tokenizers and prompt files)."""
+        self.run_worker(partial(self._start_abliteration, settings), thread=True, group="start", exclusive=True)
+
+    def _start_abliteration(self, settings: Settings) -> None:
+        from core.abliteration_job import start_abliteration
+
+        try:
+            handle = start_abliteration(settings)
+        except UserInputError as error:
+            self.call_from_thread(self.show_error, "The run cannot start", str(error))
+            return
+        except Exception as error:
+            self.call_from_thread(self.show_error, "The run could not be started", f"{type(error).__name__}: {error}")
+            return
+        self.call_from_thread(self._show_started_run, handle)
+
+    def _show_started_run(self, handle: JobHandle) -> None:
+        """The wizard that started the run has done its job; the dashboard takes its place."""
+        from tui.screens.wizard import WizardScreen
+
+        if isinstance(self.screen, WizardScreen):
+            self.pop_screen()
+        self.open_dashboard(handle.run.path, handle)
+
+    def resume_run(
+        self,
+        run_path: Path,
+        trials: int | None = None,
+        on_started: Callable[[JobHandle], None] | None = None,
+    ) -> None:
+        """Resume (or extend to ``trials``) a run with its own settings; the dashboard follows it.
+
+        ``on_started`` receives the new handle (a dashboard already showing the run passes its own method);
+        without it a dashboard is opened.
+        """
+        self.run_worker(partial(self._resume_run, Path(run_path), trials, on_started), thread=True, group="start",
+                        exclusive=True)
+
+    def _resume_run(
+        self, run_path: Path, trials: int | None, on_started: Callable[[JobHandle], None] | None
+    ) -> None:
+        from core.abliteration_job import start_abliteration
+        from core.jobs import RunDirectory
+
+        try:
+            settings = load_settings(RunDirectory.open(run_path).config_path, environ={}, search_default_paths=False)
+            if trials is not None:
+                settings.optimization.trials = trials
+            handle = start_abliteration(settings, run_path, resume=True)
+        except UserInputError as error:
+            self.call_from_thread(self.show_error, "The run cannot be resumed", str(error))
+            return
+        except Exception as error:
+            self.call_from_thread(self.show_error, "The run could not be resumed", f"{type(error).__name__}: {error}")
+            return
+        if on_started is not None:
+            self.call_from_thread(on_started, handle)
+        else:
+            self.call_from_thread(self.open_dashboard, run_path, handle)
+
+    def go_home(self) -> None:
+        """Back to the home screen, leaving whatever runs in the background running."""
+        from tui.screens.home import HomeScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
+            self.pop_screen()
+        if isinstance(self.screen, HomeScreen):
+            self.screen.refresh_runs()
+
+    def action_help(self) -> None:
+        self.action_show_help_panel()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every navigation action, plus the current screen's own key actions, in the command palette."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Home", "Recent runs and the main actions", self.go_home)
+        yield SystemCommand("New abliteration run", "Open the wizard (basic or advanced)", self.open_wizard)
+        yield SystemCommand("Model browser", "Models in the HF cache, model folders and run outputs",
+                            self.open_model_browser)
+        yield SystemCommand("Runs", "Every run with its status: open, resume, delete", self.open_runs)
+        yield SystemCommand("Chat with the configured model", "Chat with model.model from the settings",
+                            lambda: self.open_chat(ChatModel.plain(self.settings.model)))
+        yield SystemCommand("Fine-tune (not built yet)", "Planned feature", partial(self.show_not_built, "finetune"))
+        yield SystemCommand("Upload (not built yet)", "Planned feature", partial(self.show_not_built, "upload"))
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or not active.enabled or binding.action in seen or active.node is self:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(
+                f"{binding.description} ({key})",
+                f"Key on this screen: {key}",
+                partial(self.run_action, binding.action, active.node),
+            )
+
+
+def launch(
+    *,
+    model_path: str | None = None,
+    settings: Settings | None = None,
+    attach_run: Path | None = None,
+    start_abliteration: bool = False,
+) -> int:
+    """Run the app full-screen until the user quits; returns the process exit code.
+
+    No arguments open the home screen; ``model_path`` the actions for that model folder; ``settings`` with
+    ``start_abliteration`` the dashboard of a new run; ``attach_run`` the dashboard of an existing run. Quitting
+    never stops a running job.
+    """
+    app = HereticApp(
+        settings=settings,
+        model_path=model_path,
+        attach_run=attach_run,
+        start_settings=settings if start_abliteration else None,
+    )
+    result = app.run()
+    if app.return_code not in (None, 0):
+        return app.return_code
+    return result or 0

@@ -1,0 +1,289 @@
+"""What the dashboard knows about one run, folded from its event journal.
+
+The dashboard never asks the worker anything: it replays ``events.jsonl`` into this state and keeps applying live
+events to it, so a dashboard opened hours later (after an SSH drop) is the same dashboard that was lost. Keeping the
+fold free of Textual makes it testable with plain event lists and lets every widget render from one object.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.events import (
+    ArtifactWritten,
+    BaselineMeasured,
+    Event,
+    JobCancelled,
+    JobError,
+    JobFinished,
+    JobStarted,
+    JobWarning,
+    LogLine,
+    PhaseFinished,
+    PhaseStarted,
+    Progress,
+    TrialFinished,
+    TrialStarted,
+)
+from core.jobs import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
+
+PHASE_TITLES: dict[str, str] = {
+    "load": "Load model",
+    "prompts": "Prompts",
+    "batch_size": "Batch size",
+    "residuals": "Residuals",
+    "directions": "Directions",
+    "baseline": "Baseline",
+    "trials": "Trials",
+    "export": "Export",
+}
+"""Display names of the abliteration phases, in the order the engine runs them."""
+
+MESSAGE_HISTORY = 200
+
+
+@dataclass
+class PhaseState:
+    """One phase of a job: when it started, how far it got, and how long it took once finished."""
+
+    name: str
+    description: str = ""
+    total: int | None = None
+    completed: int = 0
+    started_at: float = 0.0
+    seconds: float | None = None
+    step: str = ""
+    step_completed: int = 0
+    step_total: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.seconds is not None
+
+    @property
+    def title(self) -> str:
+        return PHASE_TITLES.get(self.name, self.name.replace("_", " ").capitalize())
+
+    def elapsed(self, now: float) -> float:
+        if self.seconds is not None:
+            return self.seconds
+        return max(0.0, now - self.started_at)
+
+
+@dataclass
+class TrialRow:
+    """One Optuna trial as the dashboard shows it; ``refusals`` is None while the trial is still running."""
+
+    number: int
+    params: dict[str, Any] = field(default_factory=dict)
+    refusals: int | None = None
+    refusal_total: int = 0
+    kl: float | None = None
+    seconds: float | None = None
+    apply_reset_seconds: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.refusals is not None and self.kl is not None
+
+
+@dataclass
+class RunMessage:
+    """A log line or warning from the journal, kept for the dashboard's message list."""
+
+    level: str
+    text: str
+    time: float
+
+
+@dataclass
+class RunState:
+    """The whole dashboard model of a run; :meth:`apply` is the only way it changes."""
+
+    job: str = ""
+    model: str = ""
+    run_dir: str = ""
+    status: str = STATUS_RUNNING
+    started_at: float | None = None
+    last_event_at: float | None = None
+    resumed: bool = False
+    phases: dict[str, PhaseState] = field(default_factory=dict)
+    current_phase: str | None = None
+    trials: dict[int, TrialRow] = field(default_factory=dict)
+    trial_total: int = 0
+    running_trial: int | None = None
+    pareto: list[int] = field(default_factory=list)
+    baseline_refusals: int | None = None
+    baseline_total: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    report_path: str = ""
+    error_message: str = ""
+    error_traceback: str = ""
+    user_error: bool = False
+    cancel_reason: str = ""
+    messages: list[RunMessage] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    event_count: int = 0
+
+    @classmethod
+    def from_events(cls, events: list[Event]) -> RunState:
+        state = cls()
+        for item in events:
+            state.apply(item)
+        return state
+
+    def apply(self, item: Event) -> None:
+        """Fold one event into the state; unknown kinds are counted and otherwise ignored."""
+        self.event_count += 1
+        self.last_event_at = item.time
+        if isinstance(item, JobStarted):
+            self._start(item)
+        elif isinstance(item, PhaseStarted):
+            self.phases[item.phase] = PhaseState(
+                name=item.phase, description=item.description, total=item.total, started_at=item.time
+            )
+            self.current_phase = item.phase
+        elif isinstance(item, Progress):
+            self._progress(item)
+        elif isinstance(item, PhaseFinished):
+            phase = self.phases.setdefault(item.phase, PhaseState(name=item.phase, started_at=item.time))
+            phase.seconds = item.seconds
+            if phase.total is not None:
+                phase.completed = phase.total
+            if self.current_phase == item.phase:
+                self.current_phase = None
+        elif isinstance(item, BaselineMeasured):
+            self.baseline_refusals = item.refusals
+            self.baseline_total = item.total
+        elif isinstance(item, TrialStarted):
+            self.trials[item.number] = TrialRow(number=item.number, params=dict(item.params))
+            self.trial_total = item.total or self.trial_total
+            self.running_trial = item.number
+        elif isinstance(item, TrialFinished):
+            self._finish_trial(item)
+        elif isinstance(item, (LogLine, JobWarning)):
+            level = "warning" if isinstance(item, JobWarning) else item.level
+            self.messages.append(RunMessage(level=level, text=item.message, time=item.time))
+            del self.messages[:-MESSAGE_HISTORY]
+        elif isinstance(item, ArtifactWritten):
+            self.artifacts[item.name] = item.path
+        elif isinstance(item, JobFinished):
+            self.status = STATUS_FINISHED
+            self.summary = dict(item.summary)
+            self.report_path = item.report
+            self._end()
+        elif isinstance(item, JobCancelled):
+            self.status = STATUS_CANCELLED
+            self.cancel_reason = item.reason
+            self._end()
+        elif isinstance(item, JobError):
+            self.status = STATUS_FAILED
+            self.error_message = item.message
+            self.error_traceback = item.traceback
+            self.user_error = item.user_error
+            self._end()
+
+    def _start(self, item: JobStarted) -> None:
+        """A job start; a resumed job keeps the trials of the earlier attempts and forgets their ending."""
+        self.job = item.job or self.job
+        self.model = item.model or self.model
+        self.run_dir = item.run_dir or self.run_dir
+        self.resumed = item.resumed
+        if self.started_at is None:
+            self.started_at = item.time
+        self.status = STATUS_RUNNING
+        self.error_message = ""
+        self.error_traceback = ""
+        self.user_error = False
+        self.cancel_reason = ""
+        self.summary = {}
+        self.current_phase = None
+        self.trials = {number: row for number, row in self.trials.items() if row.finished}
+
+    def _progress(self, item: Progress) -> None:
+        """Progress of a phase, or of a named step inside one (``"load: base training"`` belongs to ``load``)."""
+        parent, separator, step = item.phase.partition(":")
+        if separator and parent in self.phases:
+            phase = self.phases[parent]
+            phase.step = step.strip()
+            phase.step_completed = item.completed
+            phase.step_total = item.total
+            return
+        phase = self.phases.setdefault(item.phase, PhaseState(name=item.phase, started_at=item.time))
+        phase.completed = item.completed
+        if item.total is not None:
+            phase.total = item.total
+
+    def _finish_trial(self, item: TrialFinished) -> None:
+        row = self.trials.setdefault(item.number, TrialRow(number=item.number))
+        row.params = dict(item.params) or row.params
+        row.refusals = item.refusals
+        row.refusal_total = item.refusal_total
+        row.kl = item.kl
+        row.seconds = item.seconds
+        row.apply_reset_seconds = item.apply_reset_seconds
+        self.trial_total = item.total or self.trial_total
+        self.pareto = list(item.pareto)
+        if self.running_trial == item.number:
+            self.running_trial = None
+
+    def _end(self) -> None:
+        self.running_trial = None
+        self.current_phase = None
+        self.trials = {number: row for number, row in self.trials.items() if row.finished}
+
+    @property
+    def finished_trials(self) -> list[TrialRow]:
+        return [row for row in self.trials.values() if row.finished]
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == STATUS_RUNNING
+
+    @property
+    def can_resume(self) -> bool:
+        """A study that ended (any way) can be resumed or extended; a running one cannot."""
+        return self.status != STATUS_RUNNING and self.job in ("abliterate", "")
+
+    def best_trial(self) -> TrialRow | None:
+        """The trial a person most likely wants: fewest refusals, then lowest KL, among the finished ones.
+
+        Once the engine reports its chosen trial (at the end of a run) that one wins, so the dashboard and the
+        report never disagree.
+        """
+        chosen = self.summary.get("chosen_trial")
+        if isinstance(chosen, int) and chosen in self.trials:
+            return self.trials[chosen]
+        rows = self.finished_trials
+        if not rows:
+            return None
+        return min(rows, key=lambda row: (row.refusals, row.kl, row.number))
+
+    def median_trial_seconds(self) -> float | None:
+        durations = [row.seconds for row in self.finished_trials if row.seconds]
+        return statistics.median(durations) if durations else None
+
+    def eta_seconds(self, now: float) -> float | None:
+        """Seconds until the current phase ends: trials use the median trial time, other phases their own rate."""
+        if not self.is_running or self.current_phase is None:
+            return None
+        if self.current_phase == "trials" and self.trial_total:
+            median = self.median_trial_seconds()
+            if median is None:
+                return None
+            remaining = max(0, self.trial_total - len(self.finished_trials))
+            return median * remaining
+        phase = self.phases.get(self.current_phase)
+        if phase is None or not phase.total or phase.completed <= 0:
+            return None
+        elapsed = phase.elapsed(now)
+        return elapsed / phase.completed * max(0, phase.total - phase.completed)
+
+    def elapsed_seconds(self, now: float) -> float | None:
+        """Wall time since the job started; a finished job stops its clock at its last event."""
+        if self.started_at is None:
+            return None
+        end = now if self.is_running else (self.last_event_at or now)
+        return max(0.0, end - self.started_at)

@@ -1,0 +1,431 @@
+"""The live dashboard of one run: phases, trial progress, the Pareto plot, the trial table, the worker log, memory.
+
+Everything on it is rebuilt from the run folder: a thread worker replays ``events.jsonl`` and then follows it,
+posting one message per event; the screen folds them into a :class:`RunState` and redraws at most a few times a
+second. Leaving the screen (detach) stops only the follower, never the run. A dead worker arrives as a synthesized
+error event from the core, so the screen ends up "failed" with the last log lines instead of spinning forever.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Log, Static
+
+from core.errors import UserInputError
+from core.events import Event
+from core.jobs import JobHandle, RunDirectory, attach, tail_lines
+from core.settings import setting_fields, validate_value
+from tui.screens.base import HereticScreen
+from tui.formatting import (
+    escape_markup,
+    format_bytes,
+    format_duration,
+    format_kl,
+    format_refusals,
+    status_markup,
+)
+from tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
+from tui.resources import ResourceSnapshot
+from tui.run_state import RunState
+from tui.screens.dialogs import ConfirmDialog, MessageDialog, ValueDialog
+from tui.screens.trial_actions import MORE_TRIALS, TrialActionsScreen
+from tui.widgets.pareto_plot import ParetoPlot, PlotPoint
+from tui.widgets.phase_list import PhaseList
+from tui.widgets.trial_table import TrialTable
+
+REDRAW_SECONDS = 0.2
+LOG_POLL_SECONDS = 1.0
+RESOURCE_POLL_SECONDS = 2.0
+LOG_LINES = 200
+KILL_OFFER_SECONDS = 60.0
+
+
+class DashboardScreen(HereticScreen[None]):
+    """Follows one run; ``handle`` is the one from starting the job, or None to attach to an existing run."""
+
+    BINDINGS = [
+        Binding("c", "cancel_run", "Cancel", tooltip="Cancel the run gracefully (asks first)"),
+        Binding("k", "kill_run", "Kill", tooltip="Kill a worker that does not stop after a cancel"),
+        Binding("d,escape", "detach", "Detach", tooltip="Back home; the run keeps going"),
+        Binding("m", "more_trials", "More trials", tooltip="Continue the study up to a larger number of trials"),
+        Binding("r", "resume", "Resume", tooltip="Resume a cancelled or failed run"),
+        Binding("a", "trial_actions", "Trial", tooltip="Export, chat or compare the selected trial"),
+        Binding("s", "sort", "Sort", tooltip="Sort the trials by the next column"),
+        Binding("l", "toggle_log", "Log", tooltip="Show the worker log instead of the trials, or back"),
+        Binding("e", "show_error", "Error", tooltip="The full error and the last log lines"),
+    ]
+
+    def __init__(self, run_path: Path, handle: JobHandle | None = None) -> None:
+        super().__init__()
+        self.run_path = Path(run_path)
+        self.handle = handle
+        self.state = RunState(run_dir=str(run_path))
+        self._stop_following = threading.Event()
+        self._redraw_pending = False
+        self._log_offset = 0
+        self._resources: ResourceSnapshot | None = None
+        self._cancel_requested_at: float | None = None
+        self._opened_at = 0.0
+        self._generation = 0
+        self._keys_state: tuple[object, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="dashboard"):
+            yield Static("", id="run-summary")
+            with Horizontal(id="dashboard-top"):
+                with Vertical(id="dashboard-side"):
+                    yield PhaseList("", id="phases")
+                    yield Static("", id="resources")
+                yield ParetoPlot(id="plot")
+            yield Static("", id="run-error")
+            with Horizontal(id="dashboard-bottom"):
+                yield TrialTable(id="trials")
+                yield Log(id="worker-log", max_lines=2000, auto_scroll=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._opened_at = self.heretic.clock()
+        self.sub_title = self.run_path.name
+        self.query_one("#dashboard-side").border_title = "Progress"
+        self.query_one("#plot").border_title = "Refusals vs KL"
+        self.query_one("#plot").border_subtitle = "● Pareto  ★ best  ┄ baseline"
+        self.query_one("#trials").border_title = "Trials"
+        self.query_one("#worker-log").border_title = "worker.log"
+        self.query_one("#run-error").display = False
+        if self.handle is None:
+            try:
+                self.handle = attach(self.run_path)
+            except UserInputError as error:
+                self.app.push_screen(MessageDialog("Cannot open this run", str(error)))
+                return
+        self._start_following()
+        self._read_log()
+        self.set_interval(LOG_POLL_SECONDS, self._tick)
+        self._sample_resources()
+
+    def on_unmount(self) -> None:
+        self._stop_following.set()
+
+    def _start_following(self) -> None:
+        self._stop_following.set()
+        self._stop_following = threading.Event()
+        self.state = RunState(run_dir=str(self.run_path))
+        self._generation += 1
+        assert self.handle is not None
+        self._follow(self.handle, self._stop_following, self._generation)
+
+    @work(thread=True, group="follow", exclusive=True, exit_on_error=False)
+    def _follow(self, handle: JobHandle, stop: threading.Event, generation: int) -> None:
+        path = self.run_path
+
+        def deliver(item: Event) -> None:
+            self.post_message(JobEventMessage(path, item, generation))
+
+        completed = follow_run(handle, deliver, stop)
+        self.post_message(JobFollowEnded(path, stopped=not completed, generation=generation))
+
+    def on_job_event_message(self, message: JobEventMessage) -> None:
+        if message.generation != self._generation:
+            return
+        was_running = self.state.is_running
+        self.state.apply(message.event)
+        if message.event.terminal and was_running and message.event.time >= self._opened_at - 2:
+            self._announce_end()
+        self._schedule_redraw()
+
+    def on_job_follow_ended(self, message: JobFollowEnded) -> None:
+        if message.generation != self._generation:
+            return
+        self._read_log()
+        self._redraw()
+
+    def _announce_end(self) -> None:
+        if self.state.status == "failed":
+            self.notify(self.state.error_message[:300] or "The run failed.", title="Run failed", severity="error")
+        elif self.state.status == "cancelled":
+            self.notify("Completed trials are saved; press r to resume.", title="Run cancelled", severity="warning")
+        else:
+            self.notify("Press a on a trial for export, chat and comparison.", title="Run finished")
+
+    def _schedule_redraw(self) -> None:
+        if not self._redraw_pending:
+            self._redraw_pending = True
+            self.set_timer(REDRAW_SECONDS, self._redraw)
+
+    def _tick(self) -> None:
+        if self.state.is_running:
+            self._read_log()
+            self._redraw()
+            self._sample_resources()
+
+    @work(thread=True, group="resources", exclusive=True, exit_on_error=False)
+    def _sample_resources(self) -> None:
+        pid = RunDirectory(self.run_path).read_worker().get("pid") if self.state.is_running else None
+        snapshot = self.heretic.resource_probe.sample(pid)
+        self.app.call_from_thread(self._show_resources, snapshot)
+
+    def _show_resources(self, snapshot: ResourceSnapshot) -> None:
+        self._resources = snapshot
+        self._render_resources()
+
+    def _read_log(self) -> None:
+        """Append what the worker wrote since the last read (the first read shows only the tail)."""
+        log_path = self.run_path / "worker.log"
+        log = self.query_one("#worker-log", Log)
+        try:
+            size = log_path.stat().st_size
+        except OSError:
+            return
+        if self._log_offset == 0 or size < self._log_offset:
+            log.clear()
+            log.write_lines(tail_lines(log_path, LOG_LINES))
+            self._log_offset = size
+            return
+        if size == self._log_offset:
+            return
+        with open(log_path, "rb") as handle:
+            handle.seek(self._log_offset)
+            data = handle.read(size - self._log_offset)
+        complete = data.rfind(b"\n") + 1
+        if complete == 0:
+            return
+        self._log_offset += complete
+        text = data[:complete].decode("utf-8", errors="replace")
+        lines = [line.split("\r")[-1].rstrip() for line in text.splitlines()]
+        log.write_lines([line for line in lines if line])
+
+    def _redraw(self) -> None:
+        self._redraw_pending = False
+        if not self.is_mounted:
+            return
+        now = self.heretic.clock()
+        state = self.state
+        self.query_one("#run-summary", Static).update(self._summary_markup(now))
+        self.query_one("#phases", PhaseList).show(state, now)
+        best = state.best_trial()
+        rows = list(state.trials.values())
+        front = set(state.pareto)
+        finished = state.finished_trials
+        plot = self.query_one("#plot", ParetoPlot)
+        plot.set_points(
+            [PlotPoint(row.number, row.kl or 0.0, row.refusals or 0) for row in finished],
+            front,
+            best.number if best else None,
+            max((row.refusal_total for row in finished), default=state.baseline_total or 0),
+            state.baseline_refusals,
+        )
+        self.query_one("#trials", TrialTable).show(rows, front, best.number if best else None)
+        self.query_one("#trials", TrialTable).border_title = f"Trials ({len(finished)} done)"
+        error = self.query_one("#run-error", Static)
+        if state.status == "failed":
+            tail = [line for line in state.error_traceback.splitlines() if line.strip()][-3:]
+            text = f"[b]Failed:[/b] {escape_markup(state.error_message)}"
+            text += "\n[$text-muted]e: full error and log lines · r: resume (completed trials are kept)[/]"
+            if tail:
+                text += "\n" + escape_markup("\n".join(tail))
+            error.update(text)
+            error.display = True
+        elif state.status == "cancelled":
+            error.update(f"[b]Cancelled:[/b] {escape_markup(state.cancel_reason)} · r: resume")
+            error.display = True
+        else:
+            error.display = False
+        self.sub_title = f"{self.run_path.name} · {state.status}"
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        """Re-evaluate which keys apply, only when that can have changed (it rebuilds the footer)."""
+        key = (self.state.status, self._cancel_requested_at is not None, bool(self.state.finished_trials))
+        if key != self._keys_state:
+            self._keys_state = key
+            self.refresh_bindings()
+
+    def _summary_markup(self, now: float) -> str:
+        state = self.state
+        done = len(state.finished_trials)
+        parts = [f"[b]{escape_markup(state.model or '?')}[/b]", status_markup(state.status)]
+        if state.trial_total:
+            parts.append(f"trial {done}/{state.trial_total}")
+        parts.append(f"elapsed {format_duration(state.elapsed_seconds(now))}")
+        eta = state.eta_seconds(now)
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
+        if self._cancel_requested_at is not None and state.is_running:
+            parts.append("[$warning]cancelling…[/]")
+        second = []
+        if state.baseline_refusals is not None:
+            second.append(f"baseline {format_refusals(state.baseline_refusals, state.baseline_total)} refusals")
+        best = state.best_trial()
+        if best is not None:
+            label = "chosen" if state.summary.get("chosen_trial") == best.number else "best"
+            second.append(
+                f"{label} [$success]#{best.number}[/]: {format_refusals(best.refusals, best.refusal_total)} "
+                f"refusals, KL {format_kl(best.kl)}"
+            )
+        if state.running_trial is not None:
+            second.append(f"running #{state.running_trial}")
+        return " · ".join(parts) + ("\n" + " · ".join(second) if second else "")
+
+    def _render_resources(self) -> None:
+        snapshot = self._resources
+        widget = self.query_one("#resources", Static)
+        if snapshot is None:
+            widget.update("[$text-muted]measuring…[/]")
+            return
+        ram = f"RAM {format_bytes(snapshot.ram_used_bytes)}/{format_bytes(snapshot.ram_total_bytes)}"
+        if snapshot.worker_ram_bytes is not None:
+            ram += f" · worker {format_bytes(snapshot.worker_ram_bytes)}"
+        lines = [ram]
+        for gpu in snapshot.gpus:
+            lines.append(f"GPU{gpu.index} {format_bytes(gpu.used_bytes)}/{format_bytes(gpu.total_bytes)}")
+        if not snapshot.gpus:
+            lines.append("GPU: none visible")
+        widget.update("\n".join(lines))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that make no sense in the current state are hidden from the footer and do nothing."""
+        running = self.state.is_running
+        if action in ("cancel_run",):
+            return running
+        if action == "kill_run":
+            return running and self._cancel_requested_at is not None
+        if action == "more_trials":
+            return self.state.can_resume
+        if action == "resume":
+            return self.state.can_resume and self.state.status != "finished"
+        if action == "show_error":
+            return self.state.status == "failed"
+        if action == "trial_actions":
+            return bool(self.state.finished_trials)
+        return True
+
+    def action_cancel_run(self) -> None:
+        def answered(confirmed: bool | None) -> None:
+            if confirmed and self.handle is not None:
+                if self.handle.request_cancel():
+                    self._cancel_requested_at = self.heretic.clock()
+                    self.notify(
+                        "The worker stops at the next safe point and saves completed trials. If it does not stop "
+                        f"within {KILL_OFFER_SECONDS:.0f}s, press k to kill it.",
+                        title="Cancelling",
+                    )
+                    self.set_timer(KILL_OFFER_SECONDS, self._offer_kill)
+                else:
+                    self.notify("The worker is not running any more.", severity="warning")
+                self._redraw()
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "Cancel this run?",
+                "The worker finishes at the next safe point (the trial in flight is abandoned), saves the study and "
+                "stops. The run can be resumed later with r.",
+                confirm_label="Cancel run",
+                danger=True,
+            ),
+            answered,
+        )
+
+    def _offer_kill(self) -> None:
+        if self.state.is_running and self.handle is not None and self.handle.alive():
+            self.notify("The worker has not stopped yet. Press k to kill it.", severity="warning", timeout=30)
+            self._refresh_keys()
+
+    def action_kill_run(self) -> None:
+        def answered(confirmed: bool | None) -> None:
+            if confirmed and self.handle is not None:
+                self.handle.kill()
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "Kill the worker?",
+                "The worker is stopped at once. Completed trials are in the study; the trial in flight is lost.",
+                confirm_label="Kill",
+                danger=True,
+            ),
+            answered,
+        )
+
+    def action_detach(self) -> None:
+        self._stop_following.set()
+        if self.state.is_running:
+            self.notify("The run keeps going; open it again from the home screen.", title="Detached")
+        self.heretic.go_home()
+
+    def action_sort(self) -> None:
+        column = self.query_one("#trials", TrialTable).cycle_sort()
+        self.notify(f"Trials sorted by {column}", timeout=2)
+
+    def action_toggle_log(self) -> None:
+        """Give the bottom row to the worker log (or back to the trials); narrow terminals show one at a time."""
+        self.query_one("#dashboard").toggle_class("-log-only")
+
+    def action_show_error(self) -> None:
+        self.app.push_screen(
+            MessageDialog("The run failed", self.state.error_message, details=self.state.error_traceback)
+        )
+
+    def action_trial_actions(self) -> None:
+        trial = self.query_one("#trials", TrialTable).selected_trial
+        if trial is None:
+            best = self.state.best_trial()
+            trial = best.number if best else None
+        if trial is None or trial not in self.state.trials or not self.state.trials[trial].finished:
+            return
+
+        def closed(result: str | None) -> None:
+            if result == MORE_TRIALS:
+                self.action_more_trials()
+
+        row = self.state.trials[trial]
+        self.app.push_screen(TrialActionsScreen(self.run_path, trial, row, trial in self.state.pareto), closed)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_trial_actions()
+
+    def action_resume(self) -> None:
+        self._resume(None)
+
+    def action_more_trials(self) -> None:
+        done = len(self.state.finished_trials)
+        spec = next(spec for spec in setting_fields() if spec.key == "optimization.trials")
+
+        def check(text: str) -> str | None:
+            try:
+                value = validate_value(spec, int(text.strip()), "Trials")
+            except (ValueError, UserInputError):
+                return f"A whole number from {done + 1} to {spec.maximum:g}."
+            if value <= done:
+                return f"The study already has {done} trials; give a larger total."
+            return None
+
+        def answered(value: str | None) -> None:
+            if value is not None:
+                self._resume(int(value))
+
+        self.app.push_screen(
+            ValueDialog(
+                "Run more trials",
+                f"The study has {done} finished trials. Total number of trials to reach (the study continues "
+                "where it stopped; nothing is recomputed):",
+                value=str(max(done + 10, self.state.trial_total + 10)),
+                check=check,
+            ),
+            answered,
+        )
+
+    def _resume(self, trials: int | None) -> None:
+        self.heretic.resume_run(self.run_path, trials, on_started=self._resumed)
+
+    def _resumed(self, handle: JobHandle) -> None:
+        self.handle = handle
+        self._cancel_requested_at = None
+        self._start_following()
+        self.notify("The study continues from its completed trials.", title="Resumed")

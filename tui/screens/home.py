@@ -1,0 +1,156 @@
+"""The first screen: what can be done (actions) and what has been done (recent runs with their status)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
+
+from core.chat import ChatModel
+from core.jobs import runs_root
+from tui.screens.base import HereticScreen
+from tui.formatting import (
+    escape_markup,
+    format_kl,
+    format_refusals,
+    format_timestamp,
+    short_model_name,
+    status_markup,
+)
+from tui.run_summaries import RunSummary, summarize_runs
+
+RECENT_RUNS = 30
+
+ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("new_run", "n", "New abliteration run"),
+    ("models", "b", "Browse local models"),
+    ("runs", "r", "All runs"),
+    ("chat", "c", "Chat with a model"),
+    ("finetune", "f", "Fine-tune (not built yet)"),
+    ("upload", "u", "Upload (not built yet)"),
+    ("quit", "q", "Quit"),
+)
+
+
+class HomeScreen(HereticScreen[None]):
+    """Actions on the left, recent runs on the right; Enter on a run opens its dashboard."""
+
+    BINDINGS = [
+        Binding("n", "new_run", "New run"),
+        Binding("b", "models", "Models"),
+        Binding("r", "runs", "Runs"),
+        Binding("c", "chat", "Chat"),
+        Binding("f", "finetune", "Fine-tune", show=False),
+        Binding("u", "upload", "Upload", show=False),
+        Binding("g", "refresh_runs", "Refresh", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="home"):
+            with Vertical(id="home-actions"):
+                yield OptionList(
+                    *[Option(f"[b]{key}[/b]  {label}", id=action) for action, key, label in ACTIONS],
+                    id="actions",
+                )
+                yield Static("", id="home-hint")
+            with Vertical(id="home-runs"):
+                yield DataTable(id="recent-runs", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="runs-empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#actions").border_title = "Actions"
+        self.query_one("#home-runs").border_title = "Recent runs"
+        self.query_one("#home-hint", Static).update(
+            "[$text-muted]Runs keep going when you quit or lose the connection; open one again here.[/]"
+        )
+        table = self.query_one("#recent-runs", DataTable)
+        table.add_column("Status", key="status")
+        table.add_column("Model", key="model")
+        table.add_column("Trials", key="trials")
+        table.add_column("Best", key="best")
+        table.add_column("Started", key="started")
+        self.refresh_runs()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_runs()
+
+    def refresh_runs(self) -> None:
+        self._load_runs(runs_root(self.heretic.settings))
+
+    def action_refresh_runs(self) -> None:
+        self.refresh_runs()
+
+    @work(thread=True, group="home-runs", exclusive=True, exit_on_error=False)
+    def _load_runs(self, root: Path) -> None:
+        summaries = summarize_runs(root, RECENT_RUNS)
+        self.app.call_from_thread(self._show_runs, summaries, root)
+
+    def _show_runs(self, summaries: list[RunSummary], root: Path) -> None:
+        table = self.query_one("#recent-runs", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for summary in summaries:
+            best = summary.best
+            best_text = (
+                f"{format_refusals(best.refusals, best.refusal_total)} KL {format_kl(best.kl)}" if best else "–"
+            )
+            trials = f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–"
+            table.add_row(
+                status_markup(summary.status),
+                escape_markup(short_model_name(summary.model) if summary.kind == "abliterate"
+                              else f"{summary.kind}: {short_model_name(summary.model)}"),
+                trials,
+                best_text,
+                format_timestamp(summary.created),
+                key=str(summary.path),
+            )
+        if summaries:
+            table.move_cursor(row=min(cursor, len(summaries) - 1), animate=False)
+        empty = self.query_one("#runs-empty", Static)
+        empty.display = not summaries
+        empty.update(
+            f"No runs yet in {escape_markup(str(root))}.\nPress [b]n[/b] to start one (the built-in demo model "
+            "needs no download)."
+        )
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        action = event.option.id
+        if action == "quit":
+            self.app.exit(0)
+        elif action:
+            self.run_action(action)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.heretic.open_dashboard(Path(event.row_key.value))
+
+    def action_new_run(self) -> None:
+        self.heretic.open_wizard()
+
+    def action_models(self) -> None:
+        self.heretic.open_model_browser()
+
+    def action_runs(self) -> None:
+        self.heretic.open_runs()
+
+    def action_chat(self) -> None:
+        self.heretic.open_chat(ChatModel.plain(self.heretic.settings.model))
+
+    def action_finetune(self) -> None:
+        self.heretic.show_not_built("finetune")
+
+    def action_upload(self) -> None:
+        self.heretic.show_not_built("upload")
+
+    def action_quit(self) -> None:
+        self.app.exit(0)

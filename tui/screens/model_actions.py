@@ -1,0 +1,93 @@
+"""What can be done with one model folder: what ``heretic-tui ./model`` opens, and Enter in the model browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
+
+from core.model_browser import ModelInfo, describe_model, model_setting_for
+from tui.screens.base import HereticScreen
+from tui.screens.model_browser import describe_model_markup
+
+MODEL_ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("abliterate", "a", "Abliterate: remove refusals (wizard)"),
+    ("chat", "c", "Chat with this model"),
+    ("finetune", "f", "Fine-tune (not built yet)"),
+    ("upload", "u", "Upload to the Hugging Face Hub (not built yet)"),
+)
+
+
+class ModelActionsScreen(HereticScreen[None]):
+    """The model's description (read from its files, no weights loaded) and its actions."""
+
+    BINDINGS = [
+        Binding("a", "abliterate", "Abliterate"),
+        Binding("c", "chat", "Chat"),
+        Binding("f", "finetune", "Fine-tune", show=False),
+        Binding("u", "upload", "Upload", show=False),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, folder: Path, model: ModelInfo | None = None) -> None:
+        super().__init__()
+        self.folder = folder
+        self.model = model
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="model-actions"):
+            yield Static("Reading the model's files…", id="model-info")
+            yield OptionList(
+                *[Option(f"[b]{key}[/b]  {label}", id=action) for action, key, label in MODEL_ACTIONS],
+                id="model-action-list",
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.folder.name
+        self.query_one("#model-info").border_title = "Model"
+        self.query_one("#model-action-list").border_title = "Actions"
+        self.query_one("#model-action-list").focus()
+        if self.model is not None:
+            self._show(self.model)
+        else:
+            self._describe(self.folder)
+
+    @work(thread=True, group="describe", exclusive=True, exit_on_error=False)
+    def _describe(self, folder: Path) -> None:
+        model = describe_model(folder)
+        self.app.call_from_thread(self._show, model)
+
+    def _show(self, model: ModelInfo) -> None:
+        self.model = model
+        self.query_one("#model-info", Static).update(describe_model_markup(model))
+
+    @property
+    def model_setting(self) -> str:
+        return model_setting_for(self.model) if self.model is not None else str(self.folder)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id:
+            self.run_action(event.option.id)
+
+    def action_abliterate(self) -> None:
+        self.heretic.open_wizard(model=self.model_setting)
+
+    def action_chat(self) -> None:
+        self.heretic.open_chat_with(self.model_setting)
+
+    def action_finetune(self) -> None:
+        self.heretic.show_not_built("finetune")
+
+    def action_upload(self) -> None:
+        self.heretic.show_not_built("upload")
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,147 @@
+"""Local models (HF cache, model folders, run outputs, the demo) in a table, with a detail pane and actions."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Static
+
+from core.model_browser import ModelInfo, find_models, model_setting_for
+from core.settings import Settings
+from tui.formatting import escape_markup, format_bytes, format_parameter_count, format_timestamp
+from tui.screens.base import HereticScreen
+
+
+def describe_model_markup(model: ModelInfo) -> str:
+    """The detail pane text; shared with the model actions screen."""
+    lines = [
+        f"[b]{escape_markup(model.name)}[/b]",
+        "",
+        f"Architecture  {escape_markup(model.architecture or '?')}"
+        + (f" ({escape_markup(model.model_type)})" if model.model_type else ""),
+        f"Parameters    {format_parameter_count(model.parameter_count)}",
+        f"Dtype         {escape_markup(model.dtype or '?')}"
+        + (f" · quantized ({escape_markup(model.quantization)})" if model.quantization else ""),
+        f"Size on disk  {format_bytes(model.size_bytes)}",
+        f"Chat template {'yes' if model.has_chat_template else '[$error]no[/] (abliteration needs one)'}",
+        f"Modified      {format_timestamp(model.modified)}",
+        f"Found in      {model.source}",
+    ]
+    if not model.has_weights:
+        lines.append("[$warning]No weight files found (incomplete download?)[/]")
+    lines += ["", f"[$text-muted]{escape_markup(str(model.path))}[/]"]
+    return "\n".join(lines)
+
+
+class ModelBrowserScreen(HereticScreen[None]):
+    """Enter opens the actions of the highlighted model; a/c start them directly."""
+
+    BINDINGS = [
+        Binding("enter", "actions", "Actions", show=False),
+        Binding("a", "abliterate", "Abliterate"),
+        Binding("c", "chat", "Chat"),
+        Binding("g", "rescan", "Rescan"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: dict[str, ModelInfo] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="browser"):
+            yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+            yield Static("Scanning…", id="model-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "models"
+        table = self.query_one("#models-table", DataTable)
+        table.border_title = "Local models"
+        for key, label in (("name", "Name"), ("architecture", "Architecture"), ("parameters", "Params"),
+                           ("dtype", "Dtype"), ("size", "Size"), ("template", "Chat"), ("modified", "Modified"),
+                           ("source", "Source")):
+            table.add_column(label, key=key)
+        self.query_one("#model-detail").border_title = "Details"
+        self.action_rescan()
+
+    def action_rescan(self) -> None:
+        self.query_one("#models-table", DataTable).border_subtitle = "scanning…"
+        self._scan(self.heretic.settings)
+
+    @work(thread=True, group="scan", exclusive=True, exit_on_error=False)
+    def _scan(self, settings: Settings) -> None:
+        try:
+            models = find_models(settings)
+        except Exception as error:
+            self.app.call_from_thread(self.heretic.show_error, "The model scan failed", f"{type(error).__name__}: {error}")
+            models = []
+        self.app.call_from_thread(self._show, models)
+
+    def _show(self, models: list[ModelInfo]) -> None:
+        table = self.query_one("#models-table", DataTable)
+        table.clear()
+        self.models = {str(model.path): model for model in models}
+        for model in models:
+            table.add_row(
+                escape_markup(model.name),
+                escape_markup((model.architecture or "?").removesuffix("ForCausalLM")),
+                format_parameter_count(model.parameter_count),
+                escape_markup(model.dtype or "?"),
+                format_bytes(model.size_bytes),
+                "yes" if model.has_chat_template else "[$error]no[/]",
+                format_timestamp(model.modified),
+                model.source,
+                key=str(model.path),
+            )
+        table.border_subtitle = f"{len(models)} found"
+        detail = self.query_one("#model-detail", Static)
+        if models:
+            detail.update(describe_model_markup(models[0]))
+        else:
+            detail.update(
+                "No local models found.\n\nThe browser looks in the Hugging Face cache, the folders listed in "
+                "output.model_directories, and the outputs of earlier runs. The built-in demo model appears once "
+                "it has been built (start a run with model 'demo')."
+            )
+        self.refresh_bindings()
+
+    @property
+    def selected(self) -> ModelInfo | None:
+        table = self.query_one("#models-table", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.models.get(key or "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        model = self.models.get(event.row_key.value or "")
+        if model is not None:
+            self.query_one("#model-detail", Static).update(describe_model_markup(model))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_actions()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("actions", "abliterate", "chat"):
+            return self.is_mounted and self.selected is not None
+        return True
+
+    def action_actions(self) -> None:
+        if self.selected is not None:
+            self.heretic.open_model_actions(self.selected.path, model=self.selected)
+
+    def action_abliterate(self) -> None:
+        if self.selected is not None:
+            self.heretic.open_wizard(model=model_setting_for(self.selected))
+
+    def action_chat(self) -> None:
+        if self.selected is not None:
+            self.heretic.open_chat_with(model_setting_for(self.selected))
+
+    def action_back(self) -> None:
+        self.dismiss()

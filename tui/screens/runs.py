@@ -1,0 +1,191 @@
+"""Every run folder with its status and results: open its dashboard, resume it, or delete it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Static
+
+from core.jobs import STATUS_RUNNING, runs_root
+from tui.formatting import (
+    escape_markup,
+    format_kl,
+    format_refusals,
+    format_timestamp,
+    short_model_name,
+    status_markup,
+)
+from tui.run_summaries import RunSummary, summarize_runs
+from tui.screens.base import HereticScreen
+from tui.screens.dialogs import ConfirmDialog
+
+
+class RunsScreen(HereticScreen[None]):
+    """All runs under the runs folder, newest first; the detail pane shows the highlighted one."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=False),
+        Binding("o", "open", "Open"),
+        Binding("r", "resume", "Resume"),
+        Binding("x,delete", "delete", "Delete"),
+        Binding("g", "refresh", "Refresh"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.summaries: dict[str, RunSummary] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="runs"):
+            yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="run-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "runs"
+        table = self.query_one("#runs-table", DataTable)
+        table.border_title = "Runs"
+        table.add_column("Status", key="status")
+        table.add_column("Model", key="model")
+        table.add_column("Trials", key="trials")
+        table.add_column("Best", key="best")
+        table.add_column("Started", key="started")
+        self.query_one("#run-detail").border_title = "Details"
+        self.action_refresh()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self._load(runs_root(self.heretic.settings))
+
+    @work(thread=True, group="runs", exclusive=True, exit_on_error=False)
+    def _load(self, root: Path) -> None:
+        summaries = summarize_runs(root)
+        self.app.call_from_thread(self._show, summaries, root)
+
+    def _show(self, summaries: list[RunSummary], root: Path) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        self.summaries = {str(summary.path): summary for summary in summaries}
+        for summary in summaries:
+            best = summary.best
+            table.add_row(
+                status_markup(summary.status),
+                escape_markup(short_model_name(summary.model)),
+                f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–",
+                f"{format_refusals(best.refusals, best.refusal_total)} · {format_kl(best.kl)}" if best else "–",
+                format_timestamp(summary.created),
+                key=str(summary.path),
+            )
+        table.border_subtitle = f"{len(summaries)} in {root}"
+        if summaries:
+            table.move_cursor(row=min(cursor, len(summaries) - 1), animate=False)
+            self._show_detail(self.selected)
+        else:
+            self.query_one("#run-detail", Static).update(
+                f"No runs in {escape_markup(str(root))} yet.\nStart one from the home screen (n)."
+            )
+        self.refresh_bindings()
+
+    @property
+    def selected(self) -> RunSummary | None:
+        table = self.query_one("#runs-table", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.summaries.get(key or "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail(self.summaries.get(event.row_key.value or ""))
+        self.refresh_bindings()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def _show_detail(self, summary: RunSummary | None) -> None:
+        detail = self.query_one("#run-detail", Static)
+        if summary is None:
+            detail.update("")
+            return
+        lines = [
+            f"[b]{escape_markup(summary.name)}[/b]",
+            status_markup(summary.status),
+            "",
+            f"Model    {escape_markup(summary.model)}",
+            f"Kind     {summary.kind}",
+            f"Started  {format_timestamp(summary.created)}",
+            f"Trials   {summary.trials_done}/{summary.trial_target or '?'}",
+        ]
+        if summary.baseline_refusals is not None:
+            lines.append(f"Baseline {format_refusals(summary.baseline_refusals, summary.baseline_total)} refusals")
+        if summary.best is not None:
+            best = summary.best
+            lines.append(
+                f"Best     #{best.number}: {format_refusals(best.refusals, best.refusal_total)} refusals, "
+                f"KL {format_kl(best.kl)}"
+            )
+        if summary.error_message:
+            lines += ["", f"[$error]{escape_markup(summary.error_message[:400])}[/]"]
+        lines += ["", f"[$text-muted]{escape_markup(str(summary.path))}[/]"]
+        detail.update("\n".join(lines))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        summary = self.selected if self.is_mounted else None
+        if action in ("open",):
+            return summary is not None
+        if action == "resume":
+            return summary is not None and summary.kind == "abliterate" and summary.status != STATUS_RUNNING
+        if action == "delete":
+            return summary is not None and summary.status != STATUS_RUNNING
+        return True
+
+    def action_open(self) -> None:
+        if self.selected is not None:
+            self.heretic.open_dashboard(self.selected.path)
+
+    def action_resume(self) -> None:
+        if self.selected is not None:
+            self.heretic.resume_run(self.selected.path)
+
+    def action_delete(self) -> None:
+        summary = self.selected
+        if summary is None or summary.status == STATUS_RUNNING:
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self._delete(summary.path)
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "Delete this run?",
+                f"{summary.path}\n\nThe folder is removed with its journal, study, report and any exports inside "
+                "it. This cannot be undone.",
+                confirm_label="Delete",
+                danger=True,
+            ),
+            answered,
+        )
+
+    @work(thread=True, group="runs-delete", exit_on_error=False)
+    def _delete(self, path: Path) -> None:
+        try:
+            shutil.rmtree(path)
+        except OSError as error:
+            self.app.call_from_thread(self.heretic.show_error, "The run was not deleted", f"{path}: {error}")
+            return
+        self.app.call_from_thread(self.notify, f"Deleted {path.name}")
+        self.app.call_from_thread(self.action_refresh)
+
+    def action_back(self) -> None:
+        self.dismiss()

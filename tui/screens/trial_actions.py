@@ -1,0 +1,208 @@
+"""What to do with one trial: export it (merged model or LoRA adapter), chat with it, compare it, run more trials.
+
+Exports are worker jobs of their own (``RUN_DIR/jobs/...``); this screen follows the export job's events the
+same way the dashboard follows a run, so leaving the screen or the app never stops an export either.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
+
+from core.chat import ChatModel
+from core.errors import UserInputError
+from core.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
+from core.jobs import JobHandle
+from tui.formatting import escape_markup, format_duration, format_kl, format_refusals
+from tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
+from tui.run_state import TrialRow
+from tui.screens.base import HereticScreen
+from tui.screens.dialogs import MessageDialog, ValueDialog
+
+MORE_TRIALS = "more_trials"
+
+TRIAL_ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("export_merged", "e", "Export the merged model to a folder"),
+    ("export_adapter", "l", "Export a LoRA adapter to a folder"),
+    ("chat", "c", "Chat with this trial's model"),
+    ("compare", "v", "Compare answers with the original model"),
+    ("more_trials", "m", "Run more trials"),
+)
+
+
+def default_export_folder(run_path: Path, trial: int, adapter: bool) -> Path:
+    return run_path / "exports" / (f"trial-{trial}-adapter" if adapter else f"trial-{trial}")
+
+
+def check_export_folder(text: str) -> str | None:
+    """The same rule as the core's export check, early: an empty or new folder."""
+    if not text.strip():
+        return "Give a folder to write the model into."
+    path = Path(text.strip()).expanduser()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        return f"{path} exists and is not empty; choose a new folder."
+    return None
+
+
+class TrialActionsScreen(HereticScreen[str | None]):
+    """Dismissed with ``"more_trials"`` when the person asks for more trials (the dashboard asks how many)."""
+
+    BINDINGS = [
+        Binding("e", "export_merged", "Export"),
+        Binding("l", "export_adapter", "Adapter"),
+        Binding("c", "chat", "Chat"),
+        Binding("v", "compare", "Compare"),
+        Binding("m", "more_trials", "More trials"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, run_path: Path, trial: int, row: TrialRow | None = None, is_front: bool = False) -> None:
+        super().__init__()
+        self.run_path = run_path
+        self.trial = trial
+        self.row = row
+        self.is_front = is_front
+        self._stop_following = threading.Event()
+        self._export_lines: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="trial-screen"):
+            yield Static(self._detail_markup(), id="trial-detail")
+            yield OptionList(
+                *[Option(f"[b]{key}[/b]  {label}", id=action) for action, key, label in TRIAL_ACTIONS],
+                id="trial-action-list",
+            )
+            yield Static("", id="export-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.run_path.name} · trial {self.trial}"
+        self.query_one("#trial-detail").border_title = f"Trial {self.trial}"
+        self.query_one("#trial-action-list").border_title = "Actions"
+        self.query_one("#export-status").display = False
+        self.query_one("#trial-action-list").focus()
+
+    def on_unmount(self) -> None:
+        self._stop_following.set()
+
+    def _detail_markup(self) -> str:
+        row = self.row
+        if row is None:
+            return f"Trial {self.trial}"
+        lines = [
+            f"Refusals {format_refusals(row.refusals, row.refusal_total)} · KL {format_kl(row.kl)} · "
+            f"{format_duration(row.seconds)}" + (" · [$warning]on the Pareto front[/]" if self.is_front else ""),
+        ]
+        params = [f"{escape_markup(name)} = {value:.3f}" if isinstance(value, float) else
+                  f"{escape_markup(name)} = {escape_markup(str(value))}" for name, value in row.params.items()]
+        lines.append("[$text-muted]" + " · ".join(params) + "[/]")
+        return "\n".join(lines)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        if event.option.id:
+            self.run_action(event.option.id)
+
+    def action_export_merged(self) -> None:
+        self._ask_export(adapter=False)
+
+    def action_export_adapter(self) -> None:
+        self._ask_export(adapter=True)
+
+    def _ask_export(self, adapter: bool) -> None:
+        what = "a LoRA adapter (small; load it on top of the original model)" if adapter else "the merged model"
+
+        def answered(folder: str | None) -> None:
+            if folder:
+                self._start_export(Path(folder.strip()).expanduser(), adapter)
+
+        self.app.push_screen(
+            ValueDialog(
+                "Export trial " + str(self.trial),
+                f"Write {what} with its tokenizer, chat template and a model card into this folder:",
+                value=str(default_export_folder(self.run_path, self.trial, adapter)),
+                check=check_export_folder,
+            ),
+            answered,
+        )
+
+    @work(thread=True, group="export-start", exclusive=True, exit_on_error=False)
+    def _start_export(self, output: Path, adapter: bool) -> None:
+        from core.export import start_export
+
+        try:
+            handle = start_export(self.run_path, self.trial, output, adapter=adapter)
+        except UserInputError as error:
+            self.app.call_from_thread(self.app.push_screen, MessageDialog("Export not started", str(error)))
+            return
+        except Exception as error:
+            self.app.call_from_thread(
+                self.app.push_screen, MessageDialog("Export not started", f"{type(error).__name__}: {error}")
+            )
+            return
+        self.app.call_from_thread(self._export_started, handle, output)
+
+    def _export_started(self, handle: JobHandle, output: Path) -> None:
+        self._export_lines = [f"Exporting to {escape_markup(str(output))} (job {escape_markup(handle.run.path.name)})…"]
+        self._show_export_status()
+        self._stop_following.set()
+        self._stop_following = threading.Event()
+        self._follow_export(handle, self._stop_following)
+
+    @work(thread=True, group="export-follow", exclusive=True, exit_on_error=False)
+    def _follow_export(self, handle: JobHandle, stop: threading.Event) -> None:
+        path = handle.run.path
+        completed = follow_run(handle, lambda item: self.post_message(JobEventMessage(path, item)), stop)
+        self.post_message(JobFollowEnded(path, stopped=not completed))
+
+    def on_job_event_message(self, message: JobEventMessage) -> None:
+        line = self._describe_export_event(message.event)
+        if line:
+            self._export_lines.append(line)
+            self._show_export_status()
+        if isinstance(message.event, JobError):
+            self.app.push_screen(
+                MessageDialog("The export failed", message.event.message, details=message.event.traceback)
+            )
+
+    @staticmethod
+    def _describe_export_event(item: Event) -> str | None:
+        if isinstance(item, PhaseStarted):
+            return f"▶ {item.description or item.phase}"
+        if isinstance(item, ArtifactWritten):
+            return f"[$success]✔ written: {escape_markup(item.path)}[/]"
+        if isinstance(item, JobFinished):
+            return "[$success]Export finished.[/]"
+        if isinstance(item, JobCancelled):
+            return "[$warning]Export cancelled.[/]"
+        if isinstance(item, JobError):
+            return f"[$error]✘ {escape_markup(item.message)}[/]"
+        return None
+
+    def _show_export_status(self) -> None:
+        status = self.query_one("#export-status", Static)
+        status.display = True
+        status.border_title = "Export"
+        status.update("\n".join(self._export_lines[-6:]))
+
+    def action_chat(self) -> None:
+        self.heretic.open_chat(ChatModel.from_trial(self.run_path, self.trial))
+
+    def action_compare(self) -> None:
+        from tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen(self.run_path, self.trial))
+
+    def action_more_trials(self) -> None:
+        self.dismiss(MORE_TRIALS)
+
+    def action_back(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,393 @@
+"""The new-run wizard: basic (five questions) or advanced (every setting), then a summary to save and start.
+
+Both modes edit one set of values (``section.name`` → typed value) that starts from the app's settings (config
+file and environment), so switching from basic to advanced keeps the answers, and the run starts with exactly
+the :class:`Settings` the summary shows. The settings are built by the core's ``settings_from_dict``: the
+wizard cannot produce a combination the core would refuse.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, ContentSwitcher, Footer, Header, Input, Label, Select, Static
+
+from core.errors import UserInputError
+from core.jobs import runs_root
+from core.settings import (
+    Settings,
+    save_config,
+    setting_fields,
+    settings_from_dict,
+    settings_to_dict,
+)
+from tui.formatting import escape_markup
+from tui.screens.base import HereticScreen
+from tui.screens.dialogs import MessageDialog
+from tui.widgets.setting_editor import SettingEditor, parse_field, value_to_text
+from tui.wizard_choices import (
+    CUSTOM,
+    PRECISIONS,
+    PROMPT_PRESETS,
+    basic_overrides,
+    precision_of,
+    prompt_preset_of,
+)
+
+STEPS = ("mode", "basic", "advanced", "summary")
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def describe_model_choice(text: str) -> tuple[str, bool]:
+    """A hint under the model field, and whether the text can be a model at all (folder, hub id, or demo)."""
+    text = text.strip()
+    if not text:
+        return "Give a model folder, a Hugging Face id (owner/name) or 'demo'.", False
+    if text == "demo":
+        return "The built-in demo model (built offline on first use, about a minute on a CPU).", True
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return f"Local model folder {path.resolve()}", True
+        return f"{path} has no config.json, so it is not a model folder.", False
+    if path.exists():
+        return f"{path} is a file; give the folder that holds config.json.", False
+    if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
+        return "A Hugging Face hub id: downloaded (or read from the cache) when the run starts.", True
+    return f"{text} is neither an existing folder nor a hub id (owner/name).", False
+
+
+class WizardScreen(HereticScreen[None]):
+    """Steps: mode → basic or advanced → summary. Escape goes one step back (and out of the wizard)."""
+
+    BINDINGS = [
+        Binding("b", "choose('basic')", "Basic"),
+        Binding("a", "choose('advanced')", "Advanced"),
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+n", "next", "Next", priority=True),
+        Binding("ctrl+s", "save", "Save config", priority=True),
+        Binding("ctrl+r", "start", "Start run", priority=True),
+    ]
+
+    def __init__(self, base: Settings, model: str | None = None) -> None:
+        super().__init__()
+        self.values: dict[str, Any] = {
+            spec.key: copy.deepcopy(getattr(getattr(base, spec.section), spec.name)) for spec in setting_fields()
+        }
+        if model is not None:
+            self.values["model.model"] = model
+        self.errors: dict[str, str] = {}
+        self.mode = "basic"
+        self.step = "mode"
+        self.basic_preset = prompt_preset_of(self.values)
+        self.basic_precision = precision_of(self.values)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with ContentSwitcher(initial="mode", id="wizard-steps"):
+            with Vertical(id="mode", classes="wizard-step"):
+                yield Static(
+                    "[b]New abliteration run[/b]\n\nThe run finds the model's refusal direction, then an Optuna "
+                    "search weighs fewer refusals against staying close to the original (KL divergence). It runs "
+                    "in the background: you can quit and come back.\n",
+                    classes="wizard-intro",
+                )
+                yield Button("Basic: five questions, safe defaults (b)", id="choose-basic", variant="primary")
+                yield Button("Advanced: every setting with its help (a)", id="choose-advanced")
+            with VerticalScroll(id="basic", classes="wizard-step"):
+                yield from self._compose_basic()
+            with VerticalScroll(id="advanced", classes="wizard-step"):
+                yield from self._compose_advanced()
+            with VerticalScroll(id="summary", classes="wizard-step"):
+                yield Static("", id="summary-text")
+                yield Label("Save these settings to (comments kept, the old file kept as .bak):")
+                yield Input(id="config-path")
+                with Horizontal(classes="wizard-buttons"):
+                    yield Button("Save config (ctrl+s)", id="save", compact=True)
+                    yield Button("Start run (ctrl+r)", id="start", variant="success", compact=True)
+        with Horizontal(id="wizard-nav"):
+            yield Static("", id="wizard-status")
+            yield Button("Back (esc)", id="back", compact=True)
+            yield Button("Next (ctrl+n)", id="next", variant="primary", compact=True)
+        yield Footer()
+
+    def _compose_basic(self) -> ComposeResult:
+        yield Static("[b]1. Model[/b]  a local folder, a hub id (owner/name) or 'demo'", classes="question")
+        yield Input(value=str(self.values["model.model"]), id="basic-model")
+        yield Static("", id="basic-model-hint", classes="hint")
+        yield Static("[b]2. Prompts[/b]  what finds the refusal direction and scores each trial", classes="question")
+        preset_options = [(label, key) for key, (label, _) in PROMPT_PRESETS.items()]
+        preset_options.append(("Keep the sources set in the config or the advanced form", CUSTOM))
+        yield Select(preset_options, value=self.basic_preset, allow_blank=False, id="basic-prompts")
+        yield Static("[b]3. Trials[/b]  more trials find better trade-offs; each takes seconds to minutes",
+                     classes="question")
+        yield Input(value=str(self.values["optimization.trials"]), id="basic-trials")
+        yield Static("", id="basic-trials-error", classes="field-error")
+        yield Static("[b]4. Precision[/b]  how the weights are loaded", classes="question")
+        precision_options = [(label, key) for key, (label, _, _) in PRECISIONS.items()]
+        precision_options.append(("Keep the dtypes set in the config or the advanced form", CUSTOM))
+        yield Select(precision_options, value=self.basic_precision, allow_blank=False, id="basic-precision")
+        yield Static("[b]5. Output folder[/b]  one sub-folder per run; empty means the default", classes="question")
+        yield Input(
+            value=str(self.values["output.runs_directory"]),
+            placeholder=str(runs_root(Settings())),
+            id="basic-output",
+        )
+        yield Static("[$text-muted]Everything else keeps its default. Press ctrl+n for the summary, or choose "
+                     "Advanced from the start to see every setting.[/]", classes="hint")
+
+    def _compose_advanced(self) -> ComposeResult:
+        yield Static("[b]Every setting[/b], grouped as in config.toml. Invalid values are marked and block the "
+                     "summary.", classes="hint")
+        section = None
+        for spec in setting_fields():
+            if spec.section != section:
+                section = spec.section
+                yield Static(f"[b]\\[{section}][/b]", classes="section-title")
+            yield SettingEditor(spec, self.values[spec.key])
+
+    def _default_config_path(self) -> Path:
+        return self.heretic.config_path or Path.cwd() / "config.toml"
+
+    def on_mount(self) -> None:
+        self.sub_title = "new run"
+        self.query_one("#config-path", Input).value = str(self._default_config_path())
+        self._update_model_hint(str(self.values["model.model"]))
+        self._show_step("mode")
+
+    def _show_step(self, step: str) -> None:
+        self.step = step
+        self.query_one("#wizard-steps", ContentSwitcher).current = step
+        self.query_one("#wizard-nav").display = step != "mode"
+        self.query_one("#next", Button).display = step in ("basic", "advanced")
+        self.sub_title = {"mode": "new run", "basic": "new run · basic", "advanced": "new run · advanced",
+                          "summary": "new run · summary"}[step]
+        if step == "mode":
+            self.query_one("#choose-basic", Button).focus()
+        elif step == "basic":
+            self._sync_basic()
+            self.query_one("#basic-model", Input).focus()
+        elif step == "advanced":
+            self.query_one("#advanced", VerticalScroll).focus()
+            self._sync_advanced()
+        elif step == "summary":
+            self.query_one("#start", Button).focus()
+        self._update_status()
+        self.refresh_bindings()
+
+    def _update_status(self) -> None:
+        status = self.query_one("#wizard-status", Static)
+        problems = self._problems()
+        if problems and self.step in ("basic", "advanced"):
+            status.update(f"[$error]{len(problems)} value(s) to fix[/]")
+        else:
+            status.update("")
+        self.query_one("#next", Button).disabled = bool(problems)
+
+    def _problems(self) -> dict[str, str]:
+        relevant = self.errors
+        if self.step == "basic":
+            relevant = {key: message for key, message in self.errors.items() if key.startswith("basic.")}
+        return relevant
+
+    def _sync_basic(self) -> None:
+        """Show the current values in the basic form (they may have been edited in the advanced one)."""
+        self.basic_preset = prompt_preset_of(self.values)
+        self.basic_precision = precision_of(self.values)
+        with self.prevent(Input.Changed, Select.Changed):
+            self.query_one("#basic-model", Input).value = str(self.values["model.model"])
+            self.query_one("#basic-trials", Input).value = str(self.values["optimization.trials"])
+            self.query_one("#basic-output", Input).value = str(self.values["output.runs_directory"])
+            self.query_one("#basic-prompts", Select).value = self.basic_preset
+            self.query_one("#basic-precision", Select).value = self.basic_precision
+        self._update_model_hint(str(self.values["model.model"]))
+
+    def _sync_advanced(self) -> None:
+        for editor in self.query(SettingEditor):
+            if editor.spec.key not in self.errors:
+                editor.set_value(self.values[editor.spec.key])
+
+    def _update_model_hint(self, text: str) -> None:
+        hint, valid = describe_model_choice(text)
+        widget = self.query_one("#basic-model-hint", Static)
+        widget.update(escape_markup(hint))
+        widget.set_class(not valid, "-error")
+        if valid:
+            self.errors.pop("basic.model", None)
+        else:
+            self.errors["basic.model"] = hint
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        field = event.input.id
+        if field == "basic-model":
+            self.values["model.model"] = event.value.strip()
+            self._update_model_hint(event.value)
+        elif field == "basic-trials":
+            spec = next(spec for spec in setting_fields() if spec.key == "optimization.trials")
+            error = self.query_one("#basic-trials-error", Static)
+            try:
+                self.values["optimization.trials"] = parse_field(spec, event.value)
+                self.errors.pop("basic.trials", None)
+                error.update("")
+            except UserInputError as problem:
+                message = str(problem).removeprefix("Wizard: ")
+                self.errors["basic.trials"] = message
+                error.update(escape_markup(message))
+        elif field == "basic-output":
+            self.values["output.runs_directory"] = event.value.strip()
+        else:
+            return
+        self._update_status()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL:
+            return
+        if event.select.id == "basic-prompts":
+            self.basic_preset = str(event.value)
+        elif event.select.id == "basic-precision":
+            self.basic_precision = str(event.value)
+        else:
+            return
+        self._apply_basic_choices()
+
+    def _apply_basic_choices(self) -> None:
+        overrides = basic_overrides(
+            str(self.values["model.model"]),
+            self.basic_preset,
+            int(self.values["optimization.trials"]),
+            self.basic_precision,
+            str(self.values["output.runs_directory"]),
+        )
+        self.values.update(copy.deepcopy(overrides))
+
+    def on_setting_editor_changed(self, event: SettingEditor.Changed) -> None:
+        if event.error is None:
+            self.values[event.key] = event.value
+            self.errors.pop(event.key, None)
+        else:
+            self.errors[event.key] = event.error
+        self._update_status()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {
+            "choose-basic": lambda: self._choose("basic"),
+            "choose-advanced": lambda: self._choose("advanced"),
+            "back": self.action_back,
+            "next": self.action_next,
+            "save": self.action_save,
+            "start": self.action_start,
+        }
+        action = actions.get(event.button.id or "")
+        if action:
+            event.stop()
+            action()
+
+    def action_choose(self, mode: str) -> None:
+        self._choose(mode)
+
+    def _choose(self, mode: str) -> None:
+        self.mode = mode
+        self._show_step(mode)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "choose":
+            return self.step == "mode"
+        if action == "next":
+            return self.step in ("basic", "advanced")
+        if action in ("save", "start"):
+            return self.step == "summary"
+        return True
+
+    def action_back(self) -> None:
+        if self.step == "summary":
+            self._show_step(self.mode)
+        elif self.step in ("basic", "advanced"):
+            self._show_step("mode")
+        else:
+            self.dismiss()
+
+    def action_next(self) -> None:
+        if self.step not in ("basic", "advanced"):
+            return
+        if self.step == "basic":
+            self._apply_basic_choices()
+        problems = self._problems()
+        if problems:
+            key, message = next(iter(problems.items()))
+            self.notify(message, title=f"Fix {key.removeprefix('basic.')}", severity="error")
+            return
+        try:
+            settings = self.current_settings()
+        except UserInputError as error:
+            self.app.push_screen(MessageDialog("These settings do not fit together", str(error)))
+            return
+        self.query_one("#summary-text", Static).update(self._summary_markup(settings))
+        self._show_step("summary")
+
+    def current_settings(self) -> Settings:
+        """The settings the wizard's values stand for, validated by the core (raises UserInputError)."""
+        nested: dict[str, dict[str, Any]] = {}
+        for spec in setting_fields():
+            nested.setdefault(spec.section, {})[spec.name] = copy.deepcopy(self.values[spec.key])
+        return settings_from_dict(nested, origin="Wizard")
+
+    def _summary_markup(self, settings: Settings) -> str:
+        defaults = settings_to_dict(Settings())
+        chosen = settings_to_dict(settings)
+        changed = [
+            f"  {section}.{name} = {escape_markup(value_to_text(value))}"
+            for section, values in chosen.items()
+            for name, value in values.items()
+            if defaults[section][name] != value
+            and not next(spec for spec in setting_fields() if spec.key == f"{section}.{name}").secret
+        ]
+        lines = [
+            "[b]Summary[/b]",
+            "",
+            f"Model       {escape_markup(settings.model.model)}",
+            f"Trials      {settings.optimization.trials}",
+            f"Precision   {escape_markup(', '.join(settings.model.dtypes))} · quantization "
+            f"{settings.model.quantization}",
+            f"Runs folder {escape_markup(str(runs_root(settings)))}",
+            "",
+            "[b]Settings that differ from the defaults[/b]" if changed else "All other settings are defaults.",
+            *changed,
+            "",
+            "[$text-muted]Start checks the model and prompts first (a few seconds), then opens the dashboard.[/]",
+        ]
+        return "\n".join(lines)
+
+    def action_save(self) -> None:
+        if self.step != "summary":
+            return
+        path = Path(self.query_one("#config-path", Input).value.strip() or "config.toml").expanduser()
+        try:
+            settings = self.current_settings()
+            existed = path.exists()
+            save_config(settings, path)
+        except UserInputError as error:
+            self.app.push_screen(MessageDialog("Settings not saved", str(error)))
+            return
+        except OSError as error:
+            self.app.push_screen(MessageDialog("Settings not saved", f"{path}: {error.strerror or error}"))
+            return
+        self.heretic.config_path = path
+        backup = f" (the previous file is {path.name}.bak)" if existed else ""
+        self.notify(f"Saved to {path}{backup}", title="Settings saved")
+
+    def action_start(self) -> None:
+        if self.step != "summary":
+            return
+        try:
+            settings = self.current_settings()
+        except UserInputError as error:
+            self.app.push_screen(MessageDialog("These settings do not fit together", str(error)))
+            return
+        self.notify("Checking the model and prompts…", title="Starting")
+        self.heretic.start_abliteration_run(settings)

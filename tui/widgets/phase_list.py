@@ -1,0 +1,63 @@
+"""The phases of a job as a compact list: one line each with a bar, a count and the time it took (or is taking)."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from core.jobs import STATUS_FAILED
+from tui.formatting import escape_markup, format_duration
+from tui.run_state import PHASE_TITLES, RunState
+
+TITLE_WIDTH = 11
+COUNT_WIDTH = 7
+TIME_WIDTH = 6
+
+
+def progress_bar(completed: int, total: int | None, width: int, finished: bool) -> str:
+    """Text bar: filled with ━ in proportion; an unknown total shows a full bar once done, dots while running."""
+    if width <= 0:
+        return ""
+    if finished:
+        return "━" * width
+    if not total:
+        return "┄" * width
+    filled = min(width, round(width * completed / total))
+    return "━" * filled + "─" * (width - filled)
+
+
+class PhaseList(Static):
+    """Renders the phases of a :class:`RunState`; abliteration runs also list the phases still to come."""
+
+    def show(self, state: RunState, now: float) -> None:
+        width = max(self.content_size.width, 30)
+        bar_width = max(0, width - 2 - TITLE_WIDTH - COUNT_WIDTH - TIME_WIDTH - 3)
+        names = list(state.phases)
+        if state.job == "abliterate" or not state.job:
+            names += [name for name in PHASE_TITLES if name not in state.phases and name != "export"]
+        lines = []
+        for name in names:
+            phase = state.phases.get(name)
+            title = PHASE_TITLES.get(name, name)[:TITLE_WIDTH].ljust(TITLE_WIDTH)
+            if phase is None:
+                lines.append(f"[$text-muted]· {title}[/]")
+                continue
+            running = not phase.finished and state.current_phase == name and state.is_running
+            if phase.finished:
+                icon = "[$success]✔[/]"
+            elif running:
+                icon = "[$accent]▶[/]"
+            elif state.status == STATUS_FAILED:
+                icon = "[$error]✘[/]"
+            else:
+                icon = "[$warning]■[/]"
+            count = f"{phase.completed}/{phase.total}" if phase.total else ""
+            bar = progress_bar(phase.completed, phase.total, bar_width, phase.finished)
+            elapsed = format_duration(phase.elapsed(now)) if (phase.finished or running) else ""
+            bar_style = "$success" if phase.finished else "$accent"
+            lines.append(
+                f"{icon} {title} [{bar_style}]{bar}[/] {count.rjust(COUNT_WIDTH)} {elapsed.rjust(TIME_WIDTH)}"
+            )
+            if running and phase.step:
+                step_count = f" {phase.step_completed}/{phase.step_total}" if phase.step_total else ""
+                lines.append(f"  [$text-muted]↳ {escape_markup(phase.step)}{step_count}[/]")
+        self.update("\n".join(lines))

@@ -1,0 +1,134 @@
+"""The sortable table of trials: number, refusals, KL, the parameters that matter most, and time.
+
+Rows are rebuilt from the run state on each update (a study has hundreds of trials, not millions), sorted in
+Python on the real numbers rather than on the formatted cells; the cursor stays on the same trial across updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from tui.formatting import format_duration, format_kl, format_refusals
+from tui.run_state import TrialRow
+
+SORT_KEYS: dict[str, Callable[[TrialRow], Any]] = {
+    "number": lambda row: row.number,
+    "refusals": lambda row: (row.refusals if row.refusals is not None else 10**9, row.kl or 0.0),
+    "kl": lambda row: (row.kl if row.kl is not None else float("inf"), row.refusals or 0),
+    "seconds": lambda row: row.seconds if row.seconds is not None else float("inf"),
+}
+SORT_ORDER = tuple(SORT_KEYS)
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("number", "#"),
+    ("refusals", "Refusals"),
+    ("kl", "KL"),
+    ("scope", "Scope"),
+    ("direction", "Dir"),
+    ("attention", "Attn w"),
+    ("mlp", "MLP w"),
+    ("seconds", "Time"),
+)
+
+
+def _parameter(row: TrialRow, name: str) -> str:
+    value = row.params.get(name)
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+class TrialTable(DataTable[Any]):
+    """Finished (and running) trials; Pareto trials are marked ◆, the best one ★."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
+        self.sort_key = "number"
+        self.descending = False
+        self._rows: list[TrialRow] = []
+        self._front: set[int] = set()
+        self._best: int | None = None
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, rows: list[TrialRow], front: set[int], best: int | None) -> None:
+        self._rows, self._front, self._best = rows, front, best
+        self._rebuild()
+
+    def cycle_sort(self) -> str:
+        """Next sort column (number, refusals, KL, time); returns its name for a notification."""
+        self.sort_key = SORT_ORDER[(SORT_ORDER.index(self.sort_key) + 1) % len(SORT_ORDER)]
+        self.descending = False
+        self._rebuild()
+        return self.sort_key
+
+    def sort_by(self, key: str) -> None:
+        """Sort by a column (clicking its header); the same column again flips the order."""
+        if key not in SORT_KEYS:
+            return
+        self.descending = not self.descending if key == self.sort_key else False
+        self.sort_key = key
+        self._rebuild()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        self.sort_by(str(event.column_key.value))
+
+    @property
+    def selected_trial(self) -> int | None:
+        if self.row_count == 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return int(key.value) if key.value is not None else None
+
+    def _rebuild(self) -> None:
+        selected = self.selected_trial
+        ordered = sorted(self._rows, key=SORT_KEYS[self.sort_key], reverse=self.descending)
+        self.clear()
+        for row in ordered:
+            self.add_row(*self._cells(row), key=str(row.number))
+        if selected is not None:
+            for index, row in enumerate(ordered):
+                if row.number == selected:
+                    self.move_cursor(row=index, animate=False, scroll=False)
+                    break
+        arrow = "▼" if self.descending else "▲"
+        self.border_subtitle = f"sorted by {dict(COLUMNS)[self.sort_key]} {arrow}"
+
+    def _cells(self, row: TrialRow) -> list[Any]:
+        if row.number == self._best:
+            mark, style = "★", "bold green"
+        elif row.number in self._front:
+            mark, style = "◆", "bold yellow"
+        else:
+            mark, style = " ", ""
+        number = Text(f"{mark}{row.number}", style=style, justify="right")
+        if not row.finished:
+            return [number, Text("running…", style="italic"), "", *self._parameters(row), ""]
+        return [
+            number,
+            Text(format_refusals(row.refusals, row.refusal_total), justify="right"),
+            Text(format_kl(row.kl), justify="right"),
+            *self._parameters(row),
+            Text(format_duration(row.seconds), justify="right"),
+        ]
+
+    @staticmethod
+    def _parameters(row: TrialRow) -> list[str]:
+        scope = _parameter(row, "direction_scope")
+        return [
+            scope.replace("per_layer", "layer"),
+            _parameter(row, "direction_index"),
+            _parameter(row, "attention.max_weight"),
+            _parameter(row, "mlp.max_weight"),
+        ]
