@@ -219,7 +219,7 @@ def start_compare(
     references = preflight(models, prompts, settings, max_new_tokens, held_out)
     job_settings = copy.deepcopy(settings)
     job_settings.model.model = canonical(references[0])
-    name = "compare-" + "-vs-".join(reference.label for reference in references)
+    name = "compare-" + "-vs-".join(reference.label.replace("/", "-") for reference in references)
     run = RunDirectory.create(runs_root(settings), name, exact=Path(run_dir) if run_dir else None)
     arguments = {
         "models": [canonical(reference) for reference in references],
