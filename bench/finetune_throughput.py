@@ -2,7 +2,8 @@
 
 Both train the same LoRA on the same model and the same examples for the same number of steps; every measurement
 runs in its own process (so peak memory is that run's), the configurations are interleaved (so a busy machine
-slows them alike), and the medians of several repeats are printed side by side:
+slows them alike; every other round runs in reverse order), and the medians of several repeats are printed side
+by side:
 
 - ``plain TRL``: ``SFTTrainer`` with a ``LoraConfig`` and default data handling, as its documentation shows it;
 - ``heretic-tui``: our :func:`core.finetuning.training.build_trainer` with the journal callback writing events
@@ -225,17 +226,24 @@ def report(results: dict[str, list[dict[str, Any]]], arguments: argparse.Namespa
     print(f"\n{arguments.steps} steps x batch {arguments.batch_size}, sequence length {arguments.sequence_length}, "
           f"{arguments.threads} thread(s), medians of {arguments.repeats} runs; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    header = f"{'configuration':24s} {'tokens/s':>10s} {'vs plain':>9s} {'tokens':>8s} {'seconds':>8s} " \
-             f"{'peak RSS MB':>12s} {'training MB':>12s} {'CUDA peak MB':>13s}"
+    header = f"{'configuration':24s} {'tokens/s':>10s} {'vs plain':>9s} {'paired':>7s} {'tokens':>8s} " \
+             f"{'seconds':>8s} {'peak RSS MB':>12s} {'training MB':>12s} {'CUDA peak MB':>13s}"
     print(header)
     print("-" * len(header))
     for configuration in CONFIGURATIONS:
         speed = median(configuration, "tokens_per_second")
         cuda = median(configuration, "cuda_peak_mb")
-        print(f"{configuration:24s} {speed:10.1f} {speed / baseline:8.3f}x {median(configuration, 'tokens'):8.0f} "
+        paired = statistics.median(
+            item["tokens_per_second"] / plain["tokens_per_second"]
+            for item, plain in zip(results[configuration], results["plain TRL"])
+        )
+        print(f"{configuration:24s} {speed:10.1f} {speed / baseline:8.3f}x {paired:6.3f}x "
+              f"{median(configuration, 'tokens'):8.0f} "
               f"{median(configuration, 'seconds'):8.2f} {median(configuration, 'peak_rss_mb'):12.0f} "
               f"{median(configuration, 'training_peak_mb'):12.0f} {'' if cuda is None else f'{cuda:13.0f}'}")
-    print("\nper run tokens/s: " + "; ".join(
+    print("\n'vs plain' divides medians; 'paired' is the median ratio of runs made back to back, which a machine "
+          "whose load drifts during the benchmark disturbs less.")
+    print("per run tokens/s: " + "; ".join(
         f"{configuration}: " + ", ".join(f"{item['tokens_per_second']:.0f}" for item in results[configuration])
         for configuration in CONFIGURATIONS))
 
@@ -261,7 +269,8 @@ def main() -> None:
         prepare(arguments, Path(temporary))
         results: dict[str, list[dict[str, Any]]] = {configuration: [] for configuration in CONFIGURATIONS}
         for repeat in range(arguments.repeats):
-            for configuration in CONFIGURATIONS:
+            order = CONFIGURATIONS if repeat % 2 == 0 else tuple(reversed(CONFIGURATIONS))
+            for configuration in order:
                 result = run_measurement(arguments, configuration)
                 results[configuration].append(result)
                 print(f"run {repeat + 1}/{arguments.repeats} {configuration:22s} "

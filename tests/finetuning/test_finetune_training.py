@@ -83,3 +83,18 @@ def test_trl_masks_templates_with_generation_markers_and_dora_packing_work(marke
     assert any("TRL assistant-only loss" in line and "(DoRA)" in line for line in logs)
     plan = run_directory.read_report()["plan"]
     assert plan["sequences"] < plan["train_examples"]
+
+
+def test_documents_train_as_instruction_pairs_with_completion_only_loss(tiny_model: Path, documents: Path,
+                                                                         tmp_path: Path) -> None:
+    settings = finetune_settings(tiny_model, [str(documents)], training_mode="instruct", max_steps=16,
+                                 validation_fraction=0.2, merge_adapter=True)
+    summary, run_directory = run_in_process(settings, tmp_path)
+    assert summary["eval_loss_after"] < summary["eval_loss_before"]
+    report = run_directory.read_report()
+    assert report["mode"] == "instruct" and report["smoke_test"]["passed"]
+    assert Path(summary["merged_dir"]).is_dir()
+    prompts = [item["prompt"] for item in report["knowledge_test"]["items"]]
+    assert all(prompt.startswith(("Continue", "What comes next", "Here is the start")) for prompt in prompts)
+    logs = [item.message for item in run_directory.read_events() if isinstance(item, LogLine)]
+    assert any("TRL completion-only loss" in line for line in logs)
