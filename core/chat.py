@@ -116,16 +116,12 @@ class ChatSession:
                 raise ChatError(str(reply.get("message", "the model could not be loaded")))
         raise self._death_error("while loading the model")
 
-    def ask(self, text: str, *, remember: bool = True) -> Iterator[str]:
-        """Send a user message and yield the answer as it is generated.
-
-        With ``remember=False`` the message is answered on its own (no earlier turns), as the comparison of
-        trial and original needs.
-        """
+    def ask(self, text: str) -> Iterator[str]:
+        """Send a user message and yield the answer as it is generated (earlier turns are sent along)."""
         if not self.running:
             raise ChatError("The chat worker is not running; start the session first.")
         turn = {"role": "user", "content": text}
-        messages = ([*self.history, turn] if remember else [turn])
+        messages = [*self.history, turn]
         if self.system_prompt:
             messages = [{"role": "system", "content": self.system_prompt}, *messages]
         identifier = next(self._request_numbers)
@@ -139,8 +135,7 @@ class ChatSession:
                 pieces.append(str(reply.get("text", "")))
                 yield pieces[-1]
             elif kind == "done":
-                if remember:
-                    self.history.extend([turn, {"role": "assistant", "content": "".join(pieces)}])
+                self.history.extend([turn, {"role": "assistant", "content": "".join(pieces)}])
                 return
             elif kind == "error":
                 raise ChatError(str(reply.get("message", "generation failed")))

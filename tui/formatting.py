@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+
+from rich.text import Text
 
 from core.jobs import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
 
-STATUS_STYLES: dict[str, str] = {
-    STATUS_RUNNING: "bold $accent",
-    STATUS_FINISHED: "bold $success",
-    STATUS_FAILED: "bold $error",
-    STATUS_CANCELLED: "bold $warning",
+STATUS_COLORS: dict[str, str] = {
+    STATUS_RUNNING: "accent",
+    STATUS_FINISHED: "success",
+    STATUS_FAILED: "error",
+    STATUS_CANCELLED: "warning",
 }
+"""Theme colour of each run status (Textual theme variable names)."""
 STATUS_SYMBOLS: dict[str, str] = {
     STATUS_RUNNING: "▶",
     STATUS_FINISHED: "✔",
@@ -81,8 +85,20 @@ def format_bytes(size: float | None) -> str:
 
 def status_markup(status: str) -> str:
     """The run status as Textual content markup, with its symbol and colour."""
-    style = STATUS_STYLES.get(status, "bold")
+    color = STATUS_COLORS.get(status)
+    style = f"bold ${color}" if color else "bold"
     return f"[{style}]{STATUS_SYMBOLS.get(status, '?')} {status}[/]"
+
+
+def status_text(status: str, theme: Mapping[str, str]) -> Text:
+    """The run status as a Rich Text for table cells (which take Rich, not Textual, markup)."""
+    color = theme.get(STATUS_COLORS.get(status, ""), "")
+    return Text(f"{STATUS_SYMBOLS.get(status, '?')} {status}", style=f"bold {color}".strip())
+
+
+def colored_text(text: str, theme: Mapping[str, str], variable: str) -> Text:
+    """Plain text in one theme colour, for table cells."""
+    return Text(text, style=theme.get(variable, ""))
 
 
 def escape_markup(text: str) -> str:

@@ -1,54 +1,47 @@
-"""A trial's answers next to the original model's, on a few prompts, to see what abliteration changed.
+"""A trial's answers next to the original model's, to see what abliteration changed.
 
-The two models run one after the other in the chat worker (the original first, then the trial), so a large model
-is never held twice in memory. Each prompt is answered on its own, without conversation history.
+The comparison is core's ``compare`` job (one model in memory at a time, refusals, KL against the original,
+perplexity, a Markdown and JSON report in its own run folder). This screen starts it, follows its events like the
+dashboard does, and shows the answers side by side when it ends; leaving the screen does not stop it, and the
+report stays in the runs list.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import threading
 from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
-from textual.widgets import Footer, Header, Static, TextArea
+from textual.widgets import Footer, Header, Input, Label, Static
 
-from core.builtin_prompts import builtin_prompts
-from core.chat import ChatError, ChatModel, ChatSession
-from core.jobs import RunDirectory
-from core.settings import load_settings
-from tui.formatting import escape_markup
+from core.errors import UserInputError
+from core.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
+from core.jobs import JobHandle, RunDirectory
+from core.settings import load_settings, setting_fields
+from tui.formatting import escape_markup, format_kl
+from tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
 from tui.screens.base import HereticScreen
+from tui.screens.dialogs import MessageDialog
 
-ORIGINAL = "original"
-TRIAL = "trial"
-COMPARE_MAX_NEW_TOKENS = 160
-
-
-def default_prompts() -> list[str]:
-    """Three prompts the original model should refuse and one it should answer, from the built-in test split."""
-    return builtin_prompts("harmful", "test")[:3] + builtin_prompts("harmless", "test")[:1]
+DEFAULT_PROMPTS = "builtin:harmful@test"
+DEFAULT_PROMPT_COUNT = 4
+DEFAULT_MAX_NEW_TOKENS = 96
+COMPARISON_JSON = "comparison.json"
 
 
-class ComparePiece(Message):
-    def __init__(self, index: int, side: str, text: str) -> None:
-        super().__init__()
-        self.index = index
-        self.side = side
-        self.text = text
-
-
-class CompareStatus(Message):
-    def __init__(self, text: str, finished: bool = False) -> None:
-        super().__init__()
-        self.text = text
-        self.finished = finished
+def comparison_models(run_path: Path, trial: int, original: str) -> list[str]:
+    """The two models as core's compare job names them: the original first (the KL reference), then the trial."""
+    return [original, f"{run_path}#{trial}"]
 
 
 class CompareScreen(HereticScreen[None]):
-    """Edit the prompts (one per line), then ctrl+r answers them with both models."""
+    """Choose the prompts, then ctrl+r runs the comparison job and shows its answers side by side."""
 
     BINDINGS = [
         Binding("ctrl+r", "run", "Compare", priority=True),
@@ -60,108 +53,161 @@ class CompareScreen(HereticScreen[None]):
         self.run_path = run_path
         self.trial = trial
         self.running = False
-        self.answers: dict[tuple[int, str], str] = {}
-        self._sessions: list[ChatSession] = []
-        self._closed = False
+        self.job_path: Path | None = None
+        self._stop_following = threading.Event()
+        self._status: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="compare"):
-            yield TextArea("\n".join(default_prompts()), id="compare-prompts")
-            yield Static("Edit the prompts (one per line) and press ctrl+r. The original model answers first, then "
-                         "the trial.", id="compare-status")
+            with Horizontal(id="compare-form"):
+                with Vertical(classes="compare-field -wide"):
+                    yield Label("Prompts (a prompt source)")
+                    yield Input(DEFAULT_PROMPTS, id="compare-prompts")
+                with Vertical(classes="compare-field"):
+                    yield Label("How many")
+                    yield Input(str(DEFAULT_PROMPT_COUNT), id="compare-count")
+                with Vertical(classes="compare-field"):
+                    yield Label("Max tokens")
+                    yield Input(str(DEFAULT_MAX_NEW_TOKENS), id="compare-tokens")
+            yield Static("", id="compare-status")
             yield VerticalScroll(id="compare-results")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.run_path.name} · compare trial {self.trial}"
-        self.query_one("#compare-prompts").border_title = "Prompts"
         self.query_one("#compare-results").border_title = f"Original · trial {self.trial}"
+        self._set_status(
+            "Press ctrl+r to answer the prompts with the original model and with this trial (one after the other, "
+            "in a background job). Sources: builtin:harmful@test, builtin:harmless@test, a text file, hf:owner/name."
+        )
+
+    def _set_status(self, markup: str) -> None:
+        self.query_one("#compare-status", Static).update(markup)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "run":
             return not self.running
         return True
 
+    def _read_number(self, field: str, name: str) -> int | None:
+        text = self.query_one(f"#{field}", Input).value.strip()
+        if not text.isdigit() or int(text) < 1:
+            self.notify(f"{name} must be a whole number of at least 1.", severity="error")
+            return None
+        return int(text)
+
     def action_run(self) -> None:
-        prompts = [line.strip() for line in self.query_one("#compare-prompts", TextArea).text.splitlines()]
-        prompts = [prompt for prompt in prompts if prompt]
-        if not prompts:
-            self.notify("Write at least one prompt.", severity="warning")
+        count = self._read_number("compare-count", "How many")
+        tokens = self._read_number("compare-tokens", "Max tokens")
+        source = self.query_one("#compare-prompts", Input).value.strip()
+        if count is None or tokens is None:
             return
-        results = self.query_one("#compare-results", VerticalScroll)
-        results.remove_children()
-        self.answers = {}
-        for index, prompt in enumerate(prompts):
-            results.mount(
-                Vertical(
-                    Static(f"[b]{index + 1}. {escape_markup(prompt)}[/b]", classes="compare-prompt"),
-                    Horizontal(
-                        Static("…", id=f"answer-{index}-{ORIGINAL}", classes="compare-answer"),
-                        Static("…", id=f"answer-{index}-{TRIAL}", classes="compare-answer"),
-                        classes="compare-row",
-                    ),
-                    classes="compare-item",
-                )
-            )
+        limit = next(spec for spec in setting_fields() if spec.key == "prompts.max_eval_prompts").maximum or count
         self.running = True
         self.refresh_bindings()
-        self._compare(prompts)
+        self.query_one("#compare-results", VerticalScroll).remove_children()
+        self._status = ["Checking the models and prompts…"]
+        self._set_status(self._status[0])
+        self._start(source, min(count, int(limit)), tokens)
 
-    @work(thread=True, group="compare", exclusive=True, exit_on_error=False)
-    def _compare(self, prompts: list[str]) -> None:
+    @work(thread=True, group="compare-start", exclusive=True, exit_on_error=False)
+    def _start(self, source: str, count: int, tokens: int) -> None:
+        from core.compare import start_compare
+
         try:
-            self._answer_with_both(prompts)
+            settings = load_settings(RunDirectory.open(self.run_path).config_path, environ={},
+                                     search_default_paths=False)
+            job_settings = copy.deepcopy(settings)
+            job_settings.prompts.max_eval_prompts = count
+            models = comparison_models(self.run_path, self.trial, settings.model.model)
+            handle = start_compare(models, source, job_settings, max_new_tokens=tokens)
+        except UserInputError as error:
+            self.app.call_from_thread(self._failed, str(error))
+            return
         except Exception as error:
-            self.post_message(CompareStatus(f"[$error]{escape_markup(f'{type(error).__name__}: {error}')}[/]",
-                                            finished=True))
+            self.app.call_from_thread(self._failed, f"{type(error).__name__}: {error}")
+            return
+        self.app.call_from_thread(self._started, handle)
 
-    def _answer_with_both(self, prompts: list[str]) -> None:
-        settings = load_settings(RunDirectory.open(self.run_path).config_path, environ={}, search_default_paths=False)
-        system = settings.prompts.system_prompt
-        sides = [
-            (ORIGINAL, ChatModel.plain(settings.model)),
-            (TRIAL, ChatModel.from_trial(self.run_path, self.trial)),
-        ]
-        for side, model in sides:
-            if self._closed:
-                return
-            self.post_message(CompareStatus(f"Loading the {side} model ({escape_markup(model.label)})…"))
-            session = ChatSession(model, system_prompt=system, max_new_tokens=COMPARE_MAX_NEW_TOKENS,
-                                  log_path=self.run_path / "chat-worker.log")
-            self._sessions.append(session)
-            try:
-                session.start()
-                for index, prompt in enumerate(prompts):
-                    if self._closed:
-                        return
-                    self.post_message(CompareStatus(f"The {side} model answers prompt {index + 1}/{len(prompts)}…"))
-                    for piece in session.ask(prompt, remember=False):
-                        self.post_message(ComparePiece(index, side, piece))
-            except ChatError as error:
-                self.post_message(CompareStatus(f"[$error]{side}: {escape_markup(str(error))}[/]", finished=True))
-                return
-            finally:
-                session.close()
-        self.post_message(CompareStatus("Done. Edit the prompts and press ctrl+r to compare again.", finished=True))
+    def _failed(self, message: str) -> None:
+        self.running = False
+        self.refresh_bindings()
+        self._set_status(f"[$error]{escape_markup(message)}[/]")
+        self.app.push_screen(MessageDialog("The comparison did not run", message))
 
-    def on_compare_piece(self, message: ComparePiece) -> None:
-        key = (message.index, message.side)
-        self.answers[key] = self.answers.get(key, "") + message.text
-        label = "original" if message.side == ORIGINAL else f"trial {self.trial}"
-        widget = self.query_one(f"#answer-{message.index}-{message.side}", Static)
-        widget.update(f"[$text-muted]{label}:[/] {escape_markup(self.answers[key])}")
+    def _started(self, handle: JobHandle) -> None:
+        self.job_path = handle.run.path
+        self._status = [f"Comparison job {escape_markup(handle.run.path.name)} started."]
+        self._set_status(self._status[0])
+        self._stop_following.set()
+        self._stop_following = threading.Event()
+        self._follow(handle, self._stop_following)
 
-    def on_compare_status(self, message: CompareStatus) -> None:
-        self.query_one("#compare-status", Static).update(message.text)
-        if message.finished:
-            self.running = False
-            self.refresh_bindings()
+    @work(thread=True, group="compare-follow", exclusive=True, exit_on_error=False)
+    def _follow(self, handle: JobHandle, stop: threading.Event) -> None:
+        path = handle.run.path
+        completed = follow_run(handle, lambda item: self.post_message(JobEventMessage(path, item)), stop)
+        self.post_message(JobFollowEnded(path, stopped=not completed))
+
+    def on_job_event_message(self, message: JobEventMessage) -> None:
+        item = message.event
+        line = None
+        if isinstance(item, PhaseStarted):
+            line = f"▶ {escape_markup(item.description or item.phase)}"
+        elif isinstance(item, Progress) and item.total:
+            if self._status and self._status[-1].startswith("  "):
+                self._status.pop()
+            line = f"  {item.completed}/{item.total}"
+        elif isinstance(item, Metrics):
+            values = ", ".join(f"{key} {escape_markup(str(value))}" for key, value in item.values.items())
+            line = f"[$success]✔ {escape_markup(item.name)}: {values}[/]"
+        elif isinstance(item, JobError):
+            line = f"[$error]✘ {escape_markup(item.message)}[/]"
+        elif isinstance(item, JobCancelled):
+            line = "[$warning]Cancelled.[/]"
+        elif isinstance(item, ArtifactWritten) and item.path.endswith(".md"):
+            line = f"Report: {escape_markup(item.path)}"
+        if line:
+            self._status.append(line)
+            self._set_status("\n".join(self._status[-5:]))
+        if isinstance(item, JobFinished) and self.job_path is not None:
+            self._show_results(self.job_path / COMPARISON_JSON)
+
+    def on_job_follow_ended(self, message: JobFollowEnded) -> None:
+        self.running = False
+        self.refresh_bindings()
+
+    def _show_results(self, path: Path) -> None:
+        try:
+            document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            self._set_status(f"[$error]The comparison finished but {escape_markup(str(path))} cannot be read: "
+                             f"{escape_markup(str(error))}[/]")
+            return
+        models = document.get("models", [])
+        results = self.query_one("#compare-results", VerticalScroll)
+        results.remove_children()
+        headline = " · ".join(
+            f"[b]{escape_markup(model.get('label', '?'))}[/b] {model.get('refusals')}/{model.get('total')} refusals"
+            + (f", KL {format_kl(model.get('kl_vs_first'))}" if number else "")
+            for number, model in enumerate(models)
+        )
+        results.mount(Static(headline, classes="compare-prompt"))
+        for index, entry in enumerate(document.get("answers", [])):
+            cells = []
+            for model, response in zip(models, entry.get("responses", [])):
+                mark = "[$error]refused[/]" if response.get("refused") else "[$success]answered[/]"
+                cells.append(Static(f"[$text-muted]{escape_markup(model.get('label', '?'))}[/] {mark}\n"
+                                    f"{escape_markup(response.get('text', ''))}", classes="compare-answer"))
+            results.mount(Vertical(
+                Static(f"[b]{index + 1}. {escape_markup(entry.get('prompt', ''))}[/b]", classes="compare-prompt"),
+                Horizontal(*cells, classes="compare-row"),
+                classes="compare-item",
+            ))
 
     def action_back(self) -> None:
         self.dismiss()
 
     def on_unmount(self) -> None:
-        self._closed = True
-        for session in self._sessions:
-            self.app.run_worker(session.stop, thread=True, group="compare-close", exit_on_error=False)
+        self._stop_following.set()

@@ -20,7 +20,7 @@ from tui.formatting import (
     format_refusals,
     format_timestamp,
     short_model_name,
-    status_markup,
+    status_text,
 )
 from tui.run_summaries import RunSummary, summarize_runs
 
@@ -104,7 +104,7 @@ class HomeScreen(HereticScreen[None]):
             )
             trials = f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–"
             table.add_row(
-                status_markup(summary.status),
+                status_text(summary.status, self.app.theme_variables),
                 escape_markup(short_model_name(summary.model) if summary.kind == "abliterate"
                               else f"{summary.kind}: {short_model_name(summary.model)}"),
                 trials,

@@ -10,7 +10,13 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from core.model_browser import ModelInfo, find_models, model_setting_for
 from core.settings import Settings
-from tui.formatting import escape_markup, format_bytes, format_parameter_count, format_timestamp
+from tui.formatting import (
+    colored_text,
+    escape_markup,
+    format_bytes,
+    format_parameter_count,
+    format_timestamp,
+)
 from tui.screens.base import HereticScreen
 
 
@@ -92,7 +98,7 @@ class ModelBrowserScreen(HereticScreen[None]):
                 format_parameter_count(model.parameter_count),
                 escape_markup(model.dtype or "?"),
                 format_bytes(model.size_bytes),
-                "yes" if model.has_chat_template else "[$error]no[/]",
+                "yes" if model.has_chat_template else colored_text("no", self.app.theme_variables, "error"),
                 format_timestamp(model.modified),
                 model.source,
                 key=str(model.path),

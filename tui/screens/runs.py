@@ -19,6 +19,7 @@ from tui.formatting import (
     format_timestamp,
     short_model_name,
     status_markup,
+    status_text,
 )
 from tui.run_summaries import RunSummary, summarize_runs
 from tui.screens.base import HereticScreen
@@ -79,7 +80,7 @@ class RunsScreen(HereticScreen[None]):
         for summary in summaries:
             best = summary.best
             table.add_row(
-                status_markup(summary.status),
+                status_text(summary.status, self.app.theme_variables),
                 escape_markup(short_model_name(summary.model)),
                 f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–",
                 f"{format_refusals(best.refusals, best.refusal_total)} · {format_kl(best.kl)}" if best else "–",

@@ -102,8 +102,7 @@ class WizardScreen(HereticScreen[None]):
                 yield Button("Advanced: every setting with its help (a)", id="choose-advanced")
             with VerticalScroll(id="basic", classes="wizard-step"):
                 yield from self._compose_basic()
-            with VerticalScroll(id="advanced", classes="wizard-step"):
-                yield from self._compose_advanced()
+            yield VerticalScroll(id="advanced", classes="wizard-step")
             with VerticalScroll(id="summary", classes="wizard-step"):
                 yield Static("", id="summary-text")
                 yield Label("Save these settings to (comments kept, the old file kept as .bak):")
@@ -142,15 +141,19 @@ class WizardScreen(HereticScreen[None]):
         yield Static("[$text-muted]Everything else keeps its default. Press ctrl+n for the summary, or choose "
                      "Advanced from the start to see every setting.[/]", classes="hint")
 
-    def _compose_advanced(self) -> ComposeResult:
-        yield Static("[b]Every setting[/b], grouped as in config.toml. Invalid values are marked and block the "
-                     "summary.", classes="hint")
+    def _advanced_form(self) -> list[Static | SettingEditor]:
+        """Built the first time the advanced step is shown (thirty-odd fields are not worth building otherwise)."""
+        widgets: list[Static | SettingEditor] = [
+            Static("[b]Every setting[/b], grouped as in config.toml. Invalid values are marked and block the "
+                   "summary.", classes="hint")
+        ]
         section = None
         for spec in setting_fields():
             if spec.section != section:
                 section = spec.section
-                yield Static(f"[b]\\[{section}][/b]", classes="section-title")
-            yield SettingEditor(spec, self.values[spec.key])
+                widgets.append(Static(f"[b]\\[{section}][/b]", classes="section-title"))
+            widgets.append(SettingEditor(spec, self.values[spec.key]))
+        return widgets
 
     def _default_config_path(self) -> Path:
         return self.heretic.config_path or Path.cwd() / "config.toml"
@@ -209,6 +212,10 @@ class WizardScreen(HereticScreen[None]):
         self._update_model_hint(str(self.values["model.model"]))
 
     def _sync_advanced(self) -> None:
+        form = self.query_one("#advanced", VerticalScroll)
+        if not form.children:
+            form.mount_all(self._advanced_form())
+            return
         for editor in self.query(SettingEditor):
             if editor.spec.key not in self.errors:
                 editor.set_value(self.values[editor.spec.key])

@@ -1,0 +1,129 @@
+"""The model browser: a Hugging Face cache, a model folder and a run output built by the test, read without weights."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import screen_text, settle
+from recorded_runs import write_run
+from safetensors.numpy import save_file
+
+from core.model_browser import (
+    SOURCE_FOLDER,
+    SOURCE_HUB_CACHE,
+    SOURCE_RUN,
+    count_parameters,
+    describe_model,
+    find_models,
+)
+from core.settings import Settings
+from tui.app import HereticApp
+from tui.screens.model_actions import ModelActionsScreen
+from tui.screens.model_browser import ModelBrowserScreen
+from tui.screens.wizard import WizardScreen
+
+pytestmark = pytest.mark.anyio
+
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def write_model_files(folder: Path, *, architecture: str, template: bool, dtype: type = np.float16) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"architectures": [architecture], "model_type": "llama",
+                                                    "torch_dtype": "bfloat16"}))
+    tokenizer_config = {"chat_template": "{{ messages }}"} if template else {}
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    save_file({"embed.weight": np.zeros((100, 16), dtype=dtype), "head.weight": np.zeros((16, 100), dtype=dtype),
+               "norm.weight": np.zeros((16,), dtype=np.float32)}, str(folder / "model.safetensors"))
+
+
+def build_hub_cache(cache: Path, repository: str) -> Path:
+    """The cache layout huggingface_hub writes: blobs, a ref, and a snapshot of symlinks to the blobs."""
+    repo_folder = cache / f"models--{repository.replace('/', '--')}"
+    staging = repo_folder / "staging"
+    write_model_files(staging, architecture="LlamaForCausalLM", template=True)
+    snapshot = repo_folder / "snapshots" / SNAPSHOT
+    snapshot.mkdir(parents=True)
+    (repo_folder / "blobs").mkdir()
+    for file in sorted(staging.iterdir()):
+        blob = repo_folder / "blobs" / f"blob-{file.name}"
+        file.rename(blob)
+        os.symlink(os.path.relpath(blob, snapshot), snapshot / file.name)
+    staging.rmdir()
+    (repo_folder / "refs").mkdir()
+    (repo_folder / "refs" / "main").write_text(SNAPSHOT)
+    return snapshot
+
+
+@pytest.fixture
+def model_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings, runs_folder: Path) -> Settings:
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    build_hub_cache(cache, "acme/tiny-chat")
+    shelf = tmp_path / "shelf"
+    write_model_files(shelf / "base-model", architecture="MistralForCausalLM", template=False, dtype=np.float32)
+    run = write_run(runs_folder, "20260921-141315-demo")
+    write_model_files(run.path / "model", architecture="LlamaForCausalLM", template=True)
+    settings.output.model_directories = [str(shelf)]
+    return settings
+
+
+def test_parameters_and_dtype_come_from_the_safetensors_header(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    write_model_files(folder, architecture="LlamaForCausalLM", template=True)
+    assert count_parameters(folder) == (100 * 16 * 2 + 16, "float16")
+    info = describe_model(folder)
+    assert info.architecture == "LlamaForCausalLM" and info.has_chat_template and info.has_weights
+    assert info.size_bytes > 100 * 16 * 2 * 2
+
+
+def test_every_place_is_scanned(model_places: Settings) -> None:
+    models = {model.name: model for model in find_models(model_places)}
+    assert models["acme/tiny-chat"].source == SOURCE_HUB_CACHE
+    assert models["acme/tiny-chat"].parameter_count == 3216
+    assert models["acme/tiny-chat"].size_bytes > 6000, "sizes follow the cache's symlinks to the blobs"
+    assert models["shelf/base-model"].source == SOURCE_FOLDER
+    assert not models["shelf/base-model"].has_chat_template
+    assert models["shelf/base-model"].dtype == "float32"
+    assert models["20260921-141315-demo/model"].source == SOURCE_RUN
+
+
+async def test_browser_lists_and_opens_a_model(model_places: Settings, make_app: Callable[..., HereticApp]) -> None:
+    app = make_app(settings=model_places)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("b")
+        assert isinstance(app.screen, ModelBrowserScreen)
+        await settle(pilot)
+        text = screen_text(app)
+        for expected in ("acme/tiny-chat", "shelf/base-model", "20260921-141315-demo/model", "3.2K", "float16"):
+            assert expected in text
+        browser = app.screen
+        names = [browser.models[str(key.value)].name for key in browser.query_one("#models-table").rows]
+        browser.query_one("#models-table").focus()
+        await pilot.press(*(["down"] * names.index("acme/tiny-chat")), "enter")
+        assert isinstance(app.screen, ModelActionsScreen)
+        await settle(pilot)
+        assert "Chat template yes" in screen_text(app)
+        await pilot.press("f")
+        assert "not built yet" in screen_text(app)
+        await pilot.press("escape", "a")
+        assert isinstance(app.screen, WizardScreen)
+        assert app.screen.values["model.model"].endswith(SNAPSHOT)
+
+
+async def test_a_model_folder_on_the_command_line_opens_its_actions(
+    tmp_path: Path, make_app: Callable[..., HereticApp]
+) -> None:
+    folder = tmp_path / "my-model"
+    write_model_files(folder, architecture="Qwen3ForCausalLM", template=True)
+    app = make_app(model_path=str(folder))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ModelActionsScreen)
+        text = screen_text(app)
+        assert "Qwen3ForCausalLM" in text and "Abliterate" in text and "Upload" in text
