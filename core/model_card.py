@@ -215,10 +215,12 @@ def _source_phrase(source: str) -> str:
 def _summary(metadata: dict[str, Any], method: str, source: str, is_adapter: bool) -> str:
     origin = _source_phrase(source)
     if method == METHOD_ABLITERATION:
-        kind = "a LoRA adapter that applies" if is_adapter else "a copy of"
+        if is_adapter:
+            opening = f"This LoRA adapter removes the refusal behaviour of {origin} by abliteration; it was made with"
+        else:
+            opening = f"This is {origin} with its refusal behaviour removed by abliteration, made with"
         text = (
-            f"This is {kind} {origin} with its refusal behaviour removed by abliteration, made with "
-            "heretic-tui. Abliteration finds the direction in the model's "
+            f"{opening} heretic-tui. Abliteration finds the direction in the model's "
             "activations that separates the prompts it refuses from the ones it answers, and projects it out of the "
             "weights that write into the residual stream; an Optuna search picks where and how strongly, trading "
             "refusals against the change to harmless answers (KL divergence)."
