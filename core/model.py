@@ -8,6 +8,7 @@ on the left so the last position of every row is the last prompt token; a missin
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -289,7 +290,8 @@ def generate_until_verdict(
         with torch.inference_mode():
             output = loaded.model(input_ids=batch["input_ids"], attention_mask=attention_mask,
                                   position_ids=position_ids, use_cache=True, logits_to_keep=1)
-            cache = output.past_key_values
+            cache = getattr(output, "cache", None) or output.past_key_values
+            cache_keyword = cache_argument_name(loaded.model)
             for step in range(max_new_tokens):
                 if check_cancelled:
                     check_cancelled()
@@ -321,8 +323,13 @@ def generate_until_verdict(
                 attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=1)
                 position_ids = position_ids[:, -1:] + 1
                 output = loaded.model(input_ids=next_tokens[:, None], attention_mask=attention_mask,
-                                      position_ids=position_ids, past_key_values=cache, use_cache=True)
+                                      position_ids=position_ids, use_cache=True, **{cache_keyword: cache})
     return [item if item is not None else ("", True) for item in results]
+
+
+def cache_argument_name(model: Any) -> str:
+    """transformers 5 renamed ``past_key_values`` to ``cache``; use whichever this model's forward takes."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:
@@ -344,33 +351,37 @@ def choose_batch_size(
 ) -> int:
     """The fastest batch size that fits: try powers of two and keep the best prompts-per-second.
 
-    Each candidate runs a forward pass plus a few generated tokens, which is what a trial does; the search stops
-    at the first out-of-memory error or when throughput stops improving.
+    Each candidate generates a few tokens for a full batch, repeated for at least a quarter of a second so a busy
+    machine does not decide the result; the search stops at the first out-of-memory error or once throughput has
+    clearly dropped twice. Ties go to the larger size, which wins on longer generations.
     """
     if settings.batch_size:
         return settings.batch_size
+    undecided: Callable[[str, bool], bool | None] = lambda text, finished: None if not finished else False
     best_size, best_rate = 1, 0.0
-    size = 1
     limit = min(settings.max_batch_size, max(1, len(texts)))
-    worse = 0
+    size, worse = 1, 0
     while size <= limit:
         sample = list(texts[:size])
         try:
-            generate_until_verdict(loaded, sample, size, 1, lambda text, finished: None if not finished else False)
-            started = time.perf_counter()
-            generate_until_verdict(loaded, sample, size, 4, lambda text, finished: None if not finished else False)
-            rate = size / (time.perf_counter() - started)
+            generate_until_verdict(loaded, sample, size, 2, undecided)
+            repetitions, started = 0, time.perf_counter()
+            while repetitions < 5 and (repetitions < 1 or time.perf_counter() - started < 0.25):
+                generate_until_verdict(loaded, sample, size, 8, undecided)
+                repetitions += 1
+            rate = size * repetitions / (time.perf_counter() - started)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             log(f"batch size {size} does not fit in memory")
             break
         log(f"batch size {size}: {rate:.1f} prompts/s")
-        if rate > best_rate:
-            best_size, best_rate = size, rate
+        if rate >= 0.95 * best_rate:
+            if rate > best_rate or size > best_size:
+                best_size, best_rate = size, max(rate, best_rate)
             worse = 0
-        else:
+        elif rate < 0.9 * best_rate:
             worse += 1
             if worse >= 2:
                 break
-        size *= 2
+        size = size * 2 if size * 2 <= limit or size == limit else limit
     return best_size
