@@ -78,6 +78,7 @@ class ChatSession:
         self.log_path = log_path or default_log_path()
         self.history: list[dict[str, str]] = []
         self.loaded_name: str | None = None
+        self.last_answer_stopped = False
         self.device: str | None = None
         self._process: subprocess.Popen[str] | None = None
         self._write_lock = threading.Lock()
@@ -135,6 +136,7 @@ class ChatSession:
                 pieces.append(str(reply.get("text", "")))
                 yield pieces[-1]
             elif kind == "done":
+                self.last_answer_stopped = bool(reply.get("stopped"))
                 self.history.extend([turn, {"role": "assistant", "content": "".join(pieces)}])
                 return
             elif kind == "error":

@@ -40,11 +40,11 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def format_timestamp(moment: float | None) -> str:
-    """A local date and time to the minute; runs and models are told apart at that grain."""
+def format_timestamp(moment: float | None, *, compact: bool = False) -> str:
+    """A local date and time to the minute; ``compact`` drops the year, for table columns."""
     if not moment:
         return "–"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
+    return time.strftime("%m-%d %H:%M" if compact else "%Y-%m-%d %H:%M", time.localtime(moment))
 
 
 def format_kl(value: float | None) -> str:
@@ -70,6 +70,20 @@ def format_parameter_count(count: int | None) -> str:
         if count >= threshold:
             return f"{count / threshold:.1f}{suffix}"
     return str(count)
+
+
+def format_memory(used: float, total: float) -> str:
+    """``12.0/64.0 GB``: both figures in the total's unit, short enough for a narrow side panel."""
+    unit, scale = "B", 1.0
+    for candidate in ("KB", "MB", "GB", "TB"):
+        if total / (scale * 1024) < 1:
+            break
+        unit, scale = candidate, scale * 1024
+    return f"{used / scale:.1f}/{total / scale:.1f} {unit}"
+
+
+def truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
 
 
 def format_bytes(size: float | None) -> str:

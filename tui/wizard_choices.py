@@ -16,7 +16,7 @@ PROMPT_SETTINGS = ("good_prompts", "bad_prompts", "good_eval_prompts", "bad_eval
 CUSTOM = "custom"
 
 PROMPT_PRESETS: dict[str, tuple[str, dict[str, str]]] = {
-    "auto": ("Automatic: built-in set for the demo, public datasets for other models",
+    "auto": ("Automatic: built-in for the demo, public datasets otherwise",
              {name: "auto" for name in PROMPT_SETTINGS}),
     "builtin": ("Built-in offline prompts (no download)", dict(DEMO_DEFAULTS)),
     "public": ("Public datasets: mlabonne harmful_behaviors / harmless_alpaca", dict(PUBLIC_DEFAULTS)),
@@ -24,7 +24,7 @@ PROMPT_PRESETS: dict[str, tuple[str, dict[str, str]]] = {
 
 DEFAULT_DTYPES = ["auto", "bfloat16", "float16", "float32"]
 PRECISIONS: dict[str, tuple[str, list[str], str]] = {
-    "auto": ("Automatic: the model's dtype, falling back to bf16, fp16, fp32", DEFAULT_DTYPES, "none"),
+    "auto": ("Automatic: the model's dtype, then bf16, fp16, fp32", DEFAULT_DTYPES, "none"),
     "bfloat16": ("bfloat16", ["bfloat16"], "none"),
     "float16": ("float16", ["float16"], "none"),
     "float32": ("float32 (CPU or small models)", ["float32"], "none"),

@@ -152,6 +152,8 @@ class ChatScreen(HereticScreen[None]):
             self.loaded = self.session.running
         elif self._answer is not None and not self._answer_text:
             self._answer.update("[$text-muted](empty answer)[/]")
+        elif self._answer is not None and self.session.last_answer_stopped:
+            self._answer.update(f"{escape_markup(self._answer_text)} [$warning](stopped)[/]")
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -27,8 +27,11 @@ from tui.formatting import (
     format_bytes,
     format_duration,
     format_kl,
+    format_memory,
     format_refusals,
+    short_model_name,
     status_markup,
+    truncate,
 )
 from tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
 from tui.resources import ResourceSnapshot
@@ -248,30 +251,31 @@ class DashboardScreen(HereticScreen[None]):
             self.refresh_bindings()
 
     def _summary_markup(self, now: float) -> str:
+        """Two lines: what runs and how far it is, then the figures that matter (baseline, best so far)."""
         state = self.state
         done = len(state.finished_trials)
-        parts = [f"[b]{escape_markup(state.model or '?')}[/b]", status_markup(state.status)]
+        model = truncate(short_model_name(state.model or "?"), 34)
+        first = [f"[b]{escape_markup(model)}[/b]", status_markup(state.status)]
         if state.trial_total:
-            parts.append(f"trial {done}/{state.trial_total}")
-        parts.append(f"elapsed {format_duration(state.elapsed_seconds(now))}")
+            first.append(f"trial {done}/{state.trial_total}")
         eta = state.eta_seconds(now)
         if eta is not None:
-            parts.append(f"ETA {format_duration(eta)}")
+            first.append(f"ETA {format_duration(eta)}")
         if self._cancel_requested_at is not None and state.is_running:
-            parts.append("[$warning]cancelling…[/]")
-        second = []
+            first.append("[$warning]cancelling…[/]")
+        second = [f"elapsed {format_duration(state.elapsed_seconds(now))}"]
         if state.baseline_refusals is not None:
-            second.append(f"baseline {format_refusals(state.baseline_refusals, state.baseline_total)} refusals")
+            second.append(f"baseline {format_refusals(state.baseline_refusals, state.baseline_total)}")
         best = state.best_trial()
         if best is not None:
             label = "chosen" if state.summary.get("chosen_trial") == best.number else "best"
             second.append(
-                f"{label} [$success]#{best.number}[/]: {format_refusals(best.refusals, best.refusal_total)} "
-                f"refusals, KL {format_kl(best.kl)}"
+                f"{label} [$success]#{best.number}[/] {format_refusals(best.refusals, best.refusal_total)} "
+                f"KL {format_kl(best.kl)}"
             )
         if state.running_trial is not None:
             second.append(f"running #{state.running_trial}")
-        return " · ".join(parts) + ("\n" + " · ".join(second) if second else "")
+        return " · ".join(first) + "\n" + " · ".join(second)
 
     def _render_resources(self) -> None:
         snapshot = self._resources
@@ -279,12 +283,12 @@ class DashboardScreen(HereticScreen[None]):
         if snapshot is None:
             widget.update("[$text-muted]measuring…[/]")
             return
-        ram = f"RAM {format_bytes(snapshot.ram_used_bytes)}/{format_bytes(snapshot.ram_total_bytes)}"
+        ram = f"RAM {format_memory(snapshot.ram_used_bytes, snapshot.ram_total_bytes)}"
         if snapshot.worker_ram_bytes is not None:
             ram += f" · worker {format_bytes(snapshot.worker_ram_bytes)}"
         lines = [ram]
         for gpu in snapshot.gpus:
-            lines.append(f"GPU{gpu.index} {format_bytes(gpu.used_bytes)}/{format_bytes(gpu.total_bytes)}")
+            lines.append(f"GPU{gpu.index} {format_memory(gpu.used_bytes, gpu.total_bytes)}")
         if not snapshot.gpus:
             lines.append("GPU: none visible")
         widget.update("\n".join(lines))

@@ -109,13 +109,14 @@ class HomeScreen(HereticScreen[None]):
                               else f"{summary.kind}: {short_model_name(summary.model)}"),
                 trials,
                 best_text,
-                format_timestamp(summary.created),
+                format_timestamp(summary.created, compact=True),
                 key=str(summary.path),
             )
         if summaries:
             table.move_cursor(row=min(cursor, len(summaries) - 1), animate=False)
         empty = self.query_one("#runs-empty", Static)
         empty.display = not summaries
+        table.display = bool(summaries)
         empty.update(
             f"No runs yet in {escape_markup(str(root))}.\nPress [b]n[/b] to start one (the built-in demo model "
             "needs no download)."

@@ -99,7 +99,7 @@ class ModelBrowserScreen(HereticScreen[None]):
                 escape_markup(model.dtype or "?"),
                 format_bytes(model.size_bytes),
                 "yes" if model.has_chat_template else colored_text("no", self.app.theme_variables, "error"),
-                format_timestamp(model.modified),
+                format_timestamp(model.modified, compact=True),
                 model.source,
                 key=str(model.path),
             )

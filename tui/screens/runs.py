@@ -84,7 +84,7 @@ class RunsScreen(HereticScreen[None]):
                 escape_markup(short_model_name(summary.model)),
                 f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–",
                 f"{format_refusals(best.refusals, best.refusal_total)} · {format_kl(best.kl)}" if best else "–",
-                format_timestamp(summary.created),
+                format_timestamp(summary.created, compact=True),
                 key=str(summary.path),
             )
         table.border_subtitle = f"{len(summaries)} in {root}"

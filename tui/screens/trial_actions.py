@@ -51,6 +51,25 @@ def check_export_folder(text: str) -> str | None:
     return None
 
 
+def describe_parameters(params: dict[str, object]) -> list[str]:
+    """The trial's parameters as a person reads them: the direction, then each component's weight kernel."""
+
+    def number(name: str) -> str:
+        value = params.get(name)
+        return f"{value:.3g}" if isinstance(value, (int, float)) else "–"
+
+    lines = [f"[b]direction[/b]  {escape_markup(str(params.get('direction_scope', '?')))} · index "
+             f"{number('direction_index')}"]
+    components = sorted({name.split(".", 1)[0] for name in params if "." in name})
+    for component in components:
+        lines.append(
+            f"[b]{escape_markup(component)}[/b]  max {number(f'{component}.max_weight')} at layer "
+            f"{number(f'{component}.max_weight_position')} · min {number(f'{component}.min_weight')} over "
+            f"{number(f'{component}.min_weight_distance')} layers"
+        )
+    return lines
+
+
 class TrialActionsScreen(HereticScreen[str | None]):
     """Dismissed with ``"more_trials"`` when the person asks for more trials (the dashboard asks how many)."""
 
@@ -101,9 +120,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
             f"Refusals {format_refusals(row.refusals, row.refusal_total)} · KL {format_kl(row.kl)} · "
             f"{format_duration(row.seconds)}" + (" · [$warning]on the Pareto front[/]" if self.is_front else ""),
         ]
-        params = [f"{escape_markup(name)} = {value:.3f}" if isinstance(value, float) else
-                  f"{escape_markup(name)} = {escape_markup(str(value))}" for name, value in row.params.items()]
-        lines.append("[$text-muted]" + " · ".join(params) + "[/]")
+        lines += describe_parameters(row.params)
         return "\n".join(lines)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:

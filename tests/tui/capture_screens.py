@@ -1,0 +1,234 @@
+"""Write docs/screens.md: a text capture of each main screen, from the same fixed scenes as the snapshot tests.
+
+Run from the repository root: ``python tests/tui/capture_screens.py``. The scenes (recorded runs, a tiny model
+cache, a fixed clock and memory probe, UTC) are the snapshot tests' own, so the document shows exactly what the
+accepted screenshots show, as plain text that reads well in a terminal and in a README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+from conftest import FIXED_NOW, FixedResourceProbe  # noqa: E402
+from model_folders import build_hub_cache, write_model_files  # noqa: E402
+from recorded_runs import write_run  # noqa: E402
+
+from core.settings import Settings  # noqa: E402
+from tui.app import HereticApp  # noqa: E402
+from tui.screens.dashboard import DashboardScreen  # noqa: E402
+from tui.screens.runs import RunsScreen  # noqa: E402
+from tui.screens.trial_actions import TrialActionsScreen  # noqa: E402
+
+SCENE = Path("/tmp/heretic-tui-screens")
+DOCUMENT = ROOT / "docs" / "screens.md"
+
+Scene = Callable[[Any], Awaitable[None]]
+
+
+def build_scene() -> Settings:
+    import shutil
+
+    shutil.rmtree(SCENE, ignore_errors=True)
+    runs = SCENE / "runs"
+    runs.mkdir(parents=True)
+    write_run(runs, "20260921-141315-demo", trials_total=24, trials_done=24, created_offset=300)
+    write_run(runs, "20260921-120000-qwen3-4b-instruct", model="Qwen/Qwen3-4B-Instruct", ending="failed",
+              trials_done=9, created_offset=200)
+    write_run(runs, "20260920-100000-llama-3.1-8b-instruct", model="/models/llama-3.1-8b-instruct",
+              ending="cancelled", trials_done=14, created_offset=100)
+    write_run(runs, "20260921-150000-mistral-7b", model="mistralai/Mistral-7B-Instruct-v0.3", ending="running",
+              trials_total=40, trials_done=17, created_offset=400)
+    os.environ["HF_HUB_CACHE"] = str(SCENE / "hf-cache")
+    build_hub_cache(SCENE / "hf-cache", "acme/tiny-chat")
+    write_model_files(SCENE / "models" / "base-model", architecture="MistralForCausalLM", template=False)
+    settings = Settings()
+    settings.output.runs_directory = str(runs)
+    settings.output.model_directories = [str(SCENE / "models")]
+    return settings
+
+
+async def until(pilot: Any, condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.3)
+
+
+def table_rows(pilot: Any, selector: str, count: int) -> Callable[[], bool]:
+    def check() -> bool:
+        tables = pilot.app.screen.query(selector)
+        return bool(tables) and tables.first().row_count == count
+
+    return check
+
+
+async def home(pilot: Any) -> None:
+    await until(pilot, table_rows(pilot, "#recent-runs", 4))
+
+
+async def wizard_basic(pilot: Any) -> None:
+    await pilot.press("n", "b")
+    await pilot.pause()
+
+
+async def wizard_advanced(pilot: Any) -> None:
+    await pilot.press("n", "a")
+    await pilot.pause(0.3)
+
+
+async def wizard_summary(pilot: Any) -> None:
+    await pilot.press("n", "b")
+    pilot.app.screen.query_one("#basic-trials").value = "60"
+    await pilot.press("ctrl+n")
+    pilot.app.screen.query_one("#config-path").value = "/etc/heretic-tui/config.toml"
+    await pilot.pause()
+
+
+def dashboard(name: str, trials: int) -> Scene:
+    async def scene(pilot: Any) -> None:
+        pilot.app.open_dashboard(Path(pilot.app.settings.output.runs_directory) / name)
+        await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen)
+                    and len(pilot.app.screen.state.finished_trials) == trials)
+
+    return scene
+
+
+async def trial_actions(pilot: Any) -> None:
+    path = Path(pilot.app.settings.output.runs_directory) / "20260921-141315-demo"
+    await dashboard("20260921-141315-demo", 24)(pilot)
+    state = pilot.app.screen.state
+    best = state.best_trial()
+    pilot.app.push_screen(TrialActionsScreen(path, best.number, best, best.number in state.pareto))
+    await pilot.pause(0.3)
+
+
+async def runs(pilot: Any) -> None:
+    await pilot.app.push_screen(RunsScreen())
+    await until(pilot, table_rows(pilot, "#runs-table", 4))
+
+
+async def model_browser(pilot: Any) -> None:
+    await pilot.press("b")
+    await until(pilot, table_rows(pilot, "#models-table", 2))
+
+
+SCENES: list[tuple[str, str, Scene, tuple[int, int]]] = [
+    ("Home", "Recent runs with their status, and every action.", home, (80, 24)),
+    ("Wizard: basic", "Five questions; everything else keeps its default.", wizard_basic, (80, 24)),
+    ("Wizard: advanced", "Every setting from core/settings.py with its help, default and inline validation.",
+     wizard_advanced, (80, 24)),
+    ("Wizard: summary", "What will run, what differs from the defaults, where to save the config.", wizard_summary,
+     (80, 24)),
+    ("Dashboard (running, 80x24)", "Re-attached to a live run: phases, trial n/N with ETA, the Pareto plot, trials.",
+     dashboard("20260921-150000-mistral-7b", 17), (80, 24)),
+    ("Dashboard (running, 160x48)", "The same run in a large terminal: memory and the worker log appear.",
+     dashboard("20260921-150000-mistral-7b", 17), (160, 48)),
+    ("Dashboard (failed)", "A failed run keeps its error, the last log lines, and offers resume.",
+     dashboard("20260921-120000-qwen3-4b-instruct", 9), (120, 36)),
+    ("Trial actions", "Export merged or as an adapter, chat, compare with the original, more trials.", trial_actions,
+     (80, 24)),
+    ("Runs", "Every run folder: open, resume, delete (with confirmation).", runs, (80, 24)),
+    ("Model browser", "HF cache, model folders and run outputs, read from metadata only.", model_browser, (120, 30)),
+]
+
+
+async def capture(settings: Settings, scene: Scene, size: tuple[int, int]) -> str:
+    app = HereticApp(settings=settings, clock=lambda: FIXED_NOW, resource_probe=FixedResourceProbe())
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.2)
+        await scene(pilot)
+        lines = [strip.text.rstrip() for strip in app.screen._compositor.render_strips()]
+    return "\n".join(lines)
+
+
+KEYS = """## Keys
+
+Every key is also a command in the palette (ctrl+p), which lists the current screen's keys too. F1 shows the
+keys of the focused screen.
+
+| Where | Key | Action |
+| --- | --- | --- |
+| everywhere | ctrl+p | command palette: every action by name |
+| everywhere | ctrl+q | quit (running jobs keep running) |
+| home | n | new abliteration run (wizard) |
+| home | b | model browser |
+| home | r | all runs |
+| home | c | chat with the configured model |
+| home | f / u | fine-tune / upload: say "not built yet" |
+| home | enter | open the highlighted run's dashboard |
+| home | q | quit |
+| wizard | b / a | basic or advanced (first step) |
+| wizard | ctrl+n | next (to the summary) |
+| wizard | esc | one step back, then leave |
+| wizard | ctrl+s | save the settings to the config file (comments kept, .bak written) |
+| wizard | ctrl+r | start the run (model and prompts are checked first) |
+| dashboard | c | cancel the run, after a confirmation (graceful: the study is saved) |
+| dashboard | k | kill a worker that did not stop after a cancel |
+| dashboard | d / esc | detach: back home, the run keeps going |
+| dashboard | m | more trials: continue the study up to a larger total |
+| dashboard | r | resume a cancelled or failed run |
+| dashboard | a / enter | actions for the highlighted trial |
+| dashboard | s | sort the trials by the next column (or click a header) |
+| dashboard | l | show the worker log instead of the trials (narrow terminals) |
+| dashboard | e | the full error and the last log lines of a failed run |
+| trial actions | e | export the merged model to a folder |
+| trial actions | l | export a LoRA adapter to a folder |
+| trial actions | c | chat with the trial's model |
+| trial actions | v | compare answers with the original model |
+| trial actions | m | more trials |
+| runs | o / enter | open the run's dashboard |
+| runs | r | resume |
+| runs | x | delete, after a confirmation |
+| runs | g | refresh |
+| model browser | enter | the model's actions (as `heretic-tui ./model`) |
+| model browser | a / c | abliterate / chat with the highlighted model |
+| model browser | g | rescan |
+| chat | enter | send |
+| chat | ctrl+x | stop the answer |
+| chat | ctrl+l | clear the conversation |
+| chat | ctrl+e | edit the system prompt |
+| compare | ctrl+r | run the comparison job |
+
+## After an SSH drop
+
+Runs live in their own worker process and keep going when the terminal or the connection goes away. Start
+`heretic-tui` again and open the run from the home screen (or `heretic-tui attach RUN_DIR`): the dashboard is
+rebuilt from the run's `events.jsonl` and then follows it live. A worker that died meanwhile shows as failed with
+its last error and log lines, and `r` resumes the study from its completed trials.
+"""
+
+
+def main() -> None:
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    settings = build_scene()
+    parts = [
+        "# Screens",
+        "",
+        "Text captures of heretic-tui's main screens, made by `python tests/tui/capture_screens.py` from the same",
+        "recorded runs as the snapshot tests (fixed times; the model names are examples). Colours are lost in text;",
+        "the SVG snapshots in `tests/tui/__snapshots__/` show them.",
+        "",
+    ]
+    for title, description, scene, size in SCENES:
+        text = asyncio.run(capture(settings, scene, size))
+        parts += [f"## {title}", "", f"{description} ({size[0]}x{size[1]})", "", "```text", text, "```", ""]
+    parts.append(KEYS)
+    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
+    DOCUMENT.write_text("\n".join(parts), encoding="utf-8")
+    print(f"wrote {DOCUMENT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Chat: the worker process streams answers from a tiny real model; the screen shows them, stops and clears."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import screen_text, wait_until
+
+from core.chat import ChatError, ChatModel, ChatSession
+from core.settings import ModelSettings
+from tui.app import HereticApp
+from tui.screens.chat import ChatScreen
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from model_factory import build_tiny_model
+
+    return build_tiny_model("llama", tmp_path_factory.mktemp("chat") / "tiny-llama")
+
+
+def plain(path: Path) -> ChatModel:
+    return ChatModel.plain(ModelSettings(model=str(path), device_map="cpu", dtypes=["float32"]))
+
+
+def test_a_session_streams_remembers_and_clears(tiny_model: Path, tmp_path: Path) -> None:
+    session = ChatSession(plain(tiny_model), system_prompt="you are a helpful assistant", max_new_tokens=6,
+                          log_path=tmp_path / "chat.log")
+    try:
+        assert session.start() == str(tiny_model)
+        pieces = list(session.ask("how do i bake bread ?"))
+        assert pieces, "the answer streams in pieces"
+        assert session.history == [{"role": "user", "content": "how do i bake bread ?"},
+                                   {"role": "assistant", "content": "".join(pieces)}]
+        session.max_new_tokens = 200
+        stopped = []
+        for piece in session.ask("write a poem"):
+            if not stopped:
+                session.stop()
+                stopped.append(piece)
+        assert session.last_answer_stopped, "stop ends the answer early"
+        assert len(session.history) == 4
+        session.clear()
+        assert session.history == []
+    finally:
+        session.close()
+    assert not session.running
+
+
+def test_a_model_that_cannot_load_is_a_chat_error(tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    session = ChatSession(plain(empty), log_path=tmp_path / "chat.log")
+    with pytest.raises(ChatError, match="config.json"):
+        session.start()
+    assert not session.running
+
+
+async def test_chat_screen_streams_an_answer(tiny_model: Path, make_app: Callable[..., HereticApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(ChatScreen(plain(tiny_model), "you are a helpful assistant"))
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        await wait_until(pilot, lambda: screen.loaded, timeout=60)
+        assert "loaded on cpu" in screen_text(app)
+        screen.session.max_new_tokens = 5
+        field = screen.query_one("#chat-input")
+        field.value = "how do i bake bread ?"  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not screen.generating and len(screen.session.history) == 2, timeout=30)
+        answer = screen.session.history[1]["content"]
+        assert answer.strip() and answer.strip()[:10] in screen_text(app).replace("\n", " ")
+        await pilot.press("ctrl+l")
+        assert screen.session.history == []
+        process = screen.session._process
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+    assert process is not None and process.poll() is not None, "leaving the chat stops its worker"

@@ -1,0 +1,145 @@
+"""Home (recent runs, actions, palette), the runs screen (open, resume, delete) and trial export."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import screen_text, settle, wait_until
+from recorded_runs import START, write_run
+
+from core.events import ArtifactWritten, JobFinished, JobStarted, PhaseFinished, PhaseStarted
+from core.jobs import JobHandle, RunDirectory
+from tui.app import HereticApp
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.dialogs import ConfirmDialog, NotBuiltDialog
+from tui.screens.home import HomeScreen
+from tui.screens.runs import RunsScreen
+from tui.screens.trial_actions import TrialActionsScreen
+from tui.widgets.trial_table import TrialTable
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def three_runs(runs_folder: Path) -> list[Path]:
+    return [
+        write_run(runs_folder, "20260921-141315-demo", trials_done=20, created_offset=300).path,
+        write_run(runs_folder, "20260921-120000-qwen", model="Qwen/Qwen3-4B-Instruct", ending="failed",
+                  trials_done=7, created_offset=200).path,
+        write_run(runs_folder, "20260920-100000-llama", model="/models/llama-3.1-8b-instruct", ending="cancelled",
+                  trials_done=12, created_offset=100).path,
+    ]
+
+
+async def test_home_lists_runs_with_their_status(three_runs: list[Path], make_app: Callable[..., HereticApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        assert "✔ finished" in text and "✘ failed" in text and "■ cancelled" in text
+        assert "llama-3.1-8b-instruct" in text and "Qwen/Qwen3-4B-Instruct" in text
+        app.screen.query_one("#recent-runs").focus()
+        await pilot.press("enter")
+        assert isinstance(app.screen, DashboardScreen) and app.screen.run_path == three_runs[0]
+        await settle(pilot)
+        await pilot.press("d")
+        assert isinstance(app.screen, HomeScreen)
+
+
+async def test_every_home_action_is_in_the_palette(make_app: Callable[..., HereticApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        for expected in ("New abliteration run", "Model browser", "Runs", "Fine-tune (not built yet)",
+                         "Upload (not built yet)", "Chat with the configured model"):
+            assert expected in titles
+        await pilot.press("f")
+        assert isinstance(app.screen, NotBuiltDialog)
+        assert "not built yet" in screen_text(app)
+        await pilot.press("escape")
+        assert isinstance(app.screen, HomeScreen)
+
+
+async def test_runs_screen_deletes_after_confirmation(
+    three_runs: list[Path], make_app: Callable[..., HereticApp]
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("r")
+        assert isinstance(app.screen, RunsScreen)
+        await settle(pilot)
+        assert "CUDA out of memory" not in screen_text(app)
+        await pilot.press("down")
+        assert "CUDA out of memory" in screen_text(app), "the detail pane shows the failed run's error"
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("n")
+        assert three_runs[1].exists()
+        await pilot.press("x", "y")
+        await wait_until(pilot, lambda: not three_runs[1].exists())
+        await settle(pilot)
+        assert "Qwen" not in screen_text(app)
+
+
+async def test_runs_screen_resumes_a_cancelled_run(
+    three_runs: list[Path], make_app: Callable[..., HereticApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Path | None, bool, int]] = []
+
+    def start(settings, run_dir=None, resume=False):  # type: ignore[no-untyped-def]
+        calls.append((run_dir, resume, settings.optimization.trials))
+        return JobHandle(RunDirectory(Path(run_dir)))
+
+    monkeypatch.setattr("core.abliteration_job.start_abliteration", start)
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("r")
+        await settle(pilot)
+        await pilot.press("down", "down", "r")
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await settle(pilot)
+    assert calls == [(three_runs[2], True, 20)]
+
+
+def write_export_job(run_path: Path, output: Path) -> Path:
+    """An export job folder as the worker leaves it after a successful export."""
+    job = run_path / "jobs" / "20260921-150000-export-trial-3"
+    job.mkdir(parents=True)
+    (job / "job.json").write_text(json.dumps({"kind": "export", "created": START}))
+    (job / "worker.json").write_text(json.dumps({"pid": 999_999, "exit_code": 0}))
+    events = [JobStarted(job="export", time=START), PhaseStarted(phase="export", description="writing trial 3",
+                                                                 time=START),
+              PhaseFinished(phase="export", seconds=2.0, time=START + 2),
+              ArtifactWritten(name="export", path=str(output), time=START + 2),
+              JobFinished(summary={"output": str(output)}, time=START + 2)]
+    (job / "events.jsonl").write_text("".join(item.to_json() + "\n" for item in events))
+    return job
+
+
+async def test_exporting_a_trial(
+    runs_folder: Path, make_app: Callable[..., HereticApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = write_run(runs_folder, "20260921-141315-demo", trials_total=5, trials_done=5)
+    requests: list[tuple[Path, int, Path, bool]] = []
+
+    def start_export(run_dir, trial, output, adapter=False):  # type: ignore[no-untyped-def]
+        requests.append((Path(run_dir), trial, Path(output), adapter))
+        return JobHandle(RunDirectory(write_export_job(Path(run_dir), Path(output))))
+
+    monkeypatch.setattr("core.export.start_export", start_export)
+    app = make_app(attach_run=run.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.screen.query_one(TrialTable).focus()
+        await pilot.press("down", "down", "down", "enter")
+        assert isinstance(app.screen, TrialActionsScreen) and app.screen.trial == 3
+        await pilot.press("l")
+        assert app.screen.query_one("#value").value.endswith("exports/trial-3-adapter")  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "Export finished" in screen_text(app))
+        await settle(pilot)
+    assert requests == [(run.path, 3, run.path / "exports" / "trial-3-adapter", True)]
