@@ -21,6 +21,7 @@ from core.events import (
     JobStarted,
     JobWarning,
     LogLine,
+    Metrics,
     PhaseFinished,
     PhaseStarted,
     Progress,
@@ -125,6 +126,7 @@ class RunState:
     cancel_reason: str = ""
     messages: list[RunMessage] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     event_count: int = 0
 
     @classmethod
@@ -169,6 +171,8 @@ class RunState:
             del self.messages[:-MESSAGE_HISTORY]
         elif isinstance(item, ArtifactWritten):
             self.artifacts[item.name] = item.path
+        elif isinstance(item, Metrics):
+            self.metrics[item.name] = dict(item.values)
         elif isinstance(item, JobFinished):
             self.status = STATUS_FINISHED
             self.summary = dict(item.summary)
@@ -233,6 +237,11 @@ class RunState:
         self.running_trial = None
         self.current_phase = None
         self.trials = {number: row for number, row in self.trials.items() if row.finished}
+
+    @property
+    def has_trials(self) -> bool:
+        """Abliteration runs have a study to plot; other jobs (export, compare) show their results instead."""
+        return self.job in ("abliterate", "")
 
     @property
     def finished_trials(self) -> list[TrialRow]:

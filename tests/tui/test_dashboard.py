@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from conftest import screen_text, settle, wait_until
 from recorded_runs import START, pareto_front, start_fake_worker, trial_events, trial_result, write_run
 
-from core.events import JobFinished, PhaseFinished
+from core.events import ArtifactWritten, JobFinished, JobStarted, Metrics, PhaseFinished, PhaseStarted
 from tui.app import HereticApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.dialogs import ConfirmDialog, ValueDialog
@@ -43,7 +44,7 @@ async def test_finished_run_is_rebuilt_from_its_journal(runs_folder: Path, make_
         text = screen_text(app)
         assert "✔ finished" in text and "trial 16/16" in text and f"chosen #{chosen}" in text
         assert "trial 15: refusals" in text, "the worker.log tail is shown"
-        assert "RAM 12.0 GB/64.0 GB" in text
+        assert "RAM 12.0/64.0 GB" in text and "GPU0 21.0/80.0 GB" in text
 
 
 async def test_sorting_the_trials(runs_folder: Path, make_app: Callable[..., HereticApp]) -> None:
@@ -205,3 +206,24 @@ async def test_trial_actions_open_from_the_table(runs_folder: Path, make_app: Ca
         assert "Export the merged model" in screen_text(app)
         await pilot.press("m")
         assert isinstance(app.screen, ValueDialog), "more trials from a trial goes back to the dashboard's question"
+
+
+async def test_a_job_without_trials_shows_its_results(runs_folder: Path, make_app: Callable[..., HereticApp]) -> None:
+    run = runs_folder / "20260921-160000-compare-demo-vs-demo-3"
+    run.mkdir()
+    (run / "job.json").write_text(json.dumps({"kind": "compare", "created": START, "model": "demo"}))
+    (run / "worker.json").write_text(json.dumps({"pid": 999_999, "exit_code": 0}))
+    events = [JobStarted(job="compare", model="demo", time=START),
+              PhaseStarted(phase="model 1/2: load", description="loading demo", time=START),
+              PhaseFinished(phase="model 1/2: load", seconds=3.0, time=START + 3),
+              Metrics(name="model 1/2 demo", values={"refusals": "9/10", "kl_vs_first": 0.0}, time=START + 9),
+              ArtifactWritten(name="comparison.md", path=str(run / "comparison.md"), time=START + 20),
+              JobFinished(summary={"status": "finished"}, time=START + 20)]
+    (run / "events.jsonl").write_text("".join(item.to_json() + "\n" for item in events))
+    app = make_app(attach_run=run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        assert "model 1/2 demo" in text and "refusals 9/10" in text and "comparison.md" in text
+        assert "Refusals vs KL" not in text and "Trials (" not in text
+        assert "More trials" not in text, "only an abliteration study can be extended"

@@ -143,3 +143,19 @@ async def test_exporting_a_trial(
         await wait_until(pilot, lambda: "Export finished" in screen_text(app))
         await settle(pilot)
     assert requests == [(run.path, 3, run.path / "exports" / "trial-3-adapter", True)]
+
+
+async def test_screen_keys_are_palette_commands(runs_folder: Path, make_app: Callable[..., HereticApp]) -> None:
+    run = write_run(runs_folder, "palette", trials_total=6, trials_done=6)
+    app = make_app(attach_run=run.path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Sort")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen)
+                         and app.screen.query_one(TrialTable).sort_key == "refusals")
+        await pilot.press("f1")
+        await pilot.pause()
+        assert app.screen.query("HelpPanel"), "F1 shows the keys of the screen"

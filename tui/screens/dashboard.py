@@ -87,6 +87,7 @@ class DashboardScreen(HereticScreen[None]):
                     yield PhaseList("", id="phases")
                     yield Static("", id="resources")
                 yield ParetoPlot(id="plot")
+                yield Static("", id="job-results")
             yield Static("", id="run-error")
             with Horizontal(id="dashboard-bottom"):
                 yield TrialTable(id="trials")
@@ -102,6 +103,7 @@ class DashboardScreen(HereticScreen[None]):
         self.query_one("#trials").border_title = "Trials"
         self.query_one("#worker-log").border_title = "worker.log"
         self.query_one("#run-error").display = False
+        self.query_one("#job-results").border_title = "Results"
         if self.handle is None:
             try:
                 self.handle = attach(self.run_path)
@@ -226,6 +228,9 @@ class DashboardScreen(HereticScreen[None]):
         )
         self.query_one("#trials", TrialTable).show(rows, front, best.number if best else None)
         self.query_one("#trials", TrialTable).border_title = f"Trials ({len(finished)} done)"
+        self.query_one("#dashboard").set_class(not state.has_trials, "-job")
+        if not state.has_trials:
+            self.query_one("#job-results", Static).update(self._results_markup())
         error = self.query_one("#run-error", Static)
         if state.status == "failed":
             tail = [line for line in state.error_traceback.splitlines() if line.strip()][-3:]
@@ -277,6 +282,19 @@ class DashboardScreen(HereticScreen[None]):
             second.append(f"running #{state.running_trial}")
         return " · ".join(first) + "\n" + " · ".join(second)
 
+    def _results_markup(self) -> str:
+        """What a job other than an abliteration produced: its figures and the files it wrote."""
+        state = self.state
+        lines = []
+        for name, values in state.metrics.items():
+            figures = " · ".join(f"{escape_markup(str(key))} {escape_markup(str(value))}" for key, value in values.items())
+            lines.append(f"[b]{escape_markup(name)}[/b]  {figures}")
+        for name, path in state.artifacts.items():
+            lines.append(f"[$success]✔[/] {escape_markup(name)}: {escape_markup(path)}")
+        if not lines:
+            return "[$text-muted]Results appear here when the job writes them.[/]"
+        return "\n".join(lines)
+
     def _render_resources(self) -> None:
         snapshot = self._resources
         widget = self.query_one("#resources", Static)
@@ -306,7 +324,7 @@ class DashboardScreen(HereticScreen[None]):
             return self.state.can_resume and self.state.status != "finished"
         if action == "show_error":
             return self.state.status == "failed"
-        if action == "trial_actions":
+        if action in ("trial_actions", "sort"):
             return bool(self.state.finished_trials)
         return True
 
