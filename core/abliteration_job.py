@@ -22,7 +22,7 @@ from core.directions import compute_directions, separation
 from core.errors import JobCancelled, UserInputError
 from core.evaluation import Evaluator
 from core.events import BaselineMeasured, TrialFinished, TrialStarted
-from core.jobs import JobHandle, RunDirectory, runs_root, start_job, write_json_atomically
+from core.jobs import JobHandle, prepare_run, start_job, write_json_atomically
 from core.model import (
     LoadedModel,
     check_model,
@@ -77,19 +77,7 @@ def preflight(settings: Settings) -> None:
 def start_abliteration(settings: Settings, run_dir: Path | None = None, resume: bool = False,
                        export_chosen: bool = False) -> JobHandle:
     """Start (or resume) an abliteration run in a worker process; see the module doc for what is checked first."""
-    if resume:
-        if run_dir is None:
-            raise UserInputError("--resume needs --run-dir pointing at the run to continue.")
-        run = RunDirectory.open(run_dir)
-        kind = run.read_job().get("kind")
-        if kind != "abliterate":
-            raise UserInputError(f"{run.path} is a '{kind}' run, not an abliteration run, so it cannot be resumed here.")
-        if run.worker_alive():
-            raise UserInputError(f"The run {run.path} is still running (worker pid {run.read_worker().get('pid')}). "
-                                 "Attach to it instead of resuming it.")
-    else:
-        preflight(settings)
-        run = RunDirectory.create(runs_root(settings), settings.model.model, exact=run_dir)
+    run = prepare_run("abliterate", settings, run_dir, resume, preflight, "an abliteration")
     return start_job("abliterate", settings, run, {"resume": resume, "export_chosen": export_chosen})
 
 

@@ -145,7 +145,6 @@ class ProgressPrinter:
         self.stream = stream
         self.started = time.time()
         self._last_progress: dict[str, float] = {}
-        self.best: tuple[int, float] | None = None
 
     def line(self, text: str) -> None:
         elapsed = time.time() - self.started
@@ -168,8 +167,6 @@ class ProgressPrinter:
         elif isinstance(item, BaselineMeasured):
             self.line(f"baseline: {item.refusals}/{item.total} refusals")
         elif isinstance(item, TrialFinished):
-            if self.best is None or (item.refusals, item.kl) < self.best:
-                self.best = (item.refusals, item.kl)
             self.line(f"trial {item.number + 1}/{item.total}: refusals {item.refusals}/{item.refusal_total}, "
                       f"KL {item.kl:.4f}, {item.seconds:.2f}s  (Pareto front: {len(item.pareto)} trials)")
         elif isinstance(item, TrainingStep):

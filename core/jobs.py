@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -383,6 +383,34 @@ def start_job(
     finally:
         log.close()
     return JobHandle(run, process, start_offset)
+
+
+def prepare_run(
+    kind: str,
+    settings: Settings,
+    run_dir: Path | None,
+    resume: bool,
+    preflight: Callable[[Settings], None],
+    description: str,
+) -> RunDirectory:
+    """The run folder a new or resumed job of ``kind`` goes into, after the checks that keep bad input out.
+
+    A new run is preflighted before its folder exists, so bad input leaves nothing behind; a resumed run must be
+    a stopped run of the same kind (a live one is attached to, not started twice).
+    """
+    if not resume:
+        preflight(settings)
+        return RunDirectory.create(runs_root(settings), settings.model.model, exact=run_dir)
+    if run_dir is None:
+        raise UserInputError(f"--resume needs --run-dir pointing at the {description} run to continue.")
+    run = RunDirectory.open(run_dir)
+    found = run.read_job().get("kind")
+    if found != kind:
+        raise UserInputError(f"{run.path} is a '{found}' run, not {description} run, so it cannot be resumed here.")
+    if run.worker_alive():
+        raise UserInputError(f"The run {run.path} is still running (worker pid {run.read_worker().get('pid')}). "
+                             "Attach to it instead of resuming it.")
+    return run
 
 
 def attach(path: str | Path) -> JobHandle:
