@@ -98,3 +98,19 @@ def test_documents_train_as_instruction_pairs_with_completion_only_loss(tiny_mod
     assert all(prompt.startswith(("Continue", "What comes next", "Here is the start")) for prompt in prompts)
     logs = [item.message for item in run_directory.read_events() if isinstance(item, LogLine)]
     assert any("TRL completion-only loss" in line for line in logs)
+
+
+def test_a_run_stopped_after_training_finishes_from_its_final_checkpoint(tiny_model: Path, documents: Path,
+                                                                          tmp_path: Path) -> None:
+    settings = finetune_settings(tiny_model, [str(documents)], max_steps=8, checkpoint_steps=4)
+    first, run_directory = run_in_process(settings, tmp_path)
+    run_directory.report_path.unlink()
+    context = JobContext(run_directory, settings, {"resume": True})
+    try:
+        second = run(context)
+    finally:
+        context.close()
+    report = run_directory.read_report()
+    assert report["resumed_from"] == "checkpoint-8" and report["steps"] == 8
+    assert second["eval_loss_before"] == first["eval_loss_before"]
+    assert second["eval_loss_after"] == pytest.approx(first["eval_loss_after"])
