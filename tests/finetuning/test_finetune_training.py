@@ -85,10 +85,10 @@ def test_trl_masks_templates_with_generation_markers_and_dora_packing_work(marke
     assert plan["sequences"] < plan["train_examples"]
 
 
-def test_documents_train_as_instruction_pairs_with_completion_only_loss(tiny_model: Path, documents: Path,
+def test_documents_train_as_instruction_pairs_with_checkpointed_activations(tiny_model: Path, documents: Path,
                                                                          tmp_path: Path) -> None:
     settings = finetune_settings(tiny_model, [str(documents)], training_mode="instruct", max_steps=16,
-                                 validation_fraction=0.2, merge_adapter=True)
+                                 validation_fraction=0.2, merge_adapter=True, gradient_checkpointing=True)
     summary, run_directory = run_in_process(settings, tmp_path)
     assert summary["eval_loss_after"] < summary["eval_loss_before"]
     report = run_directory.read_report()
