@@ -68,6 +68,7 @@ class HereticApp(App[int]):
         self.start_settings = start_settings
         self.clock = clock
         self.resource_probe = resource_probe or ResourceProbe()
+        self.starting_run = False
 
     def on_mount(self) -> None:
         from tui.screens.home import HomeScreen
@@ -123,8 +124,15 @@ class HereticApp(App[int]):
         self.push_screen(MessageDialog(title, message, details=details))
 
     def start_abliteration_run(self, settings: Settings) -> None:
-        """Check the settings and start a run in a thread (preflight reads tokenizers and prompt files)."""
-        self.run_worker(partial(self._start_abliteration, settings), thread=True, group="start", exclusive=True)
+        """Check the settings and start a run in a thread (preflight reads tokenizers and prompt files).
+
+        A second request while one is being checked is refused, so an impatient key press never starts two runs.
+        """
+        if self.starting_run:
+            self.notify("A run is already being started.", severity="warning")
+            return
+        self.starting_run = True
+        self.run_worker(partial(self._start_abliteration, settings), thread=True, group="start")
 
     def _start_abliteration(self, settings: Settings) -> None:
         from core.abliteration_job import start_abliteration
@@ -132,17 +140,23 @@ class HereticApp(App[int]):
         try:
             handle = start_abliteration(settings)
         except UserInputError as error:
-            self.call_from_thread(self.show_error, "The run cannot start", str(error))
+            self.call_from_thread(self._start_failed, "The run cannot start", str(error))
             return
         except Exception as error:
-            self.call_from_thread(self.show_error, "The run could not be started", f"{type(error).__name__}: {error}")
+            message = f"{type(error).__name__}: {error}"
+            self.call_from_thread(self._start_failed, "The run could not be started", message)
             return
         self.call_from_thread(self._show_started_run, handle)
+
+    def _start_failed(self, title: str, message: str) -> None:
+        self.starting_run = False
+        self.show_error(title, message)
 
     def _show_started_run(self, handle: JobHandle) -> None:
         """The wizard that started the run has done its job; the dashboard takes its place."""
         from tui.screens.wizard import WizardScreen
 
+        self.starting_run = False
         if isinstance(self.screen, WizardScreen):
             self.pop_screen()
         self.open_dashboard(handle.run.path, handle)

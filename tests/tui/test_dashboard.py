@@ -84,7 +84,9 @@ async def test_cancelled_run(runs_folder: Path, make_app: Callable[..., HereticA
         assert app.screen.query_one(TrialTable).row_count == 5
 
 
-async def test_a_dead_worker_shows_as_failed_with_its_log(runs_folder: Path, make_app: Callable[..., HereticApp]) -> None:
+async def test_a_dead_worker_shows_as_failed_with_its_log(
+    runs_folder: Path, make_app: Callable[..., HereticApp]
+) -> None:
     run = write_run(runs_folder, "died", trials_done=3, ending="died")
     app = make_app(attach_run=run.path)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -6,6 +6,7 @@ and appends the streamed pieces, from a thread worker that posts messages.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from textual import work
@@ -184,6 +185,8 @@ class ChatScreen(HereticScreen[None]):
         self._close_session()
 
     def _close_session(self) -> None:
-        """Stop the worker process in the background; the app's exit waits at most a few seconds for it."""
-        session = self.session
-        self.app.run_worker(session.close, thread=True, group="chat-close", exit_on_error=False)
+        """Stop the worker process from a daemon thread: it may take seconds, and the app may be exiting.
+
+        Should even that thread be cut short, the worker still ends: its stdin closes with this process.
+        """
+        threading.Thread(target=self.session.close, name="chat-close", daemon=True).start()

@@ -287,7 +287,9 @@ class DashboardScreen(HereticScreen[None]):
         state = self.state
         lines = []
         for name, values in state.metrics.items():
-            figures = " · ".join(f"{escape_markup(str(key))} {escape_markup(str(value))}" for key, value in values.items())
+            figures = " · ".join(
+                f"{escape_markup(str(key))} {escape_markup(str(value))}" for key, value in values.items()
+            )
             lines.append(f"[b]{escape_markup(name)}[/b]  {figures}")
         for name, path in state.artifacts.items():
             lines.append(f"[$success]✔[/] {escape_markup(name)}: {escape_markup(path)}")

@@ -83,7 +83,8 @@ class ModelBrowserScreen(HereticScreen[None]):
         try:
             models = find_models(settings)
         except Exception as error:
-            self.app.call_from_thread(self.heretic.show_error, "The model scan failed", f"{type(error).__name__}: {error}")
+            message = f"{type(error).__name__}: {error}"
+            self.app.call_from_thread(self.heretic.show_error, "The model scan failed", message)
             models = []
         self.app.call_from_thread(self._show, models)
 

@@ -168,7 +168,8 @@ class TrialActionsScreen(HereticScreen[str | None]):
         self.app.call_from_thread(self._export_started, handle, output)
 
     def _export_started(self, handle: JobHandle, output: Path) -> None:
-        self._export_lines = [f"Exporting to {escape_markup(str(output))} (job {escape_markup(handle.run.path.name)})…"]
+        job = escape_markup(handle.run.path.name)
+        self._export_lines = [f"Exporting to {escape_markup(str(output))} (job {job})…"]
         self._show_export_status()
         self._stop_following.set()
         self._stop_following = threading.Event()

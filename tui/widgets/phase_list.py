@@ -10,7 +10,7 @@ from tui.run_state import PHASE_TITLES, RunState
 
 TITLE_WIDTH = 11
 COUNT_WIDTH = 7
-TIME_WIDTH = 6
+TIME_WIDTH = 7
 
 
 def progress_bar(completed: int, total: int | None, width: int, finished: bool) -> str:
@@ -58,6 +58,9 @@ class PhaseList(Static):
                 f"{icon} {title} [{bar_style}]{bar}[/] {count.rjust(COUNT_WIDTH)} {elapsed.rjust(TIME_WIDTH)}"
             )
             if running and phase.step:
-                step_count = f" {phase.step_completed}/{phase.step_total}" if phase.step_total else ""
-                lines.append(f"  [$text-muted]↳ {escape_markup(phase.step)}{step_count}[/]")
+                step_bar = ""
+                if phase.step_total:
+                    step_bar = (f" [$accent]{progress_bar(phase.step_completed, phase.step_total, 10, False)}[/]"
+                                f" {phase.step_completed}/{phase.step_total}")
+                lines.append(f"  [$text-muted]↳ {escape_markup(phase.step)}[/]{step_bar}")
         self.update("\n".join(lines))

@@ -63,7 +63,8 @@ class SettingEditor(Vertical):
         spec = self.spec
         yield Label(f"[b]{spec.name}[/b]  [$text-muted]{escape_markup(describe_type(spec))}[/]", classes="setting-name")
         yield Static(
-            f"{escape_markup(spec.help)}\n[$text-muted]default: {escape_markup(value_to_text(spec.default)) or '(empty)'}"
+            f"{escape_markup(spec.help)}\n[$text-muted]default: "
+            f"{escape_markup(value_to_text(spec.default)) or '(empty)'}"
             f"  ·  env {spec.environment_variable}[/]",
             classes="setting-help",
         )
