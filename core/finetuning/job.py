@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from core.errors import UserInputError
 from core.events import ArtifactWritten, Metrics
 from core.finetuning.callbacks import JournalCallback, perplexity
 from core.finetuning.checkpoints import last_checkpoint, remove_incomplete_checkpoints
@@ -46,7 +45,7 @@ from core.finetuning.modules import (
 from core.finetuning.plan import make_plan
 from core.finetuning.sources import read_sources
 from core.finetuning.training import CHECKPOINT_FOLDER, build_trainer
-from core.jobs import JobHandle, RunDirectory, runs_root, start_job, write_json_atomically
+from core.jobs import JobHandle, prepare_run, start_job, write_json_atomically
 from core.model import check_model, load_model, resolve_model_location
 from core.settings import Settings
 from core.worker import JobContext
@@ -75,19 +74,7 @@ def preflight(settings: Settings) -> None:
 
 def start_finetune(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
     """Start (or resume) a fine-tuning run in a worker process; bad input is reported before a folder is made."""
-    if resume:
-        if run_dir is None:
-            raise UserInputError("--resume needs --run-dir pointing at the fine-tuning run to continue.")
-        run = RunDirectory.open(run_dir)
-        kind = run.read_job().get("kind")
-        if kind != JOB_KIND:
-            raise UserInputError(f"{run.path} is a '{kind}' run, not a fine-tuning run, so it cannot be resumed here.")
-        if run.worker_alive():
-            raise UserInputError(f"The run {run.path} is still running (worker pid {run.read_worker().get('pid')}). "
-                                 "Attach to it instead of resuming it.")
-    else:
-        preflight(settings)
-        run = RunDirectory.create(runs_root(settings), settings.model.model, exact=run_dir)
+    run = prepare_run(JOB_KIND, settings, run_dir, resume, preflight, "a fine-tuning")
     return start_job(JOB_KIND, settings, run, {"resume": resume})
 
 
