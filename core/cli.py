@@ -141,8 +141,8 @@ def settings_from_arguments(arguments: argparse.Namespace, base_config: Path | N
 class ProgressPrinter:
     """Readable progress lines on stderr for headless runs (a script can also read events.jsonl)."""
 
-    def __init__(self, stream: Any = sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
         self.started = time.time()
         self._last_progress: dict[str, float] = {}
 
