@@ -148,6 +148,8 @@ async def capture(settings: Settings, scene: Scene, size: tuple[int, int]) -> st
     async with app.run_test(size=size) as pilot:
         await pilot.pause(0.2)
         await scene(pilot)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.5)
         lines = [strip.text.rstrip() for strip in app.screen._compositor.render_strips()]
     return "\n".join(lines)
 
