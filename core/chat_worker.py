@@ -88,13 +88,12 @@ class Generator:
         self.writer = writer
         self.stop_requested = threading.Event()
         self.thread: threading.Thread | None = None
-
-    @property
-    def busy(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        self.busy = False
+        """True from a generate request until just before its reply; the caller may send the next one at once."""
 
     def start(self, request: dict[str, Any]) -> None:
         self.stop_requested.clear()
+        self.busy = True
         self.thread = threading.Thread(target=self._run, args=(request,), daemon=True)
         self.thread.start()
 
@@ -102,10 +101,14 @@ class Generator:
         identifier = request.get("id")
         try:
             text = self._generate(request)
-            self.writer.send(type="done", id=identifier, text=text, stopped=self.stop_requested.is_set())
         except Exception as error:
             traceback.print_exc()
+            self.busy = False
             self.writer.send(type="error", id=identifier, message=f"{type(error).__name__}: {error}")
+            return
+        stopped = self.stop_requested.is_set()
+        self.busy = False
+        self.writer.send(type="done", id=identifier, text=text, stopped=stopped)
 
     def _generate(self, request: dict[str, Any]) -> str:
         import torch
@@ -192,7 +195,7 @@ def serve(requests: IO[str], writer: ProtocolWriter) -> int:
                 generator.start(request)
         else:
             writer.send(type="error", message=f"unknown request {operation!r}")
-    if generator is not None and generator.thread is not None and generator.busy:
+    if generator is not None and generator.thread is not None and generator.thread.is_alive():
         generator.stop_requested.set()
         generator.thread.join(timeout=10)
     return 0

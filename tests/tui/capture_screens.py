@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-from conftest import FIXED_NOW, FixedResourceProbe  # noqa: E402
+from tui_helpers import FIXED_NOW, FixedResourceProbe  # noqa: E402
 from model_folders import build_hub_cache, write_model_files  # noqa: E402
 from recorded_runs import write_run  # noqa: E402
 
@@ -49,6 +49,7 @@ def build_scene() -> Settings:
     write_run(runs, "20260921-150000-mistral-7b", model="mistralai/Mistral-7B-Instruct-v0.3", ending="running",
               trials_total=40, trials_done=17, created_offset=400)
     os.environ["HF_HUB_CACHE"] = str(SCENE / "hf-cache")
+    os.environ["XDG_CACHE_HOME"] = str(SCENE / "cache")
     build_hub_cache(SCENE / "hf-cache", "acme/tiny-chat")
     write_model_files(SCENE / "models" / "base-model", architecture="MistralForCausalLM", template=False)
     settings = Settings()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import screen_text, wait_until
+from tui_helpers import screen_text, wait_until
 
 from core.chat import ChatError, ChatModel, ChatSession
 from core.settings import ModelSettings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import screen_text, settle, wait_until
+from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import START, pareto_front, start_fake_worker, trial_events, trial_result, write_run
 
 from core.events import ArtifactWritten, JobFinished, JobStarted, Metrics, PhaseFinished, PhaseStarted
@@ -229,3 +229,13 @@ async def test_a_job_without_trials_shows_its_results(runs_folder: Path, make_ap
         assert "model 1/2 demo" in text and "refusals 9/10" in text and "comparison.md" in text
         assert "Refusals vs KL" not in text and "Trials (" not in text
         assert "More trials" not in text, "only an abliteration study can be extended"
+
+
+async def test_a_folder_that_is_not_a_run_is_explained(tmp_path: Path, make_app: Callable[..., HereticApp]) -> None:
+    app = make_app(attach_run=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert "is not a heretic-tui run" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "HomeScreen"

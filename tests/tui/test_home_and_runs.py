@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import screen_text, settle, wait_until
+from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import START, write_run
 
 from core.events import ArtifactWritten, JobFinished, JobStarted, PhaseFinished, PhaseStarted

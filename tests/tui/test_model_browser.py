@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import screen_text, settle
+from tui_helpers import screen_text, settle, wait_until
 from model_folders import SNAPSHOT, build_hub_cache, write_model_files
 from recorded_runs import write_run
 
@@ -31,6 +31,7 @@ pytestmark = pytest.mark.anyio
 def model_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings, runs_folder: Path) -> Settings:
     cache = tmp_path / "hf-cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     build_hub_cache(cache, "acme/tiny-chat")
     shelf = tmp_path / "shelf"
     write_model_files(shelf / "base-model", architecture="MistralForCausalLM", template=False, dtype=np.float32)
@@ -65,6 +66,7 @@ async def test_browser_lists_and_opens_a_model(model_places: Settings, make_app:
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("b")
         assert isinstance(app.screen, ModelBrowserScreen)
+        await wait_until(pilot, lambda: app.screen.query_one("#models-table").row_count == 3)
         await settle(pilot)
         text = screen_text(app)
         for expected in ("acme/tiny-chat", "shelf/base-model", "20260921-141315-demo/model", "3.2K", "float16"):

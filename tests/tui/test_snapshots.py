@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXED_NOW, FixedResourceProbe
+from tui_helpers import FIXED_NOW, FixedResourceProbe
 from model_folders import build_hub_cache, write_model_files
 from recorded_runs import write_run
 
@@ -42,6 +42,7 @@ def snapshot_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
               trials_total=40, trials_done=17, created_offset=400)
     cache = SNAPSHOT_ROOT / "hf-cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(SNAPSHOT_ROOT / "no-demo-model"))
     build_hub_cache(cache, "acme/tiny-chat")
     write_model_files(SNAPSHOT_ROOT / "models" / "base-model", architecture="MistralForCausalLM", template=False)
     settings = Settings()

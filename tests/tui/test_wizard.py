@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import screen_text, settle, wait_until
+from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import write_run
 
 from core.jobs import JobHandle, RunDirectory

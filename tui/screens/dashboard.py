@@ -108,7 +108,7 @@ class DashboardScreen(HereticScreen[None]):
             try:
                 self.handle = attach(self.run_path)
             except UserInputError as error:
-                self.app.push_screen(MessageDialog("Cannot open this run", str(error)))
+                self.app.push_screen(MessageDialog("Cannot open this run", str(error)), self._leave)
                 return
         self._start_following()
         self._read_log()
@@ -117,6 +117,9 @@ class DashboardScreen(HereticScreen[None]):
 
     def on_unmount(self) -> None:
         self._stop_following.set()
+
+    def _leave(self, _: object = None) -> None:
+        self.dismiss()
 
     def _start_following(self) -> None:
         self._stop_following.set()
