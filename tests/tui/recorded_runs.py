@@ -215,9 +215,11 @@ def cancel(signum, frame):
 signal.signal(signal.SIGTERM, cancel)
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 print("fake worker ready", flush=True)
-while True:
+parent = os.getppid()
+while os.getppid() == parent:
     time.sleep(0.05)
 """
+"""The stand-in also ends when the test process that started it is gone, so a killed test run leaves nothing."""
 
 
 def start_fake_worker(run: RecordedRun) -> subprocess.Popen[bytes]:
