@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -249,12 +250,13 @@ class JobHandle:
         )
         return JobError(message=message, traceback="\n".join(tail))
 
-    def events(self, follow: bool = True, poll_seconds: float = 0.1) -> Iterator[Event]:
+    def events(self, follow: bool = True, poll_seconds: float = 0.1,
+               stop: Callable[[], bool] | None = None) -> Iterator[Event]:
         """Replay the journal (from ``start_offset``), then follow it until the job ends or the worker dies.
 
         A resumed run's journal holds several sessions; a terminal event only ends the stream when nothing follows
         it and the worker is gone. A dead worker without a terminal event yields a synthesized error, so no caller
-        waits forever.
+        waits forever; ``stop`` lets a viewer that is closing (a TUI screen) end the stream without waiting.
         """
         offset = self.start_offset
         grace_until = time.time() + 20.0
@@ -268,6 +270,8 @@ class JobHandle:
                 return
             if events:
                 continue
+            if stop is not None and stop():
+                return
             started = self.run.worker_path.exists() or self.process is not None
             if not self.alive() and (started or time.time() > grace_until):
                 events, offset = read_new_events(self.run.events_path, offset)
@@ -416,6 +420,19 @@ def prepare_run(
 def attach(path: str | Path) -> JobHandle:
     """A handle on an existing run (live or finished), for replaying and following its journal."""
     return JobHandle(RunDirectory.open(path))
+
+
+def delete_run(run: RunDirectory) -> None:
+    """Remove a stopped run's folder and its registry entries; a running one must be cancelled first."""
+    if run.worker_alive():
+        raise UserInputError(f"The run {run.path} is still running; cancel it before deleting it.")
+    shutil.rmtree(run.path)
+    try:
+        from core.registry import Registry
+
+        Registry().forget_missing()
+    except Exception as error:
+        print(f"warning: the registry could not forget {run.path}: {error}", file=sys.stderr)
 
 
 def list_runs(root: Path) -> list[RunDirectory]:
