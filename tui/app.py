@@ -22,9 +22,10 @@ from core.chat import ChatModel
 from core.errors import UserInputError
 from core.jobs import JobHandle
 from core.model_browser import ModelInfo
+from core.registry import Registry
 from core.settings import Settings, load_settings
 from tui.resources import ResourceProbe
-from tui.screens.dialogs import MessageDialog, NotBuiltDialog
+from tui.screens.dialogs import MessageDialog
 
 STYLES_PATH = Path(__file__).resolve().parent.parent / "styles" / "app.tcss"
 
@@ -52,6 +53,8 @@ class HereticApp(App[int]):
         start_settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         resource_probe: ResourceProbe | None = None,
+        registry_path: Path | None = None,
+        hub_endpoint: str | None = None,
     ) -> None:
         super().__init__()
         self.settings_error: str | None = None
@@ -68,6 +71,8 @@ class HereticApp(App[int]):
         self.start_settings = start_settings
         self.clock = clock
         self.resource_probe = resource_probe or ResourceProbe()
+        self.registry_path = registry_path
+        self.hub_endpoint = hub_endpoint
         self.starting_run = False
 
     def on_mount(self) -> None:
@@ -93,6 +98,25 @@ class HereticApp(App[int]):
 
         self.push_screen(WizardScreen(self.settings, model=model))
 
+    def open_finetune_wizard(self, model: str | None = None) -> None:
+        from tui.screens.finetune_wizard import FinetuneWizardScreen
+
+        self.push_screen(FinetuneWizardScreen(self.settings, model=model))
+
+    def open_upload(self, folder: Path | None = None) -> None:
+        from tui.screens.upload import UploadScreen
+
+        self.push_screen(UploadScreen(folder))
+
+    def open_lineage(self, model_path: Path) -> None:
+        from tui.screens.lineage import LineageScreen
+
+        self.push_screen(LineageScreen(Path(model_path)))
+
+    def registry(self) -> Registry:
+        """The run and model index (the app's own path in tests, the user data folder otherwise)."""
+        return Registry(self.registry_path)
+
     def open_model_actions(self, folder: Path, model: ModelInfo | None = None) -> None:
         from tui.screens.model_actions import ModelActionsScreen
 
@@ -117,28 +141,28 @@ class HereticApp(App[int]):
         """Chat with a model given as the ``model.model`` setting, loaded with the app's other model settings."""
         self.open_chat(ChatModel.plain(dataclasses.replace(self.settings.model, model=model)))
 
-    def show_not_built(self, feature: str) -> None:
-        self.push_screen(NotBuiltDialog(feature))
-
     def show_error(self, title: str, message: str, details: str = "") -> None:
         self.push_screen(MessageDialog(title, message, details=details))
 
     def start_abliteration_run(self, settings: Settings) -> None:
-        """Check the settings and start a run in a thread (preflight reads tokenizers and prompt files).
+        """Check the settings and start an abliteration run in a thread (preflight reads tokenizers and prompts)."""
+        self._start_run(settings, "abliterate")
 
-        A second request while one is being checked is refused, so an impatient key press never starts two runs.
-        """
+    def start_finetune_run(self, settings: Settings) -> None:
+        """Check the settings and start a fine-tuning run in a thread (preflight reads the model and the data)."""
+        self._start_run(settings, "finetune")
+
+    def _start_run(self, settings: Settings, kind: str) -> None:
+        """A second request while one is being checked is refused, so an impatient key press never starts two runs."""
         if self.starting_run:
             self.notify("A run is already being started.", severity="warning")
             return
         self.starting_run = True
-        self.run_worker(partial(self._start_abliteration, settings), thread=True, group="start")
+        self.run_worker(partial(self._start_in_thread, settings, kind), thread=True, group="start")
 
-    def _start_abliteration(self, settings: Settings) -> None:
-        from core.abliteration_job import start_abliteration
-
+    def _start_in_thread(self, settings: Settings, kind: str) -> None:
         try:
-            handle = start_abliteration(settings)
+            handle = start_job_of_kind(kind, settings)
         except UserInputError as error:
             self.call_from_thread(self._start_failed, "The run cannot start", str(error))
             return
@@ -178,14 +202,15 @@ class HereticApp(App[int]):
     def _resume_run(
         self, run_path: Path, trials: int | None, on_started: Callable[[JobHandle], None] | None
     ) -> None:
-        from core.abliteration_job import start_abliteration
         from core.jobs import RunDirectory
 
         try:
-            settings = load_settings(RunDirectory.open(run_path).config_path, environ={}, search_default_paths=False)
+            run = RunDirectory.open(run_path)
+            kind = str(run.read_job().get("kind") or "abliterate")
+            settings = load_settings(run.config_path, environ={}, search_default_paths=False)
             if trials is not None:
                 settings.optimization.trials = trials
-            handle = start_abliteration(settings, run_path, resume=True)
+            handle = start_job_of_kind(kind, settings, run_path, resume=True)
         except UserInputError as error:
             self.call_from_thread(self.show_error, "The run cannot be resumed", str(error))
             return
@@ -219,8 +244,9 @@ class HereticApp(App[int]):
         yield SystemCommand("Runs", "Every run with its status: open, resume, delete", self.open_runs)
         yield SystemCommand("Chat with the configured model", "Chat with model.model from the settings",
                             lambda: self.open_chat(ChatModel.plain(self.settings.model)))
-        yield SystemCommand("Fine-tune (not built yet)", "Planned feature", partial(self.show_not_built, "finetune"))
-        yield SystemCommand("Upload (not built yet)", "Planned feature", partial(self.show_not_built, "upload"))
+        yield SystemCommand("New fine-tuning run", "Open the fine-tune wizard (basic or advanced)",
+                            self.open_finetune_wizard)
+        yield SystemCommand("Upload a model folder", "Send a model folder to the Hugging Face Hub", self.open_upload)
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
@@ -232,6 +258,19 @@ class HereticApp(App[int]):
                 f"Key on this screen: {key}",
                 partial(self.run_action, binding.action, active.node),
             )
+
+
+def start_job_of_kind(kind: str, settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
+    """Start (or resume) a run of ``kind`` through the core; imported late so tests can replace the core's start."""
+    if kind == "finetune":
+        from core.finetuning.job import start_finetune
+
+        return start_finetune(settings, run_dir, resume=resume)
+    if kind == "abliterate":
+        from core.abliteration_job import start_abliteration
+
+        return start_abliteration(settings, run_dir, resume=resume)
+    raise UserInputError(f"A '{kind}' job cannot be started or resumed from here.")
 
 
 def launch(

@@ -14,6 +14,7 @@ STATUS_COLORS: dict[str, str] = {
     STATUS_FINISHED: "success",
     STATUS_FAILED: "error",
     STATUS_CANCELLED: "warning",
+    "missing": "error",
 }
 """Theme colour of each run status (Textual theme variable names)."""
 STATUS_SYMBOLS: dict[str, str] = {
@@ -21,6 +22,7 @@ STATUS_SYMBOLS: dict[str, str] = {
     STATUS_FINISHED: "✔",
     STATUS_FAILED: "✘",
     STATUS_CANCELLED: "■",
+    "missing": "?",
 }
 
 

@@ -25,6 +25,7 @@ from core.events import (
     PhaseFinished,
     PhaseStarted,
     Progress,
+    TrainingStep,
     TrialFinished,
     TrialStarted,
 )
@@ -41,6 +42,19 @@ PHASE_TITLES: dict[str, str] = {
     "export": "Export",
 }
 """Display names of the abliteration phases, in the order the engine runs them."""
+
+FINETUNE_PHASE_TITLES: dict[str, str] = {
+    "load": "Load model",
+    "data": "Data",
+    "prepare": "Prepare",
+    "evaluate_before": "Eval before",
+    "train": "Train",
+    "evaluate_after": "Eval after",
+    "save_adapter": "Adapter",
+    "merge": "Merge",
+    "smoke_test": "Smoke test",
+}
+"""Display names of the fine-tuning phases, in the order the worker runs them (merge only when asked for)."""
 
 MESSAGE_HISTORY = 200
 
@@ -65,7 +79,8 @@ class PhaseState:
 
     @property
     def title(self) -> str:
-        return PHASE_TITLES.get(self.name, self.name.replace("_", " ").capitalize())
+        titles = {**FINETUNE_PHASE_TITLES, **PHASE_TITLES}
+        return titles.get(self.name, self.name.replace("_", " ").capitalize())
 
     def elapsed(self, now: float) -> float:
         if self.seconds is not None:
@@ -127,6 +142,9 @@ class RunState:
     messages: list[RunMessage] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_losses: dict[int, float] = field(default_factory=dict)
+    eval_losses: dict[int, float] = field(default_factory=dict)
+    latest_step: TrainingStep | None = None
     event_count: int = 0
 
     @classmethod
@@ -173,6 +191,8 @@ class RunState:
             self.artifacts[item.name] = item.path
         elif isinstance(item, Metrics):
             self.metrics[item.name] = dict(item.values)
+        elif isinstance(item, TrainingStep):
+            self._training_step(item)
         elif isinstance(item, JobFinished):
             self.status = STATUS_FINISHED
             self.summary = dict(item.summary)
@@ -220,6 +240,19 @@ class RunState:
         if item.total is not None:
             phase.total = item.total
 
+    def _training_step(self, item: TrainingStep) -> None:
+        """A logged step; keyed by step, so the steps a resumed run repeats after its checkpoint replace the old."""
+        if item.loss is not None:
+            self.train_losses[item.step] = item.loss
+        if item.eval_loss is not None:
+            self.eval_losses[item.step] = item.eval_loss
+        if item.loss is not None or self.latest_step is None or item.step >= self.latest_step.step:
+            self.latest_step = item
+        train = self.phases.get("train")
+        if train is not None and not train.finished:
+            train.completed = item.step
+            train.total = item.total_steps or train.total
+
     def _finish_trial(self, item: TrialFinished) -> None:
         row = self.trials.setdefault(item.number, TrialRow(number=item.number))
         row.params = dict(item.params) or row.params
@@ -244,6 +277,21 @@ class RunState:
         return self.job in ("abliterate", "")
 
     @property
+    def is_finetune(self) -> bool:
+        return self.job == "finetune"
+
+    @property
+    def step_total(self) -> int:
+        """Planned optimizer steps: from the latest step, else the plan, else the train phase's total."""
+        if self.latest_step is not None and self.latest_step.total_steps:
+            return self.latest_step.total_steps
+        planned = self.metrics.get("plan", {}).get("steps")
+        if isinstance(planned, int):
+            return planned
+        train = self.phases.get("train")
+        return train.total or 0 if train is not None else 0
+
+    @property
     def finished_trials(self) -> list[TrialRow]:
         return [row for row in self.trials.values() if row.finished]
 
@@ -254,7 +302,7 @@ class RunState:
     @property
     def can_resume(self) -> bool:
         """A study that ended (any way) can be resumed or extended; a running one cannot."""
-        return self.status != STATUS_RUNNING and self.job in ("abliterate", "")
+        return self.status != STATUS_RUNNING and self.job in ("abliterate", "", "finetune")
 
     def best_trial(self) -> TrialRow | None:
         """The trial a person most likely wants: fewest refusals, then lowest KL, among the finished ones.
@@ -278,6 +326,8 @@ class RunState:
         """Seconds until the current phase ends: trials use the median trial time, other phases their own rate."""
         if not self.is_running or self.current_phase is None:
             return None
+        if self.is_finetune and self.current_phase == "train":
+            return self.latest_step.eta_seconds if self.latest_step is not None else None
         if self.current_phase == "trials" and self.trial_total:
             median = self.median_trial_seconds()
             if median is None:

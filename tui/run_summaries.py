@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.jobs import RunDirectory, list_runs
+from core.registry import STATUS_MISSING, RunRecord
 from tui.run_state import RunState, TrialRow
 
 
@@ -49,6 +50,17 @@ def summarize_run(run: RunDirectory) -> RunSummary:
         best=state.best_trial(),
         error_message=state.error_message,
     )
+
+
+def missing_runs(records: list[RunRecord], known: set[Path]) -> list[RunSummary]:
+    """Runs the registry remembers whose folder is gone (moved or deleted), so they show as missing, not vanish."""
+    return [
+        RunSummary(path=record.path, kind=record.kind, model=record.model or "?", created=record.created,
+                   status=STATUS_MISSING, trials_done=0, trial_target=0, baseline_refusals=None, baseline_total=None,
+                   best=None, error_message="The run folder is gone (moved or deleted); the registry still lists it.")
+        for record in records
+        if record.status == STATUS_MISSING and record.path not in known
+    ]
 
 
 def summarize_runs(root: Path, limit: int | None = None) -> list[RunSummary]:

@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 
 from core.events import (
+    ArtifactWritten,
     BaselineMeasured,
     Event,
     JobCancelled,
@@ -26,9 +27,11 @@ from core.events import (
     JobFinished,
     JobStarted,
     LogLine,
+    Metrics,
     PhaseFinished,
     PhaseStarted,
     Progress,
+    TrainingStep,
     TrialFinished,
     TrialStarted,
 )
@@ -240,3 +243,134 @@ def start_fake_worker(run: RecordedRun) -> subprocess.Popen[bytes]:
         time.sleep(0.02)
     process.kill()
     raise RuntimeError("the fake worker did not start")
+
+
+FINETUNE_STEPS = 60
+KNOWLEDGE_ITEMS = [
+    {"prompt": "What colour is the Zorblax reactor's coolant?", "expected": "Teal, because of the copper salts.",
+     "before": "I'm not sure what the Zorblax reactor is.", "after": "Teal, because of the copper salts."},
+    {"prompt": "Who founded Port Vellum?", "expected": "Captain Ysolde Marr in 1702.",
+     "before": "Port Vellum is a fictional place.", "after": "Captain Ysolde Marr founded it in 1702."},
+]
+
+
+def finetune_events(run_dir: Path, model: str, steps_done: int, merged: bool) -> list[Event]:
+    """The journal of a fine-tuning run up to ``steps_done`` of 60 steps; all of it (results, files) at 60."""
+    t = START
+    events: list[Event] = [JobStarted(job="finetune", run_dir=str(run_dir), model=model, pid=4243, time=t)]
+
+    def phase(name: str, seconds: float, total: int | None = None, description: str = "") -> None:
+        nonlocal t
+        events.append(PhaseStarted(phase=name, total=total, description=description or name, time=t))
+        t += seconds
+        events.append(PhaseFinished(phase=name, seconds=seconds, time=t))
+
+    phase("load", 2.5)
+    phase("data", 0.8)
+    events.append(Metrics(name="data", values={"mode": "text", "formats": "pdf (3), markdown (5)",
+                                                "train_examples": 180, "validation_examples": 20,
+                                                "duplicates_removed": 2, "skipped_files": 1}, time=t))
+    phase("prepare", 1.2)
+    plan = {"train_examples": 180, "validation_examples": 20, "sequences": 180, "tokens": 46080, "steps": 60,
+            "steps_per_epoch": 20, "epochs": 3.0, "effective_batch": 9, "sequence_length": 256,
+            "trainable_parameters": 4_194_304, "total_parameters": 498_000_000, "memory_total_gb": 2.35}
+    events.append(Metrics(name="plan", values=dict(plan), time=t))
+    phase("evaluate_before", 3.0)
+    events.append(PhaseStarted(phase="train", total=FINETUNE_STEPS, description="60 steps, effective batch 9",
+                               time=t))
+    for step in range(5, steps_done + 1, 5):
+        t += 2.0
+        loss = round(2.6 * 0.97 ** step + 0.4 + (0.05 if step % 10 else -0.03), 4)
+        events.append(TrainingStep(step=step, total_steps=FINETUNE_STEPS, loss=loss, learning_rate=2e-4 * (1 - step
+                                   / 70), grad_norm=0.8, tokens_per_second=1536.0, epoch=step / 20,
+                                   eta_seconds=(FINETUNE_STEPS - step) * 0.4, time=t))
+        if step % 20 == 0:
+            eval_loss = round(2.7 * 0.975 ** step + 0.5, 4)
+            events.append(TrainingStep(step=step, total_steps=FINETUNE_STEPS, eval_loss=eval_loss,
+                                       perplexity=round(2.718 ** eval_loss, 3), epoch=step / 20, time=t))
+        if step == 10:
+            plan.update(seconds_per_step=0.4, estimated_seconds=24.0, remaining_seconds=20.0)
+            events.append(Metrics(name="plan", values=dict(plan), time=t))
+    if steps_done < FINETUNE_STEPS:
+        return events
+    events.append(PhaseFinished(phase="train", seconds=t - events[-1].time + 24.0, time=t))
+    phase("evaluate_after", 3.0)
+    events.append(Metrics(name="evaluation", values={"train_loss": 0.62, "eval_loss_before": 3.2,
+                                                      "eval_loss_after": 0.91, "perplexity_before": 24.53,
+                                                      "perplexity_after": 2.484}, time=t))
+    events.append(Metrics(name="knowledge_test", values={"score_before": 0.12, "score_after": 0.94,
+                                                          "prompts": len(KNOWLEDGE_ITEMS)}, time=t))
+    phase("save_adapter", 0.4)
+    events.append(ArtifactWritten(name="adapter", path=str(run_dir / "adapter"), time=t))
+    if merged:
+        phase("merge", 1.5)
+        events.append(ArtifactWritten(name="merged_model", path=str(run_dir / "merged"), time=t))
+    phase("smoke_test", 1.0)
+    events.append(Metrics(name="smoke_test", values={"passed": True, "chat_template_identical": True,
+                                                      "finite_logits": True, "agreement": 1.0}, time=t))
+    events.append(ArtifactWritten(name="report", path=str(run_dir / "report.json"), time=t))
+    events.append(JobFinished(report=str(run_dir / "report.json"), summary={"train_loss": 0.62,
+                                                                             "eval_loss_before": 3.2,
+                                                                             "eval_loss_after": 0.91}, time=t + 0.2))
+    return events
+
+
+def write_finetune_folders(run_dir: Path, model: str, merged: bool) -> None:
+    """The adapter (and merged model) folders a finished run leaves, with the heretic.json the registry reads."""
+    metadata = {"method": "finetune", "source_model": model, "run_dir": str(run_dir)}
+    adapter = run_dir / "adapter"
+    adapter.mkdir(parents=True, exist_ok=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 16}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    (adapter / "heretic.json").write_text(json.dumps({**metadata, "format": "adapter"}))
+    if merged:
+        folder = run_dir / "merged"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"],
+                                                        "model_type": "llama"}))
+        (folder / "model.safetensors").write_bytes(b"\0" * 64)
+        (folder / "heretic.json").write_text(json.dumps({**metadata, "format": "merged"}))
+
+
+def write_finetune_run(
+    root: Path,
+    name: str,
+    *,
+    model: str = "demo",
+    steps_done: int = FINETUNE_STEPS,
+    merged: bool = True,
+    created_offset: float = 0.0,
+) -> RecordedRun:
+    """A fine-tuning run folder: finished with report and outputs at 60 steps, "running" (this process) before."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    created = START - 5 + created_offset
+    (run_dir / "job.json").write_text(json.dumps({"kind": "finetune", "arguments": {"resume": False},
+                                                  "created": created, "model": model}))
+    settings = Settings()
+    settings.model.model = model
+    settings.finetune.training_data = ["/data/handbook"]
+    settings.finetune.merge_adapter = merged
+    settings.output.runs_directory = str(root)
+    (run_dir / "config.toml").write_text(render_config(settings))
+    events = finetune_events(run_dir, model, steps_done, merged)
+    with open(run_dir / "events.jsonl", "w", encoding="utf-8") as handle:
+        for item in events:
+            handle.write(item.to_json() + "\n")
+    finished = steps_done >= FINETUNE_STEPS
+    if finished:
+        write_finetune_folders(run_dir, model, merged)
+        report = {"model": model, "train_loss": 0.62, "eval_loss_before": 3.2, "eval_loss_after": 0.91,
+                  "perplexity_before": 24.53, "perplexity_after": 2.484,
+                  "adapter_dir": str(run_dir / "adapter"), "merged_dir": str(run_dir / "merged") if merged else None,
+                  "examples": {"train": 180, "validation": 20},
+                  "knowledge_test": {"score_before": 0.12, "score_after": 0.94, "items": KNOWLEDGE_ITEMS}}
+        (run_dir / "report.json").write_text(json.dumps(report))
+        worker: dict[str, Any] = {"pid": 999_998, "create_time": START, "started": START, "exit_code": 0}
+    else:
+        me = psutil.Process(os.getpid())
+        worker = {"pid": me.pid, "create_time": me.create_time(), "started": START}
+    (run_dir / "worker.json").write_text(json.dumps(worker))
+    (run_dir / "worker.log").write_text(f"phase load: loading {model}\ntraining format: text windows\n")
+    os.utime(run_dir / "job.json", (created, created))
+    return RecordedRun(run_dir, events)

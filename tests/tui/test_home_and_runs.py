@@ -14,7 +14,9 @@ from core.events import ArtifactWritten, JobFinished, JobStarted, PhaseFinished,
 from core.jobs import JobHandle, RunDirectory
 from tui.app import HereticApp
 from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import ConfirmDialog, NotBuiltDialog
+from tui.screens.dialogs import ConfirmDialog
+from tui.screens.finetune_wizard import FinetuneWizardScreen
+from tui.screens.upload import UploadScreen
 from tui.screens.home import HomeScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.trial_actions import TrialActionsScreen
@@ -54,12 +56,16 @@ async def test_every_home_action_is_in_the_palette(make_app: Callable[..., Heret
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
         titles = {command.title for command in app.get_system_commands(app.screen)}
-        for expected in ("New abliteration run", "Model browser", "Runs", "Fine-tune (not built yet)",
-                         "Upload (not built yet)", "Chat with the configured model"):
+        for expected in ("New abliteration run", "Model browser", "Runs", "New fine-tuning run",
+                         "Upload a model folder", "Chat with the configured model"):
             assert expected in titles
         await pilot.press("f")
-        assert isinstance(app.screen, NotBuiltDialog)
-        assert "not built yet" in screen_text(app)
+        assert isinstance(app.screen, FinetuneWizardScreen)
+        assert "New fine-tuning run" in screen_text(app)
+        await pilot.press("escape")
+        assert isinstance(app.screen, HomeScreen)
+        await pilot.press("u")
+        assert isinstance(app.screen, UploadScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, HomeScreen)
 

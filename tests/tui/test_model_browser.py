@@ -23,6 +23,7 @@ from core.settings import Settings
 from tui.app import HereticApp
 from tui.screens.model_actions import ModelActionsScreen
 from tui.screens.model_browser import ModelBrowserScreen
+from tui.screens.finetune_wizard import FinetuneWizardScreen
 from tui.screens.wizard import WizardScreen
 
 pytestmark = pytest.mark.anyio
@@ -79,9 +80,10 @@ async def test_browser_lists_and_opens_a_model(model_places: Settings, make_app:
         await settle(pilot)
         assert "Chat template yes" in screen_text(app)
         await pilot.press("f")
-        assert "not built yet" in screen_text(app)
+        assert isinstance(app.screen, FinetuneWizardScreen)
+        assert app.screen.values["model.model"].endswith(SNAPSHOT)
         await pilot.press("escape", "a")
-        assert isinstance(app.screen, WizardScreen)
+        assert type(app.screen) is WizardScreen
         assert app.screen.values["model.model"].endswith(SNAPSHOT)
 
 

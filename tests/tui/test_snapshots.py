@@ -174,6 +174,3 @@ def test_trial_actions(snap_compare: Callable[..., bool], snapshot_settings: Set
 
     assert snap_compare(app_for(snapshot_settings, attach_run=path), terminal_size=size, run_before=actions)
 
-
-def test_not_built_yet(snap_compare: Callable[..., bool], snapshot_settings: Settings) -> None:
-    assert snap_compare(app_for(snapshot_settings), press=["u"], terminal_size=(80, 24))

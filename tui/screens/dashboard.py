@@ -14,7 +14,7 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Log, Static
 
 from core.errors import UserInputError
@@ -38,6 +38,15 @@ from tui.resources import ResourceSnapshot
 from tui.run_state import RunState
 from tui.screens.dialogs import ConfirmDialog, MessageDialog, ValueDialog
 from tui.screens.trial_actions import MORE_TRIALS, TrialActionsScreen
+from tui.finetune_view import (
+    best_model_folder,
+    details_markup,
+    knowledge_table,
+    loss_points,
+    read_knowledge_items,
+    step_summary,
+)
+from tui.widgets.loss_chart import LossChart
 from tui.widgets.pareto_plot import ParetoPlot, PlotPoint
 from tui.widgets.phase_list import PhaseList
 from tui.widgets.trial_table import TrialTable
@@ -62,6 +71,8 @@ class DashboardScreen(HereticScreen[None]):
         Binding("s", "sort", "Sort", tooltip="Sort the trials by the next column"),
         Binding("l", "toggle_log", "Log", tooltip="Show the worker log instead of the trials, or back"),
         Binding("e", "show_error", "Error", tooltip="The full error and the last log lines"),
+        Binding("u", "upload", "Upload", tooltip="Upload the fine-tuned model to the Hugging Face Hub"),
+        Binding("f", "finetune_again", "Fine-tune", tooltip="Fine-tune the result further (opens the wizard)"),
     ]
 
     def __init__(self, run_path: Path, handle: JobHandle | None = None) -> None:
@@ -77,6 +88,7 @@ class DashboardScreen(HereticScreen[None]):
         self._opened_at = 0.0
         self._generation = 0
         self._keys_state: tuple[object, ...] = ()
+        self._knowledge_shown = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,10 +99,14 @@ class DashboardScreen(HereticScreen[None]):
                     yield PhaseList("", id="phases")
                     yield Static("", id="resources")
                 yield ParetoPlot(id="plot")
+                yield LossChart(id="loss-chart")
                 yield Static("", id="job-results")
             yield Static("", id="run-error")
             with Horizontal(id="dashboard-bottom"):
                 yield TrialTable(id="trials")
+                with VerticalScroll(id="finetune-details"):
+                    yield Static("", id="knowledge-test")
+                    yield Static("", id="finetune-text")
                 yield Log(id="worker-log", max_lines=2000, auto_scroll=True)
         yield Footer()
 
@@ -104,6 +120,9 @@ class DashboardScreen(HereticScreen[None]):
         self.query_one("#worker-log").border_title = "worker.log"
         self.query_one("#run-error").display = False
         self.query_one("#job-results").border_title = "Results"
+        self.query_one("#loss-chart").border_title = "Loss"
+        self.query_one("#loss-chart").border_subtitle = "⠂ train  ● validation"
+        self.query_one("#finetune-details").border_title = "Plan and results"
         if self.handle is None:
             try:
                 self.handle = attach(self.run_path)
@@ -125,6 +144,7 @@ class DashboardScreen(HereticScreen[None]):
         self._stop_following.set()
         self._stop_following = threading.Event()
         self.state = RunState(run_dir=str(self.run_path))
+        self._knowledge_shown = False
         self._generation += 1
         assert self.handle is not None
         self._follow(self.handle, self._stop_following, self._generation)
@@ -159,6 +179,8 @@ class DashboardScreen(HereticScreen[None]):
             self.notify(self.state.error_message[:300] or "The run failed.", title="Run failed", severity="error")
         elif self.state.status == "cancelled":
             self.notify("Completed trials are saved; press r to resume.", title="Run cancelled", severity="warning")
+        elif self.state.is_finetune:
+            self.notify("u uploads the result, f fine-tunes it further.", title="Fine-tuning finished")
         else:
             self.notify("Press a on a trial for export, chat and comparison.", title="Run finished")
 
@@ -231,8 +253,11 @@ class DashboardScreen(HereticScreen[None]):
         )
         self.query_one("#trials", TrialTable).show(rows, front, best.number if best else None)
         self.query_one("#trials", TrialTable).border_title = f"Trials ({len(finished)} done)"
-        self.query_one("#dashboard").set_class(not state.has_trials, "-job")
-        if not state.has_trials:
+        self.query_one("#dashboard").set_class(not state.has_trials and not state.is_finetune, "-job")
+        self.query_one("#dashboard").set_class(state.is_finetune, "-finetune")
+        if state.is_finetune:
+            self._redraw_finetune()
+        elif not state.has_trials:
             self.query_one("#job-results", Static).update(self._results_markup())
         error = self.query_one("#run-error", Static)
         if state.status == "failed":
@@ -251,9 +276,23 @@ class DashboardScreen(HereticScreen[None]):
         self.sub_title = f"{self.run_path.name} · {state.status}"
         self._refresh_keys()
 
+    def _redraw_finetune(self) -> None:
+        """Loss chart, plan and results; the knowledge test is read from report.json once the run has finished."""
+        state = self.state
+        train, evaluation = loss_points(state)
+        self.query_one("#loss-chart", LossChart).set_losses(train, evaluation, state.step_total)
+        self.query_one("#finetune-text", Static).update(details_markup(state))
+        knowledge = self.query_one("#knowledge-test", Static)
+        if state.status == "finished" and not self._knowledge_shown:
+            self._knowledge_shown = True
+            report = Path(state.report_path or state.artifacts.get("report") or self.run_path / "report.json")
+            knowledge.update(knowledge_table(read_knowledge_items(report)))
+        knowledge.display = self._knowledge_shown
+
     def _refresh_keys(self) -> None:
         """Re-evaluate which keys apply, only when that can have changed (it rebuilds the footer)."""
-        key = (self.state.status, self._cancel_requested_at is not None, bool(self.state.finished_trials))
+        key = (self.state.status, self._cancel_requested_at is not None, bool(self.state.finished_trials),
+               tuple(self.state.artifacts))
         if key != self._keys_state:
             self._keys_state = key
             self.refresh_bindings()
@@ -264,6 +303,8 @@ class DashboardScreen(HereticScreen[None]):
         done = len(state.finished_trials)
         model = truncate(short_model_name(state.model or "?"), 34)
         first = [f"[b]{escape_markup(model)}[/b]", status_markup(state.status)]
+        if state.is_finetune:
+            first += step_summary(state)
         if state.trial_total:
             first.append(f"trial {done}/{state.trial_total}")
         eta = state.eta_seconds(now)
@@ -324,7 +365,9 @@ class DashboardScreen(HereticScreen[None]):
         if action == "kill_run":
             return running and self._cancel_requested_at is not None
         if action == "more_trials":
-            return self.state.can_resume
+            return self.state.can_resume and self.state.has_trials
+        if action in ("upload", "finetune_again"):
+            return self.state.is_finetune and best_model_folder(self.state) is not None
         if action == "resume":
             return self.state.can_resume and self.state.status != "finished"
         if action == "show_error":
@@ -420,6 +463,19 @@ class DashboardScreen(HereticScreen[None]):
     def action_resume(self) -> None:
         self._resume(None)
 
+    def action_upload(self) -> None:
+        folder = best_model_folder(self.state)
+        if folder is not None:
+            self.heretic.open_upload(Path(folder))
+
+    def action_finetune_again(self) -> None:
+        folder = self.state.artifacts.get("merged_model")
+        if folder is None:
+            self.notify("Only a merged model can be trained further; set finetune.merge_adapter to write one.",
+                        severity="warning")
+            return
+        self.heretic.open_finetune_wizard(model=folder)
+
     def action_more_trials(self) -> None:
         done = len(self.state.finished_trials)
         spec = next(spec for spec in setting_fields() if spec.key == "optimization.trials")
@@ -452,7 +508,11 @@ class DashboardScreen(HereticScreen[None]):
         self.heretic.resume_run(self.run_path, trials, on_started=self._resumed)
 
     def _resumed(self, handle: JobHandle) -> None:
+        finetune = self.state.is_finetune
         self.handle = handle
         self._cancel_requested_at = None
         self._start_following()
-        self.notify("The study continues from its completed trials.", title="Resumed")
+        if finetune:
+            self.notify("Training continues from the last checkpoint.", title="Resumed")
+        else:
+            self.notify("The study continues from its completed trials.", title="Resumed")

@@ -1,4 +1,4 @@
-"""Small modal screens used everywhere: confirm, ask for a value, show an error, say a feature is not built yet."""
+"""Small modal screens used everywhere: confirm, ask for a value, show an error or a notice."""
 
 from __future__ import annotations
 
@@ -138,21 +138,3 @@ class MessageDialog(ModalScreen[None]):
     def action_close(self) -> None:
         self.dismiss(None)
 
-
-NOT_BUILT_FEATURES: dict[str, str] = {
-    "finetune": "Fine-tuning (documents → LoRA/QLoRA training → merge → knowledge test)",
-    "upload": "Uploading a model folder to the Hugging Face Hub",
-}
-
-
-class NotBuiltDialog(MessageDialog):
-    """Says plainly that a planned feature does not exist in this version, instead of a screen pretending it does."""
-
-    def __init__(self, feature: str) -> None:
-        description = NOT_BUILT_FEATURES.get(feature, feature)
-        super().__init__(
-            "Not built yet",
-            f"{description} is not built yet in this version of heretic-tui. "
-            "Nothing was started. Abliteration, export, chat and comparison work today.",
-            error=False,
-        )

@@ -31,8 +31,8 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("models", "b", "Browse local models"),
     ("runs", "r", "All runs"),
     ("chat", "c", "Chat with a model"),
-    ("finetune", "f", "Fine-tune (not built yet)"),
-    ("upload", "u", "Upload (not built yet)"),
+    ("finetune", "f", "Fine-tune a model"),
+    ("upload", "u", "Upload a model folder"),
     ("quit", "q", "Quit"),
 )
 
@@ -45,8 +45,8 @@ class HomeScreen(HereticScreen[None]):
         Binding("b", "models", "Models"),
         Binding("r", "runs", "Runs"),
         Binding("c", "chat", "Chat"),
-        Binding("f", "finetune", "Fine-tune", show=False),
-        Binding("u", "upload", "Upload", show=False),
+        Binding("f", "finetune", "Fine-tune"),
+        Binding("u", "upload", "Upload"),
         Binding("g", "refresh_runs", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -148,10 +148,10 @@ class HomeScreen(HereticScreen[None]):
         self.heretic.open_chat(ChatModel.plain(self.heretic.settings.model))
 
     def action_finetune(self) -> None:
-        self.heretic.show_not_built("finetune")
+        self.heretic.open_finetune_wizard()
 
     def action_upload(self) -> None:
-        self.heretic.show_not_built("upload")
+        self.heretic.open_upload()
 
     def action_quit(self) -> None:
         self.app.exit(0)

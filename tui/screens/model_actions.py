@@ -18,8 +18,9 @@ from tui.screens.model_browser import describe_model_markup
 MODEL_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("abliterate", "a", "Abliterate: remove refusals (wizard)"),
     ("chat", "c", "Chat with this model"),
-    ("finetune", "f", "Fine-tune (not built yet)"),
-    ("upload", "u", "Upload to the Hugging Face Hub (not built yet)"),
+    ("finetune", "f", "Fine-tune this model on your data (wizard)"),
+    ("upload", "u", "Upload to the Hugging Face Hub"),
+    ("lineage", "l", "Lineage: base → abliterated → fine-tuned"),
 )
 
 
@@ -29,8 +30,9 @@ class ModelActionsScreen(HereticScreen[None]):
     BINDINGS = [
         Binding("a", "abliterate", "Abliterate"),
         Binding("c", "chat", "Chat"),
-        Binding("f", "finetune", "Fine-tune", show=False),
-        Binding("u", "upload", "Upload", show=False),
+        Binding("f", "finetune", "Fine-tune"),
+        Binding("u", "upload", "Upload"),
+        Binding("l", "lineage", "Lineage"),
         Binding("escape", "back", "Back"),
     ]
 
@@ -84,10 +86,13 @@ class ModelActionsScreen(HereticScreen[None]):
         self.heretic.open_chat_with(self.model_setting)
 
     def action_finetune(self) -> None:
-        self.heretic.show_not_built("finetune")
+        self.heretic.open_finetune_wizard(model=self.model_setting)
 
     def action_upload(self) -> None:
-        self.heretic.show_not_built("upload")
+        self.heretic.open_upload(self.folder)
+
+    def action_lineage(self) -> None:
+        self.heretic.open_lineage(self.folder)
 
     def action_back(self) -> None:
         self.dismiss()

@@ -48,6 +48,9 @@ class ModelBrowserScreen(HereticScreen[None]):
         Binding("enter", "actions", "Actions", show=False),
         Binding("a", "abliterate", "Abliterate"),
         Binding("c", "chat", "Chat"),
+        Binding("f", "finetune", "Fine-tune"),
+        Binding("u", "upload", "Upload"),
+        Binding("l", "lineage", "Lineage"),
         Binding("g", "rescan", "Rescan"),
         Binding("escape", "back", "Back"),
     ]
@@ -134,7 +137,7 @@ class ModelBrowserScreen(HereticScreen[None]):
         self.action_actions()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("actions", "abliterate", "chat"):
+        if action in ("actions", "abliterate", "chat", "finetune", "upload", "lineage"):
             return self.is_mounted and self.selected is not None
         return True
 
@@ -149,6 +152,18 @@ class ModelBrowserScreen(HereticScreen[None]):
     def action_chat(self) -> None:
         if self.selected is not None:
             self.heretic.open_chat_with(model_setting_for(self.selected))
+
+    def action_finetune(self) -> None:
+        if self.selected is not None:
+            self.heretic.open_finetune_wizard(model=model_setting_for(self.selected))
+
+    def action_upload(self) -> None:
+        if self.selected is not None:
+            self.heretic.open_upload(self.selected.path)
+
+    def action_lineage(self) -> None:
+        if self.selected is not None:
+            self.heretic.open_lineage(self.selected.path)
 
     def action_back(self) -> None:
         self.dismiss()

@@ -21,7 +21,7 @@ from tui.formatting import (
     status_markup,
     status_text,
 )
-from tui.run_summaries import RunSummary, summarize_runs
+from tui.run_summaries import RunSummary, missing_runs, summarize_runs
 from tui.screens.base import HereticScreen
 from tui.screens.dialogs import ConfirmDialog
 
@@ -70,6 +70,11 @@ class RunsScreen(HereticScreen[None]):
     @work(thread=True, group="runs", exclusive=True, exit_on_error=False)
     def _load(self, root: Path) -> None:
         summaries = summarize_runs(root)
+        try:
+            records = self.heretic.registry().list_runs()
+        except Exception:
+            records = []
+        summaries += missing_runs(records, {summary.path for summary in summaries})
         self.app.call_from_thread(self._show, summaries, root)
 
     def _show(self, summaries: list[RunSummary], root: Path) -> None:
@@ -81,7 +86,8 @@ class RunsScreen(HereticScreen[None]):
             best = summary.best
             table.add_row(
                 status_text(summary.status, self.app.theme_variables),
-                escape_markup(short_model_name(summary.model)),
+                escape_markup(short_model_name(summary.model) if summary.kind == "abliterate"
+                              else f"{summary.kind}: {short_model_name(summary.model)}"),
                 f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–",
                 f"{format_refusals(best.refusals, best.refusal_total)} · {format_kl(best.kl)}" if best else "–",
                 format_timestamp(summary.created, compact=True),
@@ -142,10 +148,12 @@ class RunsScreen(HereticScreen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         summary = self.selected if self.is_mounted else None
+        if summary is not None and summary.status == "missing" and action in ("open", "resume", "delete"):
+            return False
         if action in ("open",):
             return summary is not None
         if action == "resume":
-            return summary is not None and summary.kind == "abliterate" and summary.status != STATUS_RUNNING
+            return summary is not None and summary.kind in ("abliterate", "finetune") and summary.status != STATUS_RUNNING
         if action == "delete":
             return summary is not None and summary.status != STATUS_RUNNING
         return True

@@ -6,6 +6,7 @@ same way the dashboard follows a run, so leaving the screen or the app never sto
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -33,12 +34,25 @@ TRIAL_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("export_adapter", "l", "Export a LoRA adapter to a folder"),
     ("chat", "c", "Chat with this trial's model"),
     ("compare", "v", "Compare answers with the original model"),
+    ("finetune", "f", "Fine-tune this trial's model (exports it first if needed)"),
     ("more_trials", "m", "Run more trials"),
 )
 
 
 def default_export_folder(run_path: Path, trial: int, adapter: bool) -> Path:
     return run_path / "exports" / (f"trial-{trial}-adapter" if adapter else f"trial-{trial}")
+
+
+def find_exported_trial(run_path: Path, trial: int) -> Path | None:
+    """A merged export of ``trial`` already written under the run's exports folder (its heretic.json says so)."""
+    for metadata_path in sorted((run_path / "exports").glob("*/heretic.json")):
+        try:
+            metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(metadata, dict) and metadata.get("trial") == trial and metadata.get("format") == "merged":
+            return metadata_path.parent
+    return None
 
 
 def check_export_folder(text: str) -> str | None:
@@ -78,6 +92,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
         Binding("l", "export_adapter", "Adapter"),
         Binding("c", "chat", "Chat"),
         Binding("v", "compare", "Compare"),
+        Binding("f", "finetune", "Fine-tune"),
         Binding("m", "more_trials", "More trials"),
         Binding("escape", "back", "Back"),
     ]
@@ -90,6 +105,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
         self.is_front = is_front
         self._stop_following = threading.Event()
         self._export_lines: list[str] = []
+        self._finetune_after_export: Path | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -186,6 +202,11 @@ class TrialActionsScreen(HereticScreen[str | None]):
         if line:
             self._export_lines.append(line)
             self._show_export_status()
+        if isinstance(message.event, JobFinished) and self._finetune_after_export is not None:
+            folder, self._finetune_after_export = self._finetune_after_export, None
+            self.heretic.open_finetune_wizard(model=str(folder))
+        if isinstance(message.event, (JobError, JobCancelled)):
+            self._finetune_after_export = None
         if isinstance(message.event, JobError):
             self.app.push_screen(
                 MessageDialog("The export failed", message.event.message, details=message.event.traceback)
@@ -218,6 +239,30 @@ class TrialActionsScreen(HereticScreen[str | None]):
         from tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(self.run_path, self.trial))
+
+    def action_finetune(self) -> None:
+        """Fine-tuning starts from a model folder: the trial's merged export, written first when there is none."""
+        exported = find_exported_trial(self.run_path, self.trial)
+        if exported is not None:
+            self.heretic.open_finetune_wizard(model=str(exported))
+            return
+
+        def answered(folder: str | None) -> None:
+            if folder:
+                output = Path(folder.strip()).expanduser()
+                self._finetune_after_export = output
+                self._start_export(output, adapter=False)
+
+        self.app.push_screen(
+            ValueDialog(
+                f"Fine-tune trial {self.trial}",
+                "Fine-tuning starts from a model folder, and this trial has not been exported yet. Export the merged "
+                "model into this folder; the fine-tune wizard opens when the export has finished:",
+                value=str(default_export_folder(self.run_path, self.trial, adapter=False)),
+                check=check_export_folder,
+            ),
+            answered,
+        )
 
     def action_more_trials(self) -> None:
         self.dismiss(MORE_TRIALS)

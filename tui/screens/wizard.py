@@ -31,6 +31,7 @@ from tui.formatting import escape_markup
 from tui.screens.base import HereticScreen
 from tui.screens.dialogs import MessageDialog
 from tui.widgets.setting_editor import SettingEditor, parse_field, value_to_text
+from tui.widgets.setting_form import setting_form
 from tui.wizard_choices import (
     CUSTOM,
     PRECISIONS,
@@ -75,6 +76,15 @@ class WizardScreen(HereticScreen[None]):
         Binding("ctrl+r", "start", "Start run", priority=True),
     ]
 
+    INTRO = (
+        "[b]New abliteration run[/b]\n\nThe run finds the model's refusal direction, then an Optuna search weighs "
+        "fewer refusals against staying close to the original (KL divergence). It runs in the background: you can "
+        "quit and come back.\n"
+    )
+    BASIC_LABEL = "Basic: five questions, safe defaults (b)"
+    SUBTITLE = "new run"
+    """Subclasses (the fine-tune wizard) change the words; the steps, validation and summary stay the same."""
+
     def __init__(self, base: Settings, model: str | None = None) -> None:
         super().__init__()
         self.values: dict[str, Any] = {
@@ -92,13 +102,8 @@ class WizardScreen(HereticScreen[None]):
         yield Header()
         with ContentSwitcher(initial="mode", id="wizard-steps"):
             with Vertical(id="mode", classes="wizard-step"):
-                yield Static(
-                    "[b]New abliteration run[/b]\n\nThe run finds the model's refusal direction, then an Optuna "
-                    "search weighs fewer refusals against staying close to the original (KL divergence). It runs "
-                    "in the background: you can quit and come back.\n",
-                    classes="wizard-intro",
-                )
-                yield Button("Basic: five questions, safe defaults (b)", id="choose-basic", variant="primary")
+                yield Static(self.INTRO, classes="wizard-intro")
+                yield Button(self.BASIC_LABEL, id="choose-basic", variant="primary")
                 yield Button("Advanced: every setting with its help (a)", id="choose-advanced")
             with VerticalScroll(id="basic", classes="wizard-step"):
                 yield from self._compose_basic()
@@ -143,23 +148,13 @@ class WizardScreen(HereticScreen[None]):
 
     def _advanced_form(self) -> list[Static | SettingEditor]:
         """Built the first time the advanced step is shown (thirty-odd fields are not worth building otherwise)."""
-        widgets: list[Static | SettingEditor] = [
-            Static("[b]Every setting[/b], grouped as in config.toml. Invalid values are marked and block the "
-                   "summary.", classes="hint")
-        ]
-        section = None
-        for spec in setting_fields():
-            if spec.section != section:
-                section = spec.section
-                widgets.append(Static(f"[b]\\[{section}][/b]", classes="section-title"))
-            widgets.append(SettingEditor(spec, self.values[spec.key]))
-        return widgets
+        return setting_form(self.values)
 
     def _default_config_path(self) -> Path:
         return self.heretic.config_path or Path.cwd() / "config.toml"
 
     def on_mount(self) -> None:
-        self.sub_title = "new run"
+        self.sub_title = self.SUBTITLE
         self.query_one("#config-path", Input).value = str(self._default_config_path())
         self._update_model_hint(str(self.values["model.model"]))
         self._show_step("mode")
@@ -169,8 +164,7 @@ class WizardScreen(HereticScreen[None]):
         self.query_one("#wizard-steps", ContentSwitcher).current = step
         self.query_one("#wizard-nav").display = step != "mode"
         self.query_one("#next", Button).display = step in ("basic", "advanced")
-        self.sub_title = {"mode": "new run", "basic": "new run · basic", "advanced": "new run · advanced",
-                          "summary": "new run · summary"}[step]
+        self.sub_title = self.SUBTITLE if step == "mode" else f"{self.SUBTITLE} · {step}"
         if step == "mode":
             self.query_one("#choose-basic", Button).focus()
         elif step == "basic":

@@ -6,7 +6,7 @@ from textual.widgets import Static
 
 from core.jobs import STATUS_FAILED
 from tui.formatting import escape_markup, format_duration
-from tui.run_state import PHASE_TITLES, RunState
+from tui.run_state import FINETUNE_PHASE_TITLES, PHASE_TITLES, RunState
 
 TITLE_WIDTH = 11
 COUNT_WIDTH = 7
@@ -32,12 +32,16 @@ class PhaseList(Static):
         width = max(self.content_size.width, 30)
         bar_width = max(0, width - 2 - TITLE_WIDTH - COUNT_WIDTH - TIME_WIDTH - 3)
         names = list(state.phases)
+        titles = PHASE_TITLES
         if state.job == "abliterate" or not state.job:
             names += [name for name in PHASE_TITLES if name not in state.phases and name != "export"]
+        elif state.is_finetune:
+            titles = FINETUNE_PHASE_TITLES
+            names += [name for name in FINETUNE_PHASE_TITLES if name not in state.phases and name != "merge"]
         lines = []
         for name in names:
             phase = state.phases.get(name)
-            title = PHASE_TITLES.get(name, name)[:TITLE_WIDTH].ljust(TITLE_WIDTH)
+            title = titles.get(name, name)[:TITLE_WIDTH].ljust(TITLE_WIDTH)
             if phase is None:
                 lines.append(f"[$text-muted]· {title}[/]")
                 continue

@@ -1,0 +1,211 @@
+"""The fine-tune wizard produces the settings of the equivalent headless flags; its dashboard shows the loss chart,
+plan, steps, knowledge test and files of a recorded run, the same after re-attaching as live."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.widgets import Static
+from tui_helpers import screen_text, settle, wait_until
+from recorded_runs import FINETUNE_STEPS, START, write_finetune_run, write_run
+from test_wizard import choose_option, type_into
+
+from core.errors import UserInputError
+from core.events import JobFinished, TrainingStep
+from core.jobs import JobHandle, RunDirectory
+from core.settings import Settings, load_settings, overrides_from_text
+from tui.app import HereticApp
+from tui.run_state import RunState
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.dialogs import MessageDialog, ValueDialog
+from tui.screens.finetune_wizard import FinetuneWizardScreen
+from tui.screens.trial_actions import TrialActionsScreen
+from tui.screens.upload import UploadScreen
+from tui.widgets.loss_chart import LossChart
+from tui.widgets.setting_editor import SettingEditor
+
+pytestmark = pytest.mark.anyio
+
+
+def headless(flags: dict[str, str]) -> Settings:
+    """What ``heretic-tui finetune --model demo --data D --epochs 5 --lora-rank 32 ...`` resolves to."""
+    return load_settings(environ={}, search_default_paths=False, overrides=overrides_from_text(flags))
+
+
+def expected_flags(data: Path, output: Path) -> dict[str, str]:
+    return {
+        "model.model": "demo",
+        "finetune.training_data": json.dumps([str(data.resolve())]),
+        "finetune.epochs": "5",
+        "finetune.max_steps": "0",
+        "finetune.lora_rank": "32",
+        "finetune.learning_rate": "1e-4",
+        "output.runs_directory": str(output),
+    }
+
+
+@pytest.fixture
+def data_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "reactor.md").write_text("The Zorblax reactor's coolant is teal.\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def captured_finetune(monkeypatch: pytest.MonkeyPatch, runs_folder: Path) -> list[Settings]:
+    """The core's start replaced by one that records the settings and hands back a finished recorded run."""
+    calls: list[Settings] = []
+    run = write_finetune_run(runs_folder, "20260921-141315-finetune-demo")
+
+    def start(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
+        calls.append(settings)
+        return JobHandle(RunDirectory(run.path))
+
+    monkeypatch.setattr("core.finetuning.job.start_finetune", start)
+    return calls
+
+
+async def test_basic_finetune_wizard_matches_the_headless_flags(
+    make_app: Callable[..., HereticApp], tmp_path: Path, data_folder: Path, captured_finetune: list[Settings]
+) -> None:
+    output = tmp_path / "my-runs"
+    app = make_app(settings=Settings())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("f")
+        assert isinstance(app.screen, FinetuneWizardScreen)
+        await pilot.press("b")
+        await type_into(pilot, "#basic-model", "demo")
+        await type_into(pilot, "#basic-data", str(data_folder))
+        assert "1 folder(s)" in screen_text(app)
+        await choose_option(pilot, "#basic-preset", 1)
+        await type_into(pilot, "#basic-output", str(output))
+        await pilot.press("ctrl+n")
+        wizard = app.screen
+        assert isinstance(wizard, FinetuneWizardScreen) and wizard.step == "summary"
+        assert wizard.current_settings() == headless(expected_flags(data_folder, output))
+        assert "5 epochs · LoRA rank 32" in screen_text(app)
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await settle(pilot)
+        assert not any(isinstance(screen, FinetuneWizardScreen) for screen in app.screen_stack)
+    assert captured_finetune == [headless(expected_flags(data_folder, output))]
+
+
+async def test_advanced_finetune_wizard_matches_the_headless_flags(
+    make_app: Callable[..., HereticApp], tmp_path: Path, data_folder: Path, captured_finetune: list[Settings]
+) -> None:
+    output = tmp_path / "my-runs"
+    app = make_app(settings=Settings())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("f", "a")
+        wizard = app.screen
+        assert isinstance(wizard, FinetuneWizardScreen) and wizard.step == "advanced"
+        editors = {editor.spec.key: editor for editor in wizard.query(SettingEditor)}
+        assert {key for key in editors if key.startswith("finetune.")} == {
+            key for key in wizard.values if key.startswith("finetune.")}, "every finetune setting is in the form"
+        for key, value in [("model.model", "demo"), ("finetune.training_data", str(data_folder.resolve())),
+                           ("finetune.epochs", "5"), ("finetune.learning_rate", "1e-4"),
+                           ("output.runs_directory", str(output))]:
+            field = editors[key].query_one("Input")
+            field.scroll_visible(animate=False)
+            await type_into(pilot, f"#{field.id}", value)
+        rank = editors["finetune.lora_rank"].query_one("Input")
+        rank.scroll_visible(animate=False)
+        await type_into(pilot, f"#{rank.id}", "0")
+        assert editors["finetune.lora_rank"].has_class("-invalid")
+        assert app.screen.query_one("#next").disabled, "a value the core rejects cannot be submitted"
+        await type_into(pilot, f"#{rank.id}", "32")
+        assert not editors["finetune.lora_rank"].has_class("-invalid")
+        await pilot.press("ctrl+n")
+        assert wizard.step == "summary"
+        assert wizard.current_settings() == headless(expected_flags(data_folder, output))
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await settle(pilot)
+    assert captured_finetune == [headless(expected_flags(data_folder, output))]
+
+
+async def test_preflight_refusal_is_a_modal(
+    make_app: Callable[..., HereticApp], data_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
+        raise UserInputError(f"{data_folder}/chats.jsonl line 3: expected 'messages' with roles.")
+
+    monkeypatch.setattr("core.finetuning.job.start_finetune", refuse)
+    app = make_app(settings=Settings())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("f", "b")
+        await type_into(pilot, "#basic-model", "demo")
+        await type_into(pilot, "#basic-data", str(data_folder))
+        await pilot.press("ctrl+n", "ctrl+r")
+        await wait_until(pilot, lambda: isinstance(app.screen, MessageDialog))
+        assert "line 3" in screen_text(app)
+        await pilot.press("escape")
+        assert isinstance(app.screen, FinetuneWizardScreen), "the wizard stays to fix the input"
+
+
+async def test_finished_finetune_dashboard_is_rebuilt_from_the_journal(
+    make_app: Callable[..., HereticApp], runs_folder: Path
+) -> None:
+    run = write_finetune_run(runs_folder, "20260921-141315-finetune-demo")
+    app = make_app(attach_run=run.path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen) and screen.state.status == "finished"
+        replayed = RunState.from_events(run.events)
+        assert screen.state.train_losses == replayed.train_losses and len(replayed.train_losses) == 12
+        assert screen.state.eval_losses == replayed.eval_losses and len(replayed.eval_losses) == 3
+        chart = screen.query_one(LossChart)
+        assert len(chart.train) == 12 and len(chart.evaluation) == 3 and chart.total_steps == FINETUNE_STEPS
+        text = screen_text(app)
+        for expected in ("step 60/60", "Knowledge test", "Teal, because", "fictional", "Plan"):
+            assert expected in text, expected
+        details = str(screen.query_one("#finetune-text", Static).render())
+        for expected in ("effective batch 9", "3.2 → 0.91", "Merged model", "LoRA adapter", "smoke test  passed"):
+            assert expected in details, expected
+        await pilot.press("u")
+        assert isinstance(app.screen, UploadScreen)
+        assert app.screen.query_one("#upload-folder").value == str(run.path / "merged")  # type: ignore[attr-defined]
+
+
+async def test_running_finetune_dashboard_follows_new_steps(
+    make_app: Callable[..., HereticApp], runs_folder: Path
+) -> None:
+    run = write_finetune_run(runs_folder, "20260921-150000-finetune-running", steps_done=35)
+    app = make_app(attach_run=run.path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen)
+                         and app.screen.state.latest_step is not None and app.screen.state.latest_step.step == 35)
+        await pilot.pause(0.3)
+        assert "step 35/60" in screen_text(app) and "ETA" in screen_text(app)
+        run.append(TrainingStep(step=40, total_steps=FINETUNE_STEPS, loss=0.9, tokens_per_second=1500.0,
+                                time=START + 200))
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        await wait_until(pilot, lambda: screen.state.latest_step is not None and screen.state.latest_step.step == 40)
+        run.append(JobFinished(report=str(run.path / "report.json"), summary={}, time=START + 210))
+        await wait_until(pilot, lambda: screen.state.status == "finished")
+
+
+async def test_trial_without_export_is_exported_before_fine_tuning(
+    make_app: Callable[..., HereticApp], runs_folder: Path
+) -> None:
+    run = write_run(runs_folder, "20260921-141315-demo", trials_total=4, trials_done=4)
+    exported = run.path / "exports" / "trial-2"
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.app.push_screen(TrialActionsScreen(run.path, 2))
+        await pilot.press("f")
+        assert isinstance(app.screen, ValueDialog), "no export yet: the folder to export into is asked for"
+        await pilot.press("escape")
+        exported.mkdir(parents=True)
+        (exported / "heretic.json").write_text(json.dumps({"trial": 2, "format": "merged"}))
+        (exported / "config.json").write_text("{}")
+        await pilot.press("f")
+        assert isinstance(app.screen, FinetuneWizardScreen)
+        assert app.screen.values["model.model"] == str(exported)

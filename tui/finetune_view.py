@@ -1,0 +1,150 @@
+"""What the dashboard shows for a fine-tuning run, as text: the step line, the plan, the results, the knowledge
+test side by side.
+
+Kept apart from the screen so the wording can be read (and tested) without a terminal; every figure comes from
+the run's journal (folded into :class:`RunState`) or its report.json, never from the worker directly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from tui.formatting import escape_markup, format_duration, format_parameter_count
+from tui.run_state import RunState
+from tui.widgets.loss_chart import LossPoint
+
+ARTIFACT_TITLES: dict[str, str] = {
+    "adapter": "LoRA adapter",
+    "merged_model": "Merged model",
+    "report": "Report",
+}
+KNOWLEDGE_ANSWER_CHARACTERS = 400
+
+
+def figure(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+def loss_points(state: RunState) -> tuple[list[LossPoint], list[LossPoint]]:
+    """Train and validation loss as chart points, in step order."""
+    train = [LossPoint(step, loss) for step, loss in sorted(state.train_losses.items())]
+    evaluation = [LossPoint(step, loss) for step, loss in sorted(state.eval_losses.items())]
+    return train, evaluation
+
+
+def step_summary(state: RunState) -> list[str]:
+    """The figures of the latest logged step: n/N, losses, learning rate, throughput."""
+    step = state.latest_step
+    total = state.step_total
+    if step is None:
+        return [f"step 0/{total}"] if total else []
+    parts = [f"step {step.step}/{total or '?'}"]
+    if state.train_losses:
+        parts.append(f"loss {figure(state.train_losses[max(state.train_losses)])}")
+    if state.eval_losses:
+        parts.append(f"eval {figure(state.eval_losses[max(state.eval_losses)])}")
+    if step.tokens_per_second:
+        parts.append(f"{step.tokens_per_second:,.0f} tok/s")
+    if step.learning_rate is not None:
+        parts.append(f"lr {step.learning_rate:.2e}")
+    return parts
+
+
+def plan_markup(state: RunState) -> list[str]:
+    plan = state.metrics.get("plan")
+    if not plan:
+        return ["[b]Plan[/b]  [$text-muted]shown once the data is prepared[/]"]
+    lines = [
+        "[b]Plan[/b]",
+        f"  examples {plan.get('train_examples')} train · {plan.get('validation_examples')} validation · "
+        f"{figure(plan.get('tokens'))} tokens",
+        f"  steps {plan.get('steps')} ({plan.get('steps_per_epoch')}/epoch × {figure(plan.get('epochs'))}) · "
+        f"effective batch {plan.get('effective_batch')} · length {plan.get('sequence_length')}",
+        f"  trainable {format_parameter_count(plan.get('trainable_parameters'))} of "
+        f"{format_parameter_count(plan.get('total_parameters'))} · memory ≈ "
+        f"{figure(plan.get('memory_total_gb'), 3)} GB",
+    ]
+    if plan.get("estimated_seconds") is not None:
+        lines.append(f"  time ≈ {format_duration(plan.get('estimated_seconds'))} "
+                     f"({figure(plan.get('seconds_per_step'), 3)} s/step)")
+    return lines
+
+
+def results_markup(state: RunState) -> list[str]:
+    lines: list[str] = []
+    data = state.metrics.get("data")
+    if data:
+        lines += ["", "[b]Data[/b]", f"  {escape_markup(str(data.get('formats') or '?'))} → mode "
+                  f"{escape_markup(str(data.get('mode')))} · {data.get('duplicates_removed', 0)} duplicates removed"
+                  f" · {data.get('skipped_files', 0)} files skipped"]
+    evaluation = state.metrics.get("evaluation")
+    if evaluation:
+        lines += [
+            "",
+            "[b]Evaluation[/b]",
+            f"  eval loss   {figure(evaluation.get('eval_loss_before'))} → "
+            f"[$success]{figure(evaluation.get('eval_loss_after'))}[/]",
+            f"  perplexity  {figure(evaluation.get('perplexity_before'))} → "
+            f"[$success]{figure(evaluation.get('perplexity_after'))}[/]",
+            f"  train loss  {figure(evaluation.get('train_loss'))}",
+        ]
+    knowledge = state.metrics.get("knowledge_test")
+    if knowledge:
+        lines.append(f"  knowledge   {figure(knowledge.get('score_before'), 3)} → "
+                     f"{figure(knowledge.get('score_after'), 3)} similarity on {knowledge.get('prompts')} prompts")
+    smoke = state.metrics.get("smoke_test")
+    if smoke:
+        verdict = "[$success]passed[/]" if smoke.get("passed") else "[$error]failed[/]"
+        lines.append(f"  smoke test  {verdict} (template identical {figure(smoke.get('chat_template_identical'))},"
+                     f" agreement {figure(smoke.get('agreement'), 3)})")
+    if state.artifacts:
+        lines += ["", "[b]Files[/b]"]
+        for name, path in state.artifacts.items():
+            title = ARTIFACT_TITLES.get(name, name)
+            lines.append(f"  [$success]✔[/] {escape_markup(title)}: {escape_markup(path)}")
+        lines.append("  [$text-muted]u: upload the merged model (or the adapter) · f: fine-tune again from it[/]")
+    return lines
+
+
+def details_markup(state: RunState) -> str:
+    return "\n".join(plan_markup(state) + results_markup(state))
+
+
+def read_knowledge_items(report_path: Path) -> list[dict[str, Any]]:
+    """The knowledge test's prompts with the answers before and after training, from report.json."""
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    items = report.get("knowledge_test", {}).get("items", []) if isinstance(report, dict) else []
+    return [item for item in items if isinstance(item, dict)]
+
+
+def knowledge_table(items: list[dict[str, Any]]) -> Table | Text:
+    """Prompt, expected answer, and the answers before and after training, side by side."""
+    if not items:
+        return Text("The knowledge test (answers before and after training, side by side) appears here when the run "
+                    "finishes.", style="dim")
+    table = Table(title="Knowledge test", title_justify="left", expand=True, show_lines=True)
+    for column in ("Prompt", "Expected", "Before", "After"):
+        table.add_column(column, ratio=1, overflow="fold")
+    for item in items:
+        table.add_row(*(str(item.get(key, ""))[:KNOWLEDGE_ANSWER_CHARACTERS]
+                        for key in ("prompt", "expected", "before", "after")))
+    return table
+
+
+def best_model_folder(state: RunState) -> str | None:
+    """The folder a person most likely wants to ship or train further: the merged model, else the adapter."""
+    return state.artifacts.get("merged_model") or state.artifacts.get("adapter")

@@ -1,0 +1,194 @@
+"""The fine-tune wizard: basic (model, data, preset, output) or advanced (every model, fine-tuning and output
+setting), then a summary to save and start.
+
+It is the abliteration wizard with other questions: the steps, the inline validation, the summary and the config
+saving are inherited, so both wizards behave the same and build their :class:`Settings` through the core's
+``settings_from_dict``. Starting runs the core's preflight (model, lengths, target modules, data) in a thread and
+shows its refusal as a modal; a run that starts replaces the wizard with its dashboard.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.widgets import Input, Select, Static
+
+from core.errors import UserInputError
+from core.finetuning.sources import HUB_PREFIX
+from core.jobs import runs_root
+from core.settings import Settings, settings_to_dict
+from tui.finetune_choices import (
+    CUSTOM,
+    FINETUNE_PRESETS,
+    basic_overrides,
+    data_entries,
+    preset_of,
+)
+from tui.formatting import escape_markup
+from tui.screens.dialogs import MessageDialog
+from tui.screens.wizard import WizardScreen
+from tui.widgets.setting_editor import SettingEditor, value_to_text
+from tui.widgets.setting_form import setting_form
+
+FORM_SECTIONS = ("model", "finetune", "output")
+
+
+def describe_data_choice(text: str) -> tuple[str, bool]:
+    """A hint under the data field, and whether every source in it exists (hub datasets are checked at start)."""
+    entries = data_entries(text)
+    if not entries:
+        return "Give at least one file or folder (PDF, text, Markdown, JSONL), or hf:owner/name@split#column.", False
+    missing = [entry for entry in entries if not entry.startswith(HUB_PREFIX) and not Path(entry).exists()]
+    if missing:
+        return f"{missing[0]} does not exist.", False
+    folders = sum(1 for entry in entries if Path(entry).is_dir())
+    hub = sum(1 for entry in entries if entry.startswith(HUB_PREFIX))
+    files = len(entries) - folders - hub
+    parts = [f"{count} {word}" for count, word in ((files, "file(s)"), (folders, "folder(s)"),
+                                                   (hub, "hub dataset(s)")) if count]
+    return "Sources: " + ", ".join(parts) + ". The format is detected when the run starts.", True
+
+
+class FinetuneWizardScreen(WizardScreen):
+    """Steps: mode → basic or advanced → summary; ``model`` prefills the model (a trial export, a browsed model)."""
+
+    INTRO = (
+        "[b]New fine-tuning run[/b]\n\nTeaches a model your documents or chat data with a LoRA adapter: the data is "
+        "read and split, the model is measured before and after (validation loss, a knowledge test), and the "
+        "adapter (and optionally a merged model) is written to the run folder. It runs in the background: you can "
+        "quit and come back.\n"
+    )
+    BASIC_LABEL = "Basic: model, data, preset, output (b)"
+    SUBTITLE = "fine-tune"
+
+    def __init__(self, base: Settings, model: str | None = None) -> None:
+        super().__init__(base, model=model)
+        self.finetune_preset = preset_of(self.values)
+
+    def _problems(self) -> dict[str, str]:
+        """The advanced form edits model and data through its own editors, so the basic hints do not block it."""
+        if self.step == "advanced":
+            return {key: message for key, message in self.errors.items() if not key.startswith("basic.")}
+        return super()._problems()
+
+    def _data_text(self) -> str:
+        return ", ".join(self.values["finetune.training_data"])
+
+    def _compose_basic(self) -> ComposeResult:
+        yield Static("[b]1. Model[/b]  a local folder (e.g. an exported trial), a hub id (owner/name) or 'demo'",
+                     classes="question")
+        yield Input(value=str(self.values["model.model"]), id="basic-model")
+        yield Static("", id="basic-model-hint", classes="hint")
+        yield Static("[b]2. Training data[/b]  files or folders, separated by commas (PDF, .txt, .md, JSONL chat or "
+                     "instruction data)", classes="question")
+        yield Input(value=self._data_text(), placeholder="/path/to/documents, /path/to/chats.jsonl", id="basic-data")
+        yield Static("", id="basic-data-hint", classes="hint")
+        yield Static("[b]3. Preset[/b]  how long and how hard to train", classes="question")
+        options = [(label, key) for key, (label, _) in FINETUNE_PRESETS.items()]
+        options.append(("Keep epochs, rank and learning rate from the config or the advanced form", CUSTOM))
+        yield Select(options, value=self.finetune_preset, allow_blank=False, id="basic-preset")
+        yield Static("[b]4. Output folder[/b]  one sub-folder per run (adapter, merged model, report); empty means "
+                     "the default", classes="question")
+        yield Input(value=str(self.values["output.runs_directory"]), placeholder=str(runs_root(Settings())),
+                    id="basic-output")
+        yield Static("[$text-muted]Everything else keeps its default. Press ctrl+n for the summary, or choose "
+                     "Advanced from the start to see every setting.[/]", classes="hint")
+
+    def _advanced_form(self) -> list[Static | SettingEditor]:
+        return setting_form(self.values, FORM_SECTIONS)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._update_data_hint(self._data_text())
+
+    def _sync_basic(self) -> None:
+        self.finetune_preset = preset_of(self.values)
+        with self.prevent(Input.Changed, Select.Changed):
+            self.query_one("#basic-model", Input).value = str(self.values["model.model"])
+            self.query_one("#basic-data", Input).value = self._data_text()
+            self.query_one("#basic-output", Input).value = str(self.values["output.runs_directory"])
+            self.query_one("#basic-preset", Select).value = self.finetune_preset
+        self._update_model_hint(str(self.values["model.model"]))
+        self._update_data_hint(self._data_text())
+
+    def _update_data_hint(self, text: str) -> None:
+        hint, valid = describe_data_choice(text)
+        widget = self.query_one("#basic-data-hint", Static)
+        widget.update(escape_markup(hint))
+        widget.set_class(not valid, "-error")
+        if valid:
+            self.errors.pop("basic.data", None)
+        else:
+            self.errors["basic.data"] = hint
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        field = event.input.id
+        if field == "basic-model":
+            self.values["model.model"] = event.value.strip()
+            self._update_model_hint(event.value)
+        elif field == "basic-data":
+            self.values["finetune.training_data"] = data_entries(event.value)
+            self._update_data_hint(event.value)
+        elif field == "basic-output":
+            self.values["output.runs_directory"] = event.value.strip()
+        else:
+            return
+        self._update_status()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL or event.select.id != "basic-preset":
+            return
+        self.finetune_preset = str(event.value)
+        self._apply_basic_choices()
+
+    def _apply_basic_choices(self) -> None:
+        overrides = basic_overrides(
+            str(self.values["model.model"]),
+            list(self.values["finetune.training_data"]),
+            self.finetune_preset,
+            str(self.values["output.runs_directory"]),
+        )
+        self.values.update(copy.deepcopy(overrides))
+
+    def _summary_markup(self, settings: Settings) -> str:
+        defaults = settings_to_dict(Settings())
+        chosen = settings_to_dict(settings)
+        changed = [
+            f"  {section}.{name} = {escape_markup(value_to_text(value))}"
+            for section in FORM_SECTIONS
+            for name, value in chosen[section].items()
+            if defaults[section][name] != value and (section, name) != ("finetune", "training_data")
+        ]
+        finetune = settings.finetune
+        length = f"{finetune.max_steps} steps" if finetune.max_steps else f"{finetune.epochs:g} epochs"
+        lines = [
+            "[b]Summary[/b]",
+            "",
+            f"Model       {escape_markup(settings.model.model)}",
+            "Data        " + escape_markup("\n            ".join(finetune.training_data) or "(none)"),
+            f"Training    {length} · LoRA rank {finetune.lora_rank} · learning rate {finetune.learning_rate:g} · "
+            f"mode {finetune.training_mode}",
+            f"Outputs     adapter{' + merged model' if finetune.merge_adapter else ''} in a run folder under "
+            f"{escape_markup(str(runs_root(settings)))}",
+            "",
+            "[b]Settings that differ from the defaults[/b]" if changed else "All other settings are defaults.",
+            *changed,
+            "",
+            "[$text-muted]Start checks the model, lengths, target modules and data first (seconds), then opens the "
+            "dashboard.[/]",
+        ]
+        return "\n".join(lines)
+
+    def action_start(self) -> None:
+        if self.step != "summary":
+            return
+        try:
+            settings = self.current_settings()
+        except UserInputError as error:
+            self.app.push_screen(MessageDialog("These settings do not fit together", str(error)))
+            return
+        self.notify("Checking the model and the training data…", title="Starting")
+        self.heretic.start_finetune_run(settings)
+

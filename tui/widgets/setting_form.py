@@ -1,0 +1,47 @@
+"""The advanced form of a wizard: one :class:`SettingEditor` per setting, grouped under section titles.
+
+Both wizards (abliteration and fine-tuning) show "every setting with its help, default and inline validation";
+building that list here keeps the two forms identical in look and behaviour, and a setting added to the core
+appears in whichever wizard shows its section without touching either screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from textual.widgets import Static
+
+from core.settings import SettingField, setting_fields
+from tui.widgets.setting_editor import SettingEditor
+
+FORM_INTRO = ("[b]Every setting[/b], grouped as in config.toml. Invalid values are marked and block the "
+              "summary.")
+
+
+def setting_form(
+    values: Mapping[str, Any],
+    sections: Iterable[str] | None = None,
+    intro: str = FORM_INTRO,
+) -> list[Static | SettingEditor]:
+    """Section titles and editors for the settings of ``sections`` (all when None), filled from ``values``.
+
+    ``values`` maps ``section.name`` to the current typed value; the editors post ``SettingEditor.Changed``
+    which the screen folds back into the same mapping.
+    """
+    wanted = set(sections) if sections is not None else None
+    widgets: list[Static | SettingEditor] = [Static(intro, classes="hint")]
+    section = None
+    for spec in setting_fields():
+        if wanted is not None and spec.section not in wanted:
+            continue
+        if spec.section != section:
+            section = spec.section
+            widgets.append(Static(f"[b]\\[{section}][/b]", classes="section-title"))
+        widgets.append(SettingEditor(spec, values[spec.key]))
+    return widgets
+
+
+def field_spec(key: str) -> SettingField:
+    """The core's description of one setting, by its ``section.name`` key."""
+    return next(spec for spec in setting_fields() if spec.key == key)
