@@ -21,11 +21,14 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 from tui_helpers import FIXED_NOW, FixedResourceProbe  # noqa: E402
 from model_folders import build_hub_cache, write_model_files  # noqa: E402
-from recorded_runs import write_run  # noqa: E402
+from recorded_runs import write_finetune_run, write_run  # noqa: E402
+from test_lineage import write_lineage_runs  # noqa: E402
 
 from core.settings import Settings  # noqa: E402
 from tui.app import HereticApp  # noqa: E402
 from tui.screens.dashboard import DashboardScreen  # noqa: E402
+from tui.screens.lineage import LineageScreen  # noqa: E402
+from tui.screens.upload import UploadScreen  # noqa: E402
 from tui.screens.runs import RunsScreen  # noqa: E402
 from tui.screens.trial_actions import TrialActionsScreen  # noqa: E402
 
@@ -48,6 +51,12 @@ def build_scene() -> Settings:
               ending="cancelled", trials_done=14, created_offset=100)
     write_run(runs, "20260921-150000-mistral-7b", model="mistralai/Mistral-7B-Instruct-v0.3", ending="running",
               trials_total=40, trials_done=17, created_offset=400)
+    write_finetune_run(SCENE / "finetune-runs", "20260921-141315-finetune-demo")
+    write_finetune_run(SCENE / "finetune-runs", "20260921-150000-finetune-running", steps_done=35)
+    write_lineage_runs(SCENE / "lineage-runs")
+    os.environ["XDG_DATA_HOME"] = str(SCENE / "data")
+    os.environ.pop("HF_TOKEN", None)
+    os.environ["HF_HOME"] = str(SCENE / "hf-home")
     os.environ["HF_HUB_CACHE"] = str(SCENE / "hf-cache")
     os.environ["XDG_CACHE_HOME"] = str(SCENE / "cache")
     build_hub_cache(SCENE / "hf-cache", "acme/tiny-chat")
@@ -124,6 +133,36 @@ async def model_browser(pilot: Any) -> None:
     await until(pilot, table_rows(pilot, "#models-table", 2))
 
 
+async def finetune_wizard(pilot: Any) -> None:
+    await pilot.press("f", "b")
+    pilot.app.screen.query_one("#basic-data").value = str(SCENE / "models")
+    await pilot.pause()
+
+
+def finetune_dashboard(name: str, step: int) -> Scene:
+    async def scene(pilot: Any) -> None:
+        pilot.app.open_dashboard(SCENE / "finetune-runs" / name)
+        await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen)
+                    and pilot.app.screen.state.latest_step is not None
+                    and pilot.app.screen.state.latest_step.step == step)
+
+    return scene
+
+
+async def upload(pilot: Any) -> None:
+    await pilot.app.push_screen(UploadScreen(SCENE / "models" / "base-model"))
+    await pilot.pause(0.3)
+    pilot.app.screen.query_one("#upload-repo").value = "alice/base-model-heretic"
+    await pilot.pause()
+
+
+async def lineage(pilot: Any) -> None:
+    pilot.app.settings.output.runs_directory = str(SCENE / "lineage-runs")
+    merged = SCENE / "lineage-runs" / "20260921-141315-finetune-trial-3" / "merged"
+    await pilot.app.push_screen(LineageScreen(merged))
+    await until(pilot, lambda: bool(pilot.app.screen.chain))
+
+
 SCENES: list[tuple[str, str, Scene, tuple[int, int]]] = [
     ("Home", "Recent runs with their status, and every action.", home, (80, 24)),
     ("Wizard: basic", "Five questions; everything else keeps its default.", wizard_basic, (80, 24)),
@@ -141,6 +180,16 @@ SCENES: list[tuple[str, str, Scene, tuple[int, int]]] = [
      (80, 24)),
     ("Runs", "Every run folder: open, resume, delete (with confirmation).", runs, (80, 24)),
     ("Model browser", "HF cache, model folders and run outputs, read from metadata only.", model_browser, (120, 30)),
+    ("Fine-tune wizard: basic", "Model, data, preset (quick / balanced / thorough), output folder.", finetune_wizard,
+     (80, 24)),
+    ("Fine-tune dashboard (running)", "Step n/N, loss, tokens/s, ETA, the live loss chart and the plan.",
+     finetune_dashboard("20260921-150000-finetune-running", 35), (80, 24)),
+    ("Fine-tune dashboard (finished)", "Knowledge test side by side, evaluation before/after, the files written.",
+     finetune_dashboard("20260921-141315-finetune-demo", 60), (160, 48)),
+    ("Upload", "Folder checked first, repository name checked inline, private by default, token never shown.",
+     upload, (80, 24)),
+    ("Lineage", "Base → abliterated → fine-tuned, from the registry (rebuilt from the run folders).", lineage,
+     (120, 30)),
 ]
 
 
@@ -168,7 +217,8 @@ keys of the focused screen.
 | home | b | model browser |
 | home | r | all runs |
 | home | c | chat with the configured model |
-| home | f / u | fine-tune / upload: say "not built yet" |
+| home | f | fine-tune wizard |
+| home | u | upload a model folder |
 | home | enter | open the highlighted run's dashboard |
 | home | q | quit |
 | wizard | b / a | basic or advanced (first step) |
@@ -189,6 +239,7 @@ keys of the focused screen.
 | trial actions | l | export a LoRA adapter to a folder |
 | trial actions | c | chat with the trial's model |
 | trial actions | v | compare answers with the original model |
+| trial actions | f | fine-tune the trial's model (exported first if needed) |
 | trial actions | m | more trials |
 | runs | o / enter | open the run's dashboard |
 | runs | r | resume |
@@ -196,6 +247,11 @@ keys of the focused screen.
 | runs | g | refresh |
 | model browser | enter | the model's actions (as `heretic-tui ./model`) |
 | model browser | a / c | abliterate / chat with the highlighted model |
+| model browser | f / u / l | fine-tune / upload / lineage of the highlighted model |
+| model actions | f / u / l | fine-tune / upload / lineage |
+| fine-tune dashboard | u / f | upload the result / fine-tune it further |
+| upload | ctrl+u | start the upload (enter in the token field looks up the user name) |
+| lineage | g | rebuild the registry from the run folders and show again |
 | model browser | g | rescan |
 | chat | enter | send |
 | chat | ctrl+x | stop the answer |

@@ -15,11 +15,14 @@ from typing import Any
 import pytest
 from tui_helpers import FIXED_NOW, FixedResourceProbe
 from model_folders import build_hub_cache, write_model_files
-from recorded_runs import write_run
+from recorded_runs import write_finetune_run, write_run
+from test_lineage import write_lineage_runs
 
 from core.settings import Settings
 from tui.app import HereticApp
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.lineage import LineageScreen
+from tui.screens.upload import UploadScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.trial_actions import TrialActionsScreen
 
@@ -40,6 +43,10 @@ def snapshot_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
               ending="cancelled", trials_done=14, created_offset=100)
     write_run(runs, "20260921-150000-mistral-7b", model="mistralai/Mistral-7B-Instruct-v0.3", ending="running",
               trials_total=40, trials_done=17, created_offset=400)
+    write_finetune_run(SNAPSHOT_ROOT / "finetune-runs", "20260921-141315-finetune-demo")
+    write_finetune_run(SNAPSHOT_ROOT / "finetune-runs", "20260921-150000-finetune-running", steps_done=35)
+    write_lineage_runs(SNAPSHOT_ROOT / "lineage-runs")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     cache = SNAPSHOT_ROOT / "hf-cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("XDG_CACHE_HOME", str(SNAPSHOT_ROOT / "no-demo-model"))
@@ -174,3 +181,66 @@ def test_trial_actions(snap_compare: Callable[..., bool], snapshot_settings: Set
 
     assert snap_compare(app_for(snapshot_settings, attach_run=path), terminal_size=size, run_before=actions)
 
+
+@pytest.mark.parametrize("size", SIZES, ids=size_ids)
+def test_finetune_wizard_basic(snap_compare: Callable[..., bool], snapshot_settings: Settings,
+                               size: tuple[int, int]) -> None:
+    async def basic(pilot: Any) -> None:
+        await pilot.press("f", "b")
+        pilot.app.screen.query_one("#basic-data").value = str(SNAPSHOT_ROOT / "models")
+        await pilot.pause()
+
+    assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=basic)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_ids)
+def test_finetune_dashboard_finished(snap_compare: Callable[..., bool], snapshot_settings: Settings,
+                                     size: tuple[int, int]) -> None:
+    path = SNAPSHOT_ROOT / "finetune-runs" / "20260921-141315-finetune-demo"
+    assert snap_compare(app_for(snapshot_settings, attach_run=path), terminal_size=size, run_before=settled)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_ids)
+def test_finetune_dashboard_running(snap_compare: Callable[..., bool], snapshot_settings: Settings,
+                                    size: tuple[int, int]) -> None:
+    path = SNAPSHOT_ROOT / "finetune-runs" / "20260921-150000-finetune-running"
+
+    async def replayed(pilot: Any) -> None:
+        for _ in range(200):
+            screen = pilot.app.screen
+            if isinstance(screen, DashboardScreen) and screen.state.latest_step is not None \
+                    and screen.state.latest_step.step == 35:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app_for(snapshot_settings, attach_run=path), terminal_size=size, run_before=replayed)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_ids)
+def test_upload(snap_compare: Callable[..., bool], snapshot_settings: Settings, size: tuple[int, int]) -> None:
+    async def upload(pilot: Any) -> None:
+        await pilot.app.push_screen(UploadScreen(SNAPSHOT_ROOT / "models" / "base-model"))
+        await settled(pilot)
+        pilot.app.screen.query_one("#upload-repo").value = "alice/base-model-heretic"
+        await pilot.pause()
+
+    assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=upload)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_ids)
+def test_lineage(snap_compare: Callable[..., bool], snapshot_settings: Settings, size: tuple[int, int]) -> None:
+    snapshot_settings.output.runs_directory = str(SNAPSHOT_ROOT / "lineage-runs")
+    merged = SNAPSHOT_ROOT / "lineage-runs" / "20260921-141315-finetune-trial-3" / "merged"
+
+    async def lineage(pilot: Any) -> None:
+        await pilot.app.push_screen(LineageScreen(merged))
+        for _ in range(200):
+            if pilot.app.screen.chain:
+                break
+            await pilot.pause(0.05)
+        await settled(pilot)
+
+    app = HereticApp(settings=snapshot_settings, clock=lambda: FIXED_NOW, resource_probe=FixedResourceProbe(),
+                     registry_path=SNAPSHOT_ROOT / "registry.sqlite3")
+    assert snap_compare(app, terminal_size=size, run_before=lineage)

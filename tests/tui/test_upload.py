@@ -1,0 +1,113 @@
+"""The upload screen against the local fake Hub of tests/test_hub_upload.py: files sent, private flag, URL shown,
+inline errors, and the token nowhere on disk or on screen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Switch
+from tui_helpers import screen_text, wait_until
+from test_hub_upload import (  # noqa: F401  (fixtures used by name)
+    TOKEN,
+    USER,
+    FakeHubState,
+    fake_hub,
+    files_containing,
+    hub_environment,
+    make_model_folder,
+)
+
+from tui.app import HereticApp
+from tui.screens.upload import UploadScreen
+
+pytestmark = pytest.mark.anyio
+
+EXPECTED_FILES = ["README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+
+
+async def test_upload_sends_the_folder_privately_with_progress_and_url(
+    fake_hub: FakeHubState, make_app: Callable[..., HereticApp], tmp_path: Path  # noqa: F811
+) -> None:
+    folder = make_model_folder(tmp_path / "models")
+    app = make_app(hub_endpoint=fake_hub.base_url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_upload(folder)
+        await wait_until(pilot, lambda: isinstance(app.screen, UploadScreen))
+        screen = app.screen
+        assert isinstance(screen, UploadScreen)
+        await pilot.pause()
+        assert "4 files" in screen_text(app) and "model card generated" in screen_text(app)
+        assert "No HF_TOKEN and no cached login" in screen_text(app)
+        token = screen.query_one("#upload-token", Input)
+        assert token.password
+        token.focus()
+        token.value = TOKEN
+        await pilot.press("enter")
+        repo = screen.query_one("#upload-repo", Input)
+        await wait_until(pilot, lambda: repo.value == f"{USER}/tiny-model-heretic")
+        assert screen.query_one("#upload-private", Switch).value, "private by default"
+        await pilot.press("ctrl+u")
+        await wait_until(pilot, lambda: screen.url is not None, timeout=20)
+        await pilot.pause()
+        text = screen_text(app)
+        assert f"{fake_hub.base_url}/{USER}/tiny-model-heretic" in text
+        for name in EXPECTED_FILES:
+            assert name in text, name
+        assert TOKEN not in text
+    hub_repo = fake_hub.repos[f"{USER}/tiny-model-heretic"]
+    assert hub_repo.private
+    assert sorted(hub_repo.files) == EXPECTED_FILES
+    assert fake_hub.create_payloads[0]["visibility"] == "private"
+    assert [path for path, _ in screen.sent] == EXPECTED_FILES
+    assert files_containing(tmp_path, TOKEN) == []
+    assert TOKEN not in repr(app.settings)
+
+
+async def test_public_upload_is_an_explicit_choice(
+    fake_hub: FakeHubState, make_app: Callable[..., HereticApp], tmp_path: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    folder = make_model_folder(tmp_path)
+    app = make_app(hub_endpoint=fake_hub.base_url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_upload(folder)
+        await wait_until(pilot, lambda: isinstance(app.screen, UploadScreen))
+        screen = app.screen
+        assert isinstance(screen, UploadScreen)
+        await wait_until(pilot, lambda: screen.user == USER)
+        assert "HF_TOKEN is set" in screen_text(app)
+        repo = screen.query_one("#upload-repo", Input)
+        repo.value = f"{USER}/my-public-model"
+        screen.query_one("#upload-private", Switch).value = False
+        await pilot.pause()
+        assert "Public" in screen_text(app)
+        await pilot.press("ctrl+u")
+        await wait_until(pilot, lambda: screen.url is not None, timeout=20)
+    assert not fake_hub.repos[f"{USER}/my-public-model"].private
+    assert files_containing(tmp_path, TOKEN) == []
+
+
+async def test_bad_folder_and_repo_name_are_shown_and_nothing_is_sent(
+    fake_hub: FakeHubState, make_app: Callable[..., HereticApp], tmp_path: Path  # noqa: F811
+) -> None:
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}", encoding="utf-8")
+    app = make_app(hub_endpoint=fake_hub.base_url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_upload(empty)
+        await wait_until(pilot, lambda: isinstance(app.screen, UploadScreen))
+        screen = app.screen
+        assert isinstance(screen, UploadScreen)
+        await pilot.pause()
+        assert "without weights" in screen_text(app)
+        screen.query_one("#upload-repo", Input).value = "no-slash"
+        await pilot.pause()
+        assert "owner/model-name" in screen_text(app)
+        await pilot.press("ctrl+u")
+        await pilot.pause()
+        assert not screen.uploading
+    assert not any(call.startswith("POST") for call in fake_hub.api_calls)
