@@ -167,7 +167,7 @@ class ProgressPrinter:
         elif isinstance(item, BaselineMeasured):
             self.line(f"baseline: {item.refusals}/{item.total} refusals")
         elif isinstance(item, TrialFinished):
-            self.line(f"trial {item.number + 1}/{item.total}: refusals {item.refusals}/{item.refusal_total}, "
+            self.line(f"trial {item.number} (target {item.total} trials): refusals {item.refusals}/{item.refusal_total}, "
                       f"KL {item.kl:.4f}, {item.seconds:.2f}s  (Pareto front: {len(item.pareto)} trials)")
         elif isinstance(item, TrainingStep):
             parts = [f"step {item.step}/{item.total_steps}"]
