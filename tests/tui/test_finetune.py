@@ -181,8 +181,8 @@ async def test_running_finetune_dashboard_follows_new_steps(
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen)
                          and app.screen.state.latest_step is not None and app.screen.state.latest_step.step == 35)
-        await wait_until(pilot, lambda: "step 35/60" in screen_text(app))
-        assert "ETA" in screen_text(app)
+        await wait_until(pilot, lambda: "step 35/60" in screen_text(app) and "ETA" in screen_text(app)
+                         and "Loss" in screen_text(app))
         run.append(TrainingStep(step=40, total_steps=FINETUNE_STEPS, loss=0.9, tokens_per_second=1500.0,
                                 time=START + 200))
         screen = app.screen
