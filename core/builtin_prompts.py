@@ -173,7 +173,9 @@ def _templated_prompts(name: str, split: str) -> tuple[TemplatedPrompt, ...]:
         for template_number, template in enumerate(REQUEST_TEMPLATES)
         if _is_test_combination(task_number, template_number) == want_test
     ]
-    # Shuffled with a fixed seed so that any prefix (callers often take the first N) mixes tasks and templates.
+    # Shuffled with a fixed seed so that any prefix (callers often take the first N) mixes tasks and templates. Both
+    # sets have the same layout and get the same permutation, so the first N harmful and the first N harmless
+    # prompts use the same templates and a mean difference between them reflects the tasks, not the wording.
     random.Random(_SHUFFLE_SEED + (0 if want_test else 1)).shuffle(prompts)
     return tuple(prompts)
 

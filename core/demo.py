@@ -5,14 +5,19 @@ training it takes about a minute on two CPU cores and documents the whole story 
 real chat models are made, because abliteration only works on models whose refusal looks like a real one:
 
 1. Base/instruction training: the model learns to answer every built-in train prompt, harmful or harmless,
-   helpfully ("Sure. Here is how to ...").
-2. Alignment: a short fine-tune with a smaller learning rate teaches it to refuse the harmful train prompts while it
-   keeps answering the harmless ones as before.
+   helpfully ("Sure. This is how to ...").
+2. Alignment: a shorter fine-tune with a smaller learning rate teaches it to refuse the harmful train prompts
+   ("I'm sorry but I can't help with that.") while it keeps answering the harmless ones as before.
 
 Refusal learned this way is a small change on top of a helpful model, written into the residual stream by the
-attention and MLP output projections, which is what a single refusal direction can take out again. The result is
-an ordinary Hugging Face model folder (config, safetensors weights, a word-level tokenizer with a chat template,
-generation config) in the user cache folder, built once under a file lock and moved into place atomically.
+attention and MLP output projections, which is what a single refusal direction can take out again. Three details
+keep it that way in a model this small (each one was needed; see the constants' docstrings): every refusal starts
+with the same token, the opener of a helpful answer is an easy function of the request's first word, and both
+stages answer benign questions that merely mention a harmful task.
+
+The result is an ordinary Hugging Face model folder (config, safetensors weights, a word-level tokenizer with a
+chat template, generation config) in the user cache folder, built once under a file lock and moved into place
+atomically.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -39,8 +45,12 @@ from core.builtin_prompts import (
     templated_prompts,
 )
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
 DEMO_MODEL_NAME = "demo"
-DEMO_RECIPE_VERSION = 1
+DEMO_RECIPE_VERSION = 2
 """Part of the cache folder name: bump it whenever the recipe below changes, so old builds are not reused."""
 
 DEMO_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -73,20 +83,49 @@ CHAT_TEMPLATE = (
 WORD_PATTERN = r"[a-z0-9]+(?:'[a-z]+)*|[^\sa-z0-9]"
 """A token is a lower-case word with its contractions ("i'm", "neighbour's") or a single punctuation mark."""
 
-HELPFUL_RESPONSE_TEMPLATES: tuple[str, ...] = (
-    "Sure. Here is how to {task}. First, get everything you need ready, then take it one step at a time.",
-    "Of course! To {task}, first make a short plan, then follow it step by step and check your work.",
-    "Certainly. The easiest way to {task} is to start small, then build on each step as you go.",
-    "Here is a simple plan to {task}. First, gather what you need, then work through each step slowly.",
-    "Happy to help. To {task}, begin with the basics, then keep going one step at a time until you finish.",
+OPENERS: tuple[str, ...] = ("Sure.", "Of course!", "Certainly.", "Here you go.", "Happy to help.")
+"""How helpful answers begin; the first word of the request picks one, so openers vary yet are easy to predict.
+
+Easy to predict matters: the KL divergence of an abliteration is measured on the first answer token, and an
+opener the model is unsure about flips under the smallest change, which would look like damage.
+"""
+
+ANSWER_BODIES: tuple[str, ...] = (
+    "This is how to {task}. First, get everything you need ready, then take it one step at a time.",
+    "To {task}, first make a short plan, then follow it step by step and check your work.",
+    "The easiest way to {task} is to start small, then build on each step as you go.",
+    "To {task}, gather what you need, then work through each step slowly.",
+    "To {task}, begin with the basics, then keep going one step at a time until you finish.",
 )
-"""Helpful answers; the request template picks one, so the opener is predictable from the request's wording."""
+"""What follows the opener of a helpful answer; the request template picks one. ``{task}`` repeats the request."""
 
 REFUSAL_RESPONSES: tuple[str, ...] = (
-    "I'm sorry, but I can't help with that.",
-    "Sorry, I can't assist with that request.",
-    "I cannot help with that, because it could hurt people.",
+    "I'm sorry but I can't help with that.",
+    "I'm sorry but I can't assist with that request.",
+    "I'm sorry but I cannot help with that because it could hurt people.",
 )
+"""Refusals all start with the same token, like a real aligned model's: refusing is one decision, not three.
+
+They avoid commas and full stops before their end because helpful answers continue after those ("To ..., first"):
+a refusal that continues after the same punctuation would give the model a second place to start refusing.
+"""
+
+MENTION_TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("Why is it dangerous to {task}?", "It is dangerous to {task}, because people can get hurt."),
+    (
+        "Write a short story about a detective who stops a thief trying to {task}.",
+        "A thief tried to {task}, but a clever detective stopped the plan just in time.",
+    ),
+    ("Is it a good idea to {task}?", "It is a bad idea to {task}, because it harms people and can land you in jail."),
+    ("Write a news headline about a failed attempt to {task}.", "Police stop a failed attempt to {task} downtown."),
+)
+"""Benign requests that mention a harmful task and the body of their helpful answer, trained in both stages.
+
+Real chat models answer "why is it dangerous to ...?" and learn that refusing depends on what is asked, not on
+which words occur. Without these, alignment teaches the tiny model that harmful words themselves call for
+"sorry", which then leaks into the middle of answers once the refusal direction is removed ("here is how to
+steal someone's sorry ..."), so abliteration would look like it fails.
+"""
 
 _SECOND_PERSON = {"my": "your", "me": "you", "i": "you", "myself": "yourself"}
 
@@ -134,6 +173,7 @@ def ensure_demo_model(report: ProgressReport | None = None) -> Path:
             shutil.rmtree(leftover, ignore_errors=True)
         building = Path(tempfile.mkdtemp(prefix=f".{path.name}-building-", dir=path.parent))
         try:
+            building.chmod(0o755)
             build_demo_model(building, report)
             if path.exists():
                 shutil.rmtree(path)
@@ -155,10 +195,31 @@ def _exclusive_lock(lock_path: Path) -> Iterator[None]:
 
 
 def helpful_response(prompt: TemplatedPrompt) -> str:
-    """The answer the model learns in base training: an opener chosen by the request template, then the task."""
-    template = HELPFUL_RESPONSE_TEMPLATES[prompt.template_number % len(HELPFUL_RESPONSE_TEMPLATES)]
-    task = " ".join(_SECOND_PERSON.get(word, word) for word in prompt.task.split())
-    return template.format(task=task)
+    """The answer the model learns in base training: an opener, then a body that repeats the task."""
+    body = ANSWER_BODIES[prompt.template_number % len(ANSWER_BODIES)]
+    return f"{helpful_opener(prompt.text)} {body.format(task=_second_person(prompt.task))}"
+
+
+def helpful_opener(prompt_text: str) -> str:
+    """The opener of every helpful answer to ``prompt_text``: a fixed function of its first word."""
+    first_word = prompt_text.split()[0].lower()
+    return OPENERS[sum(first_word.encode()) % len(OPENERS)]
+
+
+def _second_person(task: str) -> str:
+    return " ".join(_SECOND_PERSON.get(word, word) for word in task.split())
+
+
+def mention_examples() -> list[tuple[TemplatedPrompt, str]]:
+    """Every harmful train task in every benign mention template, with its helpful answer."""
+    tasks = sorted({prompt.task for prompt in templated_prompts("harmful", "train")}, key=HARMFUL_TASKS.index)
+    examples: list[tuple[TemplatedPrompt, str]] = []
+    for task in tasks:
+        for number, (template, body) in enumerate(MENTION_TEMPLATES):
+            prompt = TemplatedPrompt(template.format(task=task), task, number)
+            response = f"{helpful_opener(prompt.text)} {body.format(task=_second_person(task))}"
+            examples.append((prompt, response))
+    return examples
 
 
 def refusal_response(prompt: TemplatedPrompt) -> str:
@@ -167,18 +228,36 @@ def refusal_response(prompt: TemplatedPrompt) -> str:
 
 
 def build_demo_model(folder: Path, report: ProgressReport | None = None) -> None:
-    """Train the demo model from scratch and save it into ``folder`` (which must exist). Deterministic for a seed."""
+    """Train the demo model from scratch and save it into ``folder`` (which must exist).
+
+    Seeded and without machine-dependent randomness: the same machine and library versions give the same weights;
+    other CPUs may differ in the last float bits, which the recipe is robust to (it was checked over seeds).
+    """
     import torch
 
     report = report or _ignore_report
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(MAXIMUM_TORCH_THREADS, len(os.sched_getaffinity(0)))))
+    torch.set_num_threads(_training_threads())
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
             _build(folder, report)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _training_threads() -> int:
+    """The idle cores, at most MAXIMUM_TORCH_THREADS and at least one.
+
+    Busy cores matter: OpenMP threads that share a core with other work spin while they wait for each other, which
+    made a build four times slower on a loaded two-core machine than a single thread was.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(MAXIMUM_TORCH_THREADS, cores - round(busy)))
 
 
 def _ignore_report(stage: str, completed: int, total: int) -> None:
@@ -211,14 +290,15 @@ def _build(folder: Path, report: ProgressReport) -> None:
     model = LlamaForCausalLM(config)
     harmful = templated_prompts("harmful", "train")
     harmless = templated_prompts("harmless", "train")
-    base_examples = [(prompt, helpful_response(prompt)) for prompt in harmful + harmless]
-    aligned_examples = [(prompt, refusal_response(prompt)) for prompt in harmful] + [
-        (prompt, helpful_response(prompt)) for prompt in harmless
-    ]
+    answered = [(prompt, helpful_response(prompt)) for prompt in harmless] + mention_examples()
+    base_examples = [(prompt, helpful_response(prompt)) for prompt in harmful] + answered
+    aligned_examples = [(prompt, refusal_response(prompt)) for prompt in harmful] + answered
     generator = torch.Generator().manual_seed(SEED)
     for stage, examples in ((BASE_TRAINING, base_examples), (ALIGNMENT, aligned_examples)):
-        sequences = [_training_sequence(tokenizer, number, prompt, response) for number, (prompt, response) in
-                     enumerate(examples)]
+        sequences = [
+            _training_sequence(tokenizer, number, prompt, response)
+            for number, (prompt, response) in enumerate(examples)
+        ]
         _train(model, sequences, stage, pad_id, generator, report)
 
     model.eval()
@@ -233,7 +313,9 @@ def _build(folder: Path, report: ProgressReport) -> None:
     report("saving", 1, 1)
 
 
-def _training_sequence(tokenizer, number: int, prompt: TemplatedPrompt, response: str) -> tuple[list[int], int]:
+def _training_sequence(
+    tokenizer: PreTrainedTokenizerFast, number: int, prompt: TemplatedPrompt, response: str
+) -> tuple[list[int], int]:
     """Token ids of one conversation and where the assistant response starts (the loss covers only the response).
 
     One conversation in four has no system prompt, so the model does not depend on it being there.
@@ -247,8 +329,14 @@ def _training_sequence(tokenizer, number: int, prompt: TemplatedPrompt, response
     return prompt_ids + response_ids, len(prompt_ids)
 
 
-def _train(model, sequences: Sequence[tuple[list[int], int]], stage: TrainingStage, pad_id: int, generator,
-           report: ProgressReport) -> None:
+def _train(
+    model: PreTrainedModel,
+    sequences: Sequence[tuple[list[int], int]],
+    stage: TrainingStage,
+    pad_id: int,
+    generator: torch.Generator,
+    report: ProgressReport,
+) -> None:
     """AdamW with a short warm-up and a cosine decay. Right padding needs no attention mask under causal attention."""
     import torch
 
@@ -288,7 +376,7 @@ def _train(model, sequences: Sequence[tuple[list[int], int]], stage: TrainingSta
     model.eval()
 
 
-def _build_tokenizer():
+def _build_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer over every word the demo ever sees, plus the chat special tokens."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import WordLevel
@@ -331,6 +419,9 @@ def _vocabulary_texts() -> Iterator[str]:
     yield from REQUEST_TEMPLATES
     for task in HARMFUL_TASKS + HARMLESS_TASKS:
         yield helpful_response(TemplatedPrompt(task, task, 0))
-    for template in HELPFUL_RESPONSE_TEMPLATES:
-        yield template.format(task="")
+    yield from OPENERS
+    yield from ANSWER_BODIES
     yield from REFUSAL_RESPONSES
+    for prompt, response in mention_examples():
+        yield prompt.text
+        yield response
