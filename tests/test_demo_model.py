@@ -183,13 +183,16 @@ def test_leftovers_of_a_killed_build_are_cleaned_and_an_unfinished_folder_replac
 
 
 @pytest.fixture(scope="session")
-def demo_model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the model once into a temporary cache; the environment is restored right after, for other tests."""
+def demo_model_folder() -> Path:
+    """The model in the suite's shared cache (built here unless an earlier test built it), so CI trains it once."""
+    from conftest import SHARED_CACHE
+
     stages: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        patch.setenv("XDG_CACHE_HOME", str(SHARED_CACHE))
         path = demo.ensure_demo_model(lambda stage, completed, total: stages.append(stage))
-    assert {"base training", "alignment"} <= set(stages)
+    if stages:
+        assert {"base training", "alignment"} <= set(stages)
     return path
 
 
