@@ -74,6 +74,15 @@ def write_json_atomically(path: Path, data: Any) -> None:
     os.replace(temporary, path)
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a file that may be missing, half-written or not an object: then an empty dict."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 @dataclass(frozen=True)
 class RunDirectory:
     """One job's folder; everything the TUI shows about a job can be rebuilt from it."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.jobs import list_runs, runs_root
+from core.jobs import list_runs, read_json_object, runs_root
 from core.settings import Settings
 
 SOURCE_HUB_CACHE = "hf cache"
@@ -121,19 +121,11 @@ def count_parameters(folder: Path) -> tuple[int | None, str | None]:
     return total, SAFETENSORS_DTYPES.get(dominant, dominant.lower())
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def has_chat_template(folder: Path) -> bool:
     """Whether the tokenizer files carry a chat template (inline, or in the newer separate template files)."""
     if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
         return True
-    return bool(_read_json(folder / "tokenizer_config.json").get("chat_template"))
+    return bool(read_json_object(folder / "tokenizer_config.json").get("chat_template"))
 
 
 def folder_size_and_modified(folder: Path) -> tuple[int, float]:
@@ -154,7 +146,7 @@ def folder_size_and_modified(folder: Path) -> tuple[int, float]:
 def describe_model(folder: Path, name: str | None = None, source: str = SOURCE_FOLDER) -> ModelInfo:
     """Everything the browser shows about one model folder; missing metadata becomes None, never an error."""
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
+    config = read_json_object(folder / "config.json")
     architectures = config.get("architectures") or []
     parameters, dtype = count_parameters(folder)
     if dtype is None:

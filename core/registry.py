@@ -27,7 +27,7 @@ import platformdirs
 
 from core.errors import UserInputError
 from core.events import ArtifactWritten
-from core.jobs import JOB_FILE, RunDirectory, list_runs
+from core.jobs import JOB_FILE, RunDirectory, list_runs, read_json_object
 from core.settings import APP_NAME
 
 SCHEMA_VERSION = 1
@@ -354,14 +354,6 @@ def _runs_with_jobs(root: Path) -> list[RunDirectory]:
     return found
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _read_settings(run: RunDirectory) -> dict[str, Any]:
     try:
         return tomllib.loads(run.config_path.read_text(encoding="utf-8"))
@@ -371,7 +363,7 @@ def _read_settings(run: RunDirectory) -> dict[str, Any]:
 
 def _read_run(run: RunDirectory) -> tuple[RunRecord, list[ModelRecord]]:
     """A run's record and the models it produced, read from its folder; a damaged file never raises."""
-    job = _read_json(run.job_path)
+    job = read_json_object(run.job_path)
     kind = str(job.get("kind") or "unknown")
     model = str(job.get("model") or "")
     try:
@@ -434,7 +426,7 @@ def _role(metadata: dict[str, Any], kind: str) -> str:
 
 def _model_from_metadata(folder: Path, run: RunRecord | None, created: float | None = None) -> ModelRecord:
     """A produced model from its heretic.json, falling back to what the producing run says about it."""
-    metadata = _read_json(folder / METADATA_FILE)
+    metadata = read_json_object(folder / METADATA_FILE)
     source = metadata.get("source_model") or (run.model if run else "")
     run_path = metadata.get("run_dir") or (str(run.path) if run else None)
     trial = metadata.get("trial")
