@@ -17,8 +17,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-SHARED_CACHE = (ROOT / ".test-cache").resolve()
-"""The user cache of every test: the demo model is trained once per checkout and reused by every test after."""
+from shared_cache import SHARED_CACHE  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -185,7 +185,7 @@ def test_leftovers_of_a_killed_build_are_cleaned_and_an_unfinished_folder_replac
 @pytest.fixture(scope="session")
 def demo_model_folder() -> Path:
     """The model in the suite's shared cache (built here unless an earlier test built it), so CI trains it once."""
-    from conftest import SHARED_CACHE
+    from shared_cache import SHARED_CACHE
 
     stages: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
