@@ -114,14 +114,7 @@ class FinetuneWizardScreen(WizardScreen):
         self._update_data_hint(self._data_text())
 
     def _update_data_hint(self, text: str) -> None:
-        hint, valid = describe_data_choice(text)
-        widget = self.query_one("#basic-data-hint", Static)
-        widget.update(escape_markup(hint))
-        widget.set_class(not valid, "-error")
-        if valid:
-            self.errors.pop("basic.data", None)
-        else:
-            self.errors["basic.data"] = hint
+        self._show_hint("data", *describe_data_choice(text))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         field = event.input.id

@@ -215,14 +215,17 @@ class WizardScreen(HereticScreen[None]):
                 editor.set_value(self.values[editor.spec.key])
 
     def _update_model_hint(self, text: str) -> None:
-        hint, valid = describe_model_choice(text)
-        widget = self.query_one("#basic-model-hint", Static)
+        self._show_hint("model", *describe_model_choice(text))
+
+    def _show_hint(self, question: str, hint: str, valid: bool) -> None:
+        """Show a basic question's hint under it; an invalid answer is also an error that blocks Next."""
+        widget = self.query_one(f"#basic-{question}-hint", Static)
         widget.update(escape_markup(hint))
         widget.set_class(not valid, "-error")
         if valid:
-            self.errors.pop("basic.model", None)
+            self.errors.pop(f"basic.{question}", None)
         else:
-            self.errors["basic.model"] = hint
+            self.errors[f"basic.{question}"] = hint
 
     def on_input_changed(self, event: Input.Changed) -> None:
         field = event.input.id
