@@ -15,7 +15,6 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.widgets import Input, Select, Static
 
-from core.errors import UserInputError
 from core.finetuning.sources import HUB_PREFIX
 from core.jobs import runs_root
 from core.settings import Settings, settings_to_dict
@@ -27,7 +26,6 @@ from tui.finetune_choices import (
     preset_of,
 )
 from tui.formatting import escape_markup
-from tui.screens.dialogs import MessageDialog
 from tui.screens.wizard import WizardScreen
 from tui.widgets.setting_editor import SettingEditor, value_to_text
 from tui.widgets.setting_form import setting_form
@@ -174,14 +172,8 @@ class FinetuneWizardScreen(WizardScreen):
         ]
         return "\n".join(lines)
 
-    def action_start(self) -> None:
-        if self.step != "summary":
-            return
-        try:
-            settings = self.current_settings()
-        except UserInputError as error:
-            self.app.push_screen(MessageDialog("These settings do not fit together", str(error)))
-            return
-        self.notify("Checking the model and the training data…", title="Starting")
+    starting_message = "Checking the model and the training data…"
+
+    def start_run(self, settings: Settings) -> None:
         self.heretic.start_finetune_run(settings)
 

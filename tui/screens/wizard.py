@@ -393,5 +393,11 @@ class WizardScreen(HereticScreen[None]):
         except UserInputError as error:
             self.app.push_screen(MessageDialog("These settings do not fit together", str(error)))
             return
-        self.notify("Checking the model and prompts…", title="Starting")
+        self.notify(self.starting_message, title="Starting")
+        self.start_run(settings)
+
+    starting_message = "Checking the model and prompts…"
+
+    def start_run(self, settings: Settings) -> None:
+        """Hand the finished settings to the app, which preflights them and opens the dashboard."""
         self.heretic.start_abliteration_run(settings)
