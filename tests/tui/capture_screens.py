@@ -21,8 +21,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 from tui_helpers import FIXED_NOW, FixedResourceProbe  # noqa: E402
 from model_folders import build_hub_cache, write_model_files  # noqa: E402
-from recorded_runs import write_finetune_run, write_run  # noqa: E402
-from test_lineage import write_lineage_runs  # noqa: E402
+from recorded_runs import write_screen_scene  # noqa: E402
 
 from core.settings import Settings  # noqa: E402
 from tui.app import HereticApp  # noqa: E402
@@ -39,21 +38,7 @@ Scene = Callable[[Any], Awaitable[None]]
 
 
 def build_scene() -> Settings:
-    import shutil
-
-    shutil.rmtree(SCENE, ignore_errors=True)
-    runs = SCENE / "runs"
-    runs.mkdir(parents=True)
-    write_run(runs, "20260921-141315-demo", trials_total=24, trials_done=24, created_offset=300)
-    write_run(runs, "20260921-120000-qwen3-4b-instruct", model="Qwen/Qwen3-4B-Instruct", ending="failed",
-              trials_done=9, created_offset=200)
-    write_run(runs, "20260920-100000-llama-3.1-8b-instruct", model="/models/llama-3.1-8b-instruct",
-              ending="cancelled", trials_done=14, created_offset=100)
-    write_run(runs, "20260921-150000-mistral-7b", model="mistralai/Mistral-7B-Instruct-v0.3", ending="running",
-              trials_total=40, trials_done=17, created_offset=400)
-    write_finetune_run(SCENE / "finetune-runs", "20260921-141315-finetune-demo")
-    write_finetune_run(SCENE / "finetune-runs", "20260921-150000-finetune-running", steps_done=35)
-    write_lineage_runs(SCENE / "lineage-runs")
+    runs = write_screen_scene(SCENE)
     os.environ["XDG_DATA_HOME"] = str(SCENE / "data")
     os.environ.pop("HF_TOKEN", None)
     os.environ["HF_HOME"] = str(SCENE / "hf-home")

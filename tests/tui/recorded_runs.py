@@ -374,3 +374,25 @@ def write_finetune_run(
     (run_dir / "worker.log").write_text(f"phase load: loading {model}\ntraining format: text windows\n")
     os.utime(run_dir / "job.json", (created, created))
     return RecordedRun(run_dir, events)
+
+
+def write_screen_scene(root: Path) -> Path:
+    """The runs every screen capture shows (snapshot tests and docs/screens.md alike); returns the runs folder."""
+    import shutil
+
+    from test_lineage import write_lineage_runs
+
+    shutil.rmtree(root, ignore_errors=True)
+    runs = root / "runs"
+    runs.mkdir(parents=True)
+    write_run(runs, "20260921-141315-demo", trials_total=24, trials_done=24, created_offset=300)
+    write_run(runs, "20260921-120000-qwen3-4b-instruct", model="Qwen/Qwen3-4B-Instruct", ending="failed",
+              trials_done=9, created_offset=200)
+    write_run(runs, "20260920-100000-llama-3.1-8b-instruct", model="/models/llama-3.1-8b-instruct",
+              ending="cancelled", trials_done=14, created_offset=100)
+    write_run(runs, "20260921-150000-mistral-7b", model="mistralai/Mistral-7B-Instruct-v0.3", ending="running",
+              trials_total=40, trials_done=17, created_offset=400)
+    write_finetune_run(root / "finetune-runs", "20260921-141315-finetune-demo")
+    write_finetune_run(root / "finetune-runs", "20260921-150000-finetune-running", steps_done=35)
+    write_lineage_runs(root / "lineage-runs")
+    return runs

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from tui_helpers import FIXED_NOW, FixedResourceProbe
 from model_folders import build_hub_cache, write_model_files
-from recorded_runs import write_finetune_run, write_run
-from test_lineage import write_lineage_runs
+from recorded_runs import write_screen_scene
 
 from core.settings import Settings
 from tui.app import HereticApp
@@ -33,19 +32,7 @@ size_ids = [f"{width}x{height}" for width, height in SIZES]
 
 @pytest.fixture
 def snapshot_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    shutil.rmtree(SNAPSHOT_ROOT, ignore_errors=True)
-    runs = SNAPSHOT_ROOT / "runs"
-    runs.mkdir(parents=True)
-    write_run(runs, "20260921-141315-demo", trials_total=24, trials_done=24, created_offset=300)
-    write_run(runs, "20260921-120000-qwen3-4b-instruct", model="Qwen/Qwen3-4B-Instruct", ending="failed",
-              trials_done=9, created_offset=200)
-    write_run(runs, "20260920-100000-llama-3.1-8b-instruct", model="/models/llama-3.1-8b-instruct",
-              ending="cancelled", trials_done=14, created_offset=100)
-    write_run(runs, "20260921-150000-mistral-7b", model="mistralai/Mistral-7B-Instruct-v0.3", ending="running",
-              trials_total=40, trials_done=17, created_offset=400)
-    write_finetune_run(SNAPSHOT_ROOT / "finetune-runs", "20260921-141315-finetune-demo")
-    write_finetune_run(SNAPSHOT_ROOT / "finetune-runs", "20260921-150000-finetune-running", steps_done=35)
-    write_lineage_runs(SNAPSHOT_ROOT / "lineage-runs")
+    runs = write_screen_scene(SNAPSHOT_ROOT)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     cache = SNAPSHOT_ROOT / "hf-cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
