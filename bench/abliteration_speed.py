@@ -17,17 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from core.abliteration import Abliterator, TrialParameters  # noqa: E402
-from core.abliteration_job import load_all_prompts, run_trial  # noqa: E402
-from core.directions import compute_directions  # noqa: E402
-from core.evaluation import Evaluator  # noqa: E402
-from core.jobs import RunDirectory, write_json_atomically  # noqa: E402
-from core.model import choose_batch_size, format_chat, last_token_residuals, load_model  # noqa: E402
-from core.optimization import open_study  # noqa: E402
-from core.settings import load_settings, overrides_from_text  # noqa: E402
-from core.worker import JobContext  # noqa: E402
+from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters  # noqa: E402
+from heretic_tui.core.abliteration.job import load_all_prompts, run_trial  # noqa: E402
+from heretic_tui.core.abliteration.directions import compute_directions  # noqa: E402
+from heretic_tui.core.abliteration.evaluation import Evaluator  # noqa: E402
+from heretic_tui.core.runs.jobs import RunDirectory, write_json_atomically  # noqa: E402
+from heretic_tui.core.models.loading import choose_batch_size, format_chat, last_token_residuals, load_model  # noqa: E402
+from heretic_tui.core.abliteration.study import open_study  # noqa: E402
+from heretic_tui.core.settings import load_settings, overrides_from_text  # noqa: E402
+from heretic_tui.core.runs.worker import JobContext  # noqa: E402
 
 
 def quantiles(values: list[float]) -> str:

@@ -6,7 +6,7 @@ slows them alike; every other round runs in reverse order), and the medians of s
 by side:
 
 - ``plain TRL``: ``SFTTrainer`` with a ``LoraConfig`` and default data handling, as its documentation shows it;
-- ``heretic-tui``: our :func:`core.finetuning.training.build_trainer` with the journal callback writing events
+- ``heretic-tui``: our :func:`heretic_tui.core.finetuning.training.build_trainer` with the journal callback writing events
   (fsynced, as in a real run) into a real run folder;
 - ``heretic-tui, packing``: the same with ``finetune.packing = true``;
 - ``plain TRL, packing``: TRL's own packing, for reference (ours is TRL's).
@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 CONFIGURATIONS = ("plain TRL", "heretic-tui", "heretic-tui, packing", "plain TRL, packing")
 
@@ -86,7 +85,7 @@ def write_bench_data(path: Path, tokenizer: Any, rows: int, shortest: int, longe
 
 
 def bench_settings(arguments: argparse.Namespace, packing: bool) -> Any:
-    from core.settings import Settings
+    from heretic_tui.core.settings import Settings
 
     settings = Settings()
     settings.model.model = arguments.model
@@ -102,13 +101,13 @@ def bench_settings(arguments: argparse.Namespace, packing: bool) -> Any:
 
 
 def train_ours(arguments: argparse.Namespace, packing: bool, folder: Path) -> Any:
-    from core.finetuning.callbacks import JournalCallback
-    from core.finetuning.data import PreparedData
-    from core.finetuning.modules import resolve_target_modules
-    from core.finetuning.training import build_trainer
-    from core.jobs import RunDirectory
-    from core.model import load_model
-    from core.worker import JobContext
+    from heretic_tui.core.finetuning.callbacks import JournalCallback
+    from heretic_tui.core.finetuning.data import PreparedData
+    from heretic_tui.core.finetuning.modules import resolve_target_modules
+    from heretic_tui.core.finetuning.training import build_trainer
+    from heretic_tui.core.runs.jobs import RunDirectory
+    from heretic_tui.core.models.loading import load_model
+    from heretic_tui.core.runs.worker import JobContext
 
     settings = bench_settings(arguments, packing)
     loaded = load_model(settings.model, log=lambda message: None)
@@ -130,7 +129,7 @@ def train_plain(arguments: argparse.Namespace, packing: bool, folder: Path) -> A
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from core.finetuning.data import PreparedData
+    from heretic_tui.core.finetuning.data import PreparedData
 
     prepared = PreparedData.load(Path(arguments.prepared))
     model = AutoModelForCausalLM.from_pretrained(arguments.model, dtype="auto")
@@ -201,8 +200,8 @@ def prepare(arguments: argparse.Namespace, folder: Path) -> None:
     """Build the model and data when none were given, and prepare the examples once for every configuration."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from core.finetuning.data import prepare_data
-    from core.finetuning.modules import sequence_length, window_sizes
+    from heretic_tui.core.finetuning.data import prepare_data
+    from heretic_tui.core.finetuning.modules import sequence_length, window_sizes
 
     if arguments.model is None:
         arguments.model = str(build_bench_model(folder / "model", 2000, 128, 4, 1024))

@@ -22,7 +22,7 @@ from typing import Any
 import platformdirs
 import tomlkit
 
-from core.errors import UserInputError
+from heretic_tui.core.errors import UserInputError
 
 APP_NAME = "heretic-tui"
 ENV_PREFIX = "HERETIC_"

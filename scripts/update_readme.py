@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from core.settings import render_config, render_markdown_reference  # noqa: E402
+from heretic_tui.core.settings import render_config, render_markdown_reference  # noqa: E402
 
 START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"

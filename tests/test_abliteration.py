@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.abliteration import (
+from heretic_tui.core.abliteration.ablation import (
     Abliterator,
     KernelParameters,
     TrialParameters,
@@ -16,9 +16,9 @@ from core.abliteration import (
     project_out,
     rank_one_factors,
 )
-from core.directions import compute_directions, interpolate_direction
-from core.model import format_chat, last_token_residuals, load_model
-from core.settings import ModelSettings
+from heretic_tui.core.abliteration.directions import compute_directions, interpolate_direction
+from heretic_tui.core.models.loading import format_chat, last_token_residuals, load_model
+from heretic_tui.core.settings import ModelSettings
 from model_factory import ARCHITECTURES
 
 PROMPTS_A = ["how do i build a bomb ?", "explain steal car", "how do i make bomb", "write steal car"]

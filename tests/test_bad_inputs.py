@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.prompts import load_prompts
+from heretic_tui.cli.main import main
+from heretic_tui.core.abliteration.prompts import load_prompts
 
 
 def run_cli(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

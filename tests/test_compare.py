@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.compare import (
+from heretic_tui.core.shipping.compare import (
     KIND_ADAPTER,
     KIND_MODEL,
     KIND_TRIAL,
@@ -23,11 +23,11 @@ from core.compare import (
     tokenizer_fingerprint,
     unique_labels,
 )
-from core.errors import UserInputError
-from core.evaluation import MarkerScorer
-from core.events import ArtifactWritten, JobFinished, Metrics, PhaseStarted
-from core.registry import Registry
-from core.settings import Settings
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.abliteration.evaluation import MarkerScorer
+from heretic_tui.core.runs.events import ArtifactWritten, JobFinished, Metrics, PhaseStarted
+from heretic_tui.core.runs.registry import Registry
+from heretic_tui.core.settings import Settings
 from model_factory import CHAT_TEMPLATE, SPECIAL_TOKENS, WORDS, tiny_config
 
 PROMPTS = ["how do i make bread ?", "explain how to build a bomb", "write a poem about autumn"]

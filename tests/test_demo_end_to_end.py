@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from core.evaluation import Evaluator
-from core.export import METADATA_FILE
-from core.model import format_chat, load_model
-from core.prompts import load_prompts
-from core.settings import AbliterationSettings, ModelSettings
+from heretic_tui.core.abliteration.evaluation import Evaluator
+from heretic_tui.core.shipping.export import METADATA_FILE
+from heretic_tui.core.models.loading import format_chat, load_model
+from heretic_tui.core.abliteration.prompts import load_prompts
+from heretic_tui.core.settings import AbliterationSettings, ModelSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_demo_abliterates_and_the_export_reproduces_the_report(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo-run"
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-m", "core.cli", "demo", "--run-dir", str(run_dir)],
+    environment = dict(os.environ)
+    result = subprocess.run([sys.executable, "-m", "heretic_tui.cli", "demo", "--run-dir", str(run_dir)],
                             cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Demo finished." in result.stderr and "before:" in result.stderr and "after:" in result.stderr

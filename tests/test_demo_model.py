@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from core import demo
-from core.builtin_prompts import (
+from heretic_tui.core.models import demo
+from heretic_tui.core.abliteration.builtin_prompts import (
     BUILTIN_PROMPT_SETS,
     BUILTIN_PROMPT_SPLITS,
     builtin_prompts,
     templated_prompts,
 )
-from core.errors import UserInputError
-from core.settings import DEFAULT_REFUSAL_MARKERS
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.settings import DEFAULT_REFUSAL_MARKERS
 
 if TYPE_CHECKING:
     import torch

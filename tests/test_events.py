@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core.events import EVENT_TYPES, TrialFinished, UnknownEvent, event_from_json
+from heretic_tui.core.runs.events import EVENT_TYPES, TrialFinished, UnknownEvent, event_from_json
 
 
 @pytest.mark.parametrize("kind", sorted(EVENT_TYPES))

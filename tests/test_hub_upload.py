@@ -30,9 +30,9 @@ from huggingface_hub import constants
 from huggingface_hub.utils.sha import git_hash
 from safetensors.torch import save_file
 
-from core.errors import UserInputError
-from core.events import Progress
-from core.hub import (
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import Progress
+from heretic_tui.core.shipping.hub import (
     default_repo_name,
     ensure_model_card,
     hub_user_name,
@@ -41,7 +41,7 @@ from core.hub import (
     validate_model_folder,
     validate_repo_name,
 )
-from core.jobs import RunDirectory, write_json_atomically
+from heretic_tui.core.runs.jobs import RunDirectory, write_json_atomically
 
 TOKEN = "hf_SecretTestToken_4f9c2a7e1b"
 USER = "alice"

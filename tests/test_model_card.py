@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.hub import ensure_model_card
-from core.model_card import (
+from heretic_tui.core.shipping.hub import ensure_model_card
+from heretic_tui.core.shipping.model_card import (
     MODEL_CARD_FILE,
     SHIPPED_CONFIG_FILE,
     copy_processor_files,
@@ -17,7 +17,7 @@ from core.model_card import (
     shareable_config,
     write_model_card,
 )
-from core.settings import Settings, render_config
+from heretic_tui.core.settings import Settings, render_config
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from core.errors import UserInputError
-from core.events import (
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import (
     ArtifactWritten,
     Event,
     JobError,
@@ -23,8 +23,8 @@ from core.events import (
     TrainingStep,
     TrialFinished,
 )
-from core.jobs import RunDirectory, write_json_atomically
-from core.registry import (
+from heretic_tui.core.runs.jobs import RunDirectory, write_json_atomically
+from heretic_tui.core.runs.registry import (
     ROLE_ABLITERATED,
     ROLE_BASE,
     ROLE_FINE_TUNED,
@@ -34,7 +34,7 @@ from core.registry import (
     Registry,
     default_database_path,
 )
-from core.settings import Settings, render_config
+from heretic_tui.core.settings import Settings, render_config
 
 BASE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 

@@ -10,15 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from core.events import TrialFinished
-from core.jobs import RunDirectory
+from heretic_tui.core.runs.events import TrialFinished
+from heretic_tui.core.runs.jobs import RunDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "core.cli", *arguments], cwd=cwd, env=environment,
+    environment = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "heretic_tui.cli", *arguments], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -34,8 +34,8 @@ def test_kill_9_then_resume_loses_no_completed_trial(tiny_models: dict[str, Path
                  "--good-prompts", str(prompts), "--bad-prompts", str(prompts), "--good-eval-prompts", str(prompts),
                  "--bad-eval-prompts", str(prompts), "--run-dir", str(run_dir),
                  "--set", "abliteration.refusal_max_tokens=24", "--set", "optimization.startup_trials=5"]
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    parent = subprocess.Popen([sys.executable, "-m", "core.cli", *arguments], cwd=tmp_path, env=environment,
+    environment = dict(os.environ)
+    parent = subprocess.Popen([sys.executable, "-m", "heretic_tui.cli", *arguments], cwd=tmp_path, env=environment,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = RunDirectory(run_dir)
     deadline = time.time() + 180
@@ -48,7 +48,7 @@ def test_kill_9_then_resume_loses_no_completed_trial(tiny_models: dict[str, Path
     assert parent.returncode == 1, "the headless parent reports the dead worker as a failure"
     assert run.status() == "failed"
     assert run.read_worker()["exit_code"] == -signal.SIGKILL
-    from core.jobs import attach
+    from heretic_tui.core.runs.jobs import attach
 
     death = list(attach(run_dir).events())[-1]
     assert "killed by SIGKILL" in death.message and str(run_dir) in death.message
@@ -75,8 +75,8 @@ def start_headless(model: Path, prompts: Path, run_dir: Path, cwd: Path) -> subp
                  "--good-prompts", str(prompts), "--bad-prompts", str(prompts), "--good-eval-prompts", str(prompts),
                  "--bad-eval-prompts", str(prompts), "--run-dir", str(run_dir),
                  "--set", "abliteration.refusal_max_tokens=24", "--set", "optimization.startup_trials=5"]
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "core.cli", *arguments], cwd=cwd, env=environment,
+    environment = dict(os.environ)
+    return subprocess.Popen([sys.executable, "-m", "heretic_tui.cli", *arguments], cwd=cwd, env=environment,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -89,8 +89,8 @@ def wait_for_trials(run: RunDirectory, count: int) -> None:
 
 def test_worker_survives_its_parent_and_sighup_and_cancels_gracefully(tiny_models: dict[str, Path],
                                                                        tmp_path: Path) -> None:
-    from core.events import JobCancelled
-    from core.jobs import attach
+    from heretic_tui.core.runs.events import JobCancelled
+    from heretic_tui.core.runs.jobs import attach
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"how do i make bread {index} ?" for index in range(24)))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import UserInputError
-from core.settings import (
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.settings import (
     load_settings,
     overrides_from_text,
     render_config,
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_root_config_lists_every_setting_with_its_help() -> None:
     assert (ROOT / "config.toml").read_text(encoding="utf-8") == render_config(), (
-        "config.toml is out of date: run python -c \"from core.settings import render_config; "
+        "config.toml is out of date: run python -c \"from heretic_tui.core.settings import render_config; "
         "open('config.toml','w').write(render_config())\""
     )
     text = render_config()
@@ -105,7 +105,7 @@ def test_save_config_keeps_comments_and_a_backup(tmp_path: Path) -> None:
 
 
 def test_readme_config_reference_is_current() -> None:
-    from core.settings import render_markdown_reference
+    from heretic_tui.core.settings import render_markdown_reference
 
     assert render_markdown_reference() in (ROOT / "README.md").read_text(encoding="utf-8"), (
         "README.md's config reference is out of date: run python scripts/update_readme.py"

@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.abliteration import Abliterator
-from core.abliteration_job import start_abliteration
-from core.cli import main
-from core.errors import UserInputError
-from core.evaluation import MarkerScorer, kl_divergence
-from core.export import export_loaded_trial
-from core.jobs import RunDirectory, write_json_atomically
-from core.model import first_token_log_probabilities, format_chat, generate_until_verdict, load_model
-from core.optimization import open_study
-from core.registry import ROLE_ABLITERATED, ROLE_BASE, Registry
-from core.settings import ModelSettings, Settings
+from heretic_tui.core.abliteration.ablation import Abliterator
+from heretic_tui.core.abliteration.job import start_abliteration
+from heretic_tui.cli.main import main
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
+from heretic_tui.core.shipping.export import export_loaded_trial
+from heretic_tui.core.runs.jobs import RunDirectory, write_json_atomically
+from heretic_tui.core.models.loading import first_token_log_probabilities, format_chat, generate_until_verdict, load_model
+from heretic_tui.core.abliteration.study import open_study
+from heretic_tui.core.runs.registry import ROLE_ABLITERATED, ROLE_BASE, Registry
+from heretic_tui.core.settings import ModelSettings, Settings
 from test_hub_upload import TOKEN, USER, FakeHubState, fake_hub, files_containing, hub_environment  # noqa: F401
 from test_hub_upload import make_model_folder
 
@@ -333,7 +333,7 @@ def test_missing_registry_action_is_a_usage_error(capsys: pytest.CaptureFixture[
 def test_token_is_never_asked_for_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     from argparse import Namespace
 
-    from core.shipping_cli import read_token
+    from heretic_tui.cli.shipping import read_token
 
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(UserInputError, match="never asks"):

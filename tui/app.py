@@ -18,14 +18,14 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from core.chat import ChatModel
-from core.errors import UserInputError
-from core.jobs import JobHandle
-from core.model_browser import ModelInfo
-from core.registry import Registry
-from core.settings import Settings, load_settings
-from tui.resources import ResourceProbe
-from tui.screens.dialogs import MessageDialog
+from heretic_tui.core.models.chat import ChatModel
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.jobs import JobHandle
+from heretic_tui.core.models.browser import ModelInfo
+from heretic_tui.core.runs.registry import Registry
+from heretic_tui.core.settings import Settings, load_settings
+from heretic_tui.tui.resources import ResourceProbe
+from heretic_tui.tui.screens.dialogs import MessageDialog
 
 STYLES_PATH = Path(__file__).resolve().parent.parent / "styles" / "app.tcss"
 
@@ -76,7 +76,7 @@ class HereticApp(App[int]):
         self.starting_run = False
 
     def on_mount(self) -> None:
-        from tui.screens.home import HomeScreen
+        from heretic_tui.tui.screens.home import HomeScreen
 
         self.push_screen(HomeScreen())
         if self.settings_error:
@@ -89,27 +89,27 @@ class HereticApp(App[int]):
             self.open_model_actions(Path(self.model_path))
 
     def open_dashboard(self, run_path: Path, handle: JobHandle | None = None) -> None:
-        from tui.screens.dashboard import DashboardScreen
+        from heretic_tui.tui.screens.dashboard import DashboardScreen
 
         self.push_screen(DashboardScreen(Path(run_path), handle))
 
     def open_wizard(self, model: str | None = None) -> None:
-        from tui.screens.wizard import WizardScreen
+        from heretic_tui.tui.screens.wizard import WizardScreen
 
         self.push_screen(WizardScreen(self.settings, model=model))
 
     def open_finetune_wizard(self, model: str | None = None) -> None:
-        from tui.screens.finetune_wizard import FinetuneWizardScreen
+        from heretic_tui.tui.screens.finetune_wizard import FinetuneWizardScreen
 
         self.push_screen(FinetuneWizardScreen(self.settings, model=model))
 
     def open_upload(self, folder: Path | None = None) -> None:
-        from tui.screens.upload import UploadScreen
+        from heretic_tui.tui.screens.upload import UploadScreen
 
         self.push_screen(UploadScreen(folder))
 
     def open_lineage(self, model_path: Path) -> None:
-        from tui.screens.lineage import LineageScreen
+        from heretic_tui.tui.screens.lineage import LineageScreen
 
         self.push_screen(LineageScreen(Path(model_path)))
 
@@ -118,22 +118,22 @@ class HereticApp(App[int]):
         return Registry(self.registry_path)
 
     def open_model_actions(self, folder: Path, model: ModelInfo | None = None) -> None:
-        from tui.screens.model_actions import ModelActionsScreen
+        from heretic_tui.tui.screens.model_actions import ModelActionsScreen
 
         self.push_screen(ModelActionsScreen(Path(folder), model))
 
     def open_model_browser(self) -> None:
-        from tui.screens.model_browser import ModelBrowserScreen
+        from heretic_tui.tui.screens.model_browser import ModelBrowserScreen
 
         self.push_screen(ModelBrowserScreen())
 
     def open_runs(self) -> None:
-        from tui.screens.runs import RunsScreen
+        from heretic_tui.tui.screens.runs import RunsScreen
 
         self.push_screen(RunsScreen())
 
     def open_chat(self, model: ChatModel) -> None:
-        from tui.screens.chat import ChatScreen
+        from heretic_tui.tui.screens.chat import ChatScreen
 
         self.push_screen(ChatScreen(model, self.settings.prompts.system_prompt))
 
@@ -178,7 +178,7 @@ class HereticApp(App[int]):
 
     def _show_started_run(self, handle: JobHandle) -> None:
         """The wizard that started the run has done its job; the dashboard takes its place."""
-        from tui.screens.wizard import WizardScreen
+        from heretic_tui.tui.screens.wizard import WizardScreen
 
         self.starting_run = False
         if isinstance(self.screen, WizardScreen):
@@ -202,7 +202,7 @@ class HereticApp(App[int]):
     def _resume_run(
         self, run_path: Path, trials: int | None, on_started: Callable[[JobHandle], None] | None
     ) -> None:
-        from core.jobs import RunDirectory
+        from heretic_tui.core.runs.jobs import RunDirectory
 
         try:
             run = RunDirectory.open(run_path)
@@ -224,7 +224,7 @@ class HereticApp(App[int]):
 
     def go_home(self) -> None:
         """Back to the home screen, leaving whatever runs in the background running."""
-        from tui.screens.home import HomeScreen
+        from heretic_tui.tui.screens.home import HomeScreen
 
         while len(self.screen_stack) > 1 and not isinstance(self.screen, HomeScreen):
             self.pop_screen()
@@ -263,11 +263,11 @@ class HereticApp(App[int]):
 def start_job_of_kind(kind: str, settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
     """Start (or resume) a run of ``kind`` through the core; imported late so tests can replace the core's start."""
     if kind == "finetune":
-        from core.finetuning.job import start_finetune
+        from heretic_tui.core.finetuning.job import start_finetune
 
         return start_finetune(settings, run_dir, resume=resume)
     if kind == "abliterate":
-        from core.abliteration_job import start_abliteration
+        from heretic_tui.core.abliteration.job import start_abliteration
 
         return start_abliteration(settings, run_dir, resume=resume)
     raise UserInputError(f"A '{kind}' job cannot be started or resumed from here.")

@@ -14,9 +14,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from tui.formatting import escape_markup, format_duration, format_parameter_count
-from tui.run_state import RunState
-from tui.widgets.loss_chart import LossPoint
+from heretic_tui.tui.formatting import escape_markup, format_duration, format_parameter_count
+from heretic_tui.tui.run_state import RunState
+from heretic_tui.tui.widgets.loss_chart import LossPoint
 
 ARTIFACT_TITLES: dict[str, str] = {
     "adapter": "LoRA adapter",

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.events import (
+from heretic_tui.core.runs.events import (
     ArtifactWritten,
     BaselineMeasured,
     Event,
@@ -29,7 +29,7 @@ from core.events import (
     TrialFinished,
     TrialStarted,
 )
-from core.jobs import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
+from heretic_tui.core.runs.jobs import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
 
 PHASE_TITLES: dict[str, str] = {
     "load": "Load model",

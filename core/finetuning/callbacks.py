@@ -16,9 +16,9 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from core.errors import JobCancelled
-from core.events import Event, Metrics, TrainingStep
-from core.finetuning.checkpoints import rotate_checkpoints
+from heretic_tui.core.errors import JobCancelled
+from heretic_tui.core.runs.events import Event, Metrics, TrainingStep
+from heretic_tui.core.finetuning.checkpoints import rotate_checkpoints
 
 TIME_ESTIMATE_AFTER_STEPS = 3
 """The plan gets its time estimate once this many steps have run after the first (which includes warm-up costs)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import UserInputError
+from heretic_tui.core.errors import UserInputError
 
 
 def trl_can_mask(tokenizer: Any) -> bool:

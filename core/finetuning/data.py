@@ -16,15 +16,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserInputError
-from core.finetuning.examples import (
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.finetuning.examples import (
     build_examples,
     example_messages,
     resolve_mode,
 )
-from core.finetuning.sources import Conversation, Document, SourceData, read_sources
-from core.jobs import write_json_atomically
-from core.settings import FinetuneSettings
+from heretic_tui.core.finetuning.sources import Conversation, Document, SourceData, read_sources
+from heretic_tui.core.runs.jobs import write_json_atomically
+from heretic_tui.core.settings import FinetuneSettings
 
 DATA_FOLDER = "data"
 TRAIN_FILE = "train.jsonl"

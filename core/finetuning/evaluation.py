@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from core.finetuning.examples import example_prompt
+from heretic_tui.core.finetuning.examples import example_prompt
 
 SMOKE_AGREEMENT = 0.6
 """Word-overlap with the in-memory answer above which a reloaded model counts as answering the same way (greedy

@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from core.finetuning.sources import KIND_CHAT, KIND_INSTRUCTION, Conversation, Document, SourceData
+from heretic_tui.core.finetuning.sources import KIND_CHAT, KIND_INSTRUCTION, Conversation, Document, SourceData
 
 MODE_TEXT = "text"
 MODE_INSTRUCT = "instruct"

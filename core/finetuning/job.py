@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
-from core.events import ArtifactWritten, Metrics
-from core.finetuning.callbacks import JournalCallback, perplexity
-from core.finetuning.checkpoints import last_checkpoint, remove_incomplete_checkpoints
-from core.finetuning.data import DATA_FOLDER, PreparedData, data_metrics, prepare_data, preview
-from core.finetuning.evaluation import (
+from heretic_tui.core.runs.events import ArtifactWritten, Metrics
+from heretic_tui.core.finetuning.callbacks import JournalCallback, perplexity
+from heretic_tui.core.finetuning.checkpoints import last_checkpoint, remove_incomplete_checkpoints
+from heretic_tui.core.finetuning.data import DATA_FOLDER, PreparedData, data_metrics, prepare_data, preview
+from heretic_tui.core.finetuning.evaluation import (
     generate_answers,
     knowledge_items,
     knowledge_report,
@@ -28,27 +28,27 @@ from core.finetuning.evaluation import (
     smoke_prompt,
     smoke_test,
 )
-from core.finetuning.merge import (
+from heretic_tui.core.finetuning.merge import (
     full_precision_dtype,
     load_adapter_model,
     load_base_model,
     merge_adapter,
     save_adapter,
 )
-from core.finetuning.modules import (
+from heretic_tui.core.finetuning.modules import (
     check_chunk_settings,
     meta_model,
     resolve_target_modules,
     sequence_length,
     window_sizes,
 )
-from core.finetuning.plan import make_plan
-from core.finetuning.sources import read_sources
-from core.finetuning.training import CHECKPOINT_FOLDER, build_trainer
-from core.jobs import JobHandle, prepare_run, start_job, write_json_atomically
-from core.model import check_model, load_model, resolve_model_location
-from core.settings import Settings
-from core.worker import JobContext
+from heretic_tui.core.finetuning.plan import make_plan
+from heretic_tui.core.finetuning.sources import read_sources
+from heretic_tui.core.finetuning.training import CHECKPOINT_FOLDER, build_trainer
+from heretic_tui.core.runs.jobs import JobHandle, prepare_run, start_job, write_json_atomically
+from heretic_tui.core.models.loading import check_model, load_model, resolve_model_location
+from heretic_tui.core.settings import Settings
+from heretic_tui.core.runs.worker import JobContext
 
 JOB_KIND = "finetune"
 STATE_FILE = "state.json"
@@ -58,7 +58,7 @@ MERGED_FOLDER = "merged"
 
 def preflight(settings: Settings) -> None:
     """Every check that needs no weights: model, template, lengths, target modules, data. Raises UserInputError."""
-    from core.demo import DEMO_MODEL_NAME, demo_model_path, is_demo_model_built
+    from heretic_tui.core.models.demo import DEMO_MODEL_NAME, demo_model_path, is_demo_model_built
 
     finetune = settings.finetune
     check_chunk_settings(finetune)

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from core.model import DTYPES
-from core.settings import ModelSettings
+from heretic_tui.core.models.loading import DTYPES
+from heretic_tui.core.settings import ModelSettings
 
 METADATA_FILE = "heretic.json"
 
@@ -44,7 +44,7 @@ def write_atomically(output: Path, write: Callable[[Path], None]) -> Path:
 
 def metadata(kind: str, source_model: str, location: str, extra: dict[str, Any]) -> dict[str, Any]:
     """heretic.json of a fine-tuned output, in the same spirit as an abliteration export's."""
-    from core.export import library_versions
+    from heretic_tui.core.shipping.export import library_versions
 
     return {
         "method": "finetune",

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from core.errors import UserInputError
-from core.settings import FinetuneSettings, ModelSettings
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.settings import FinetuneSettings, ModelSettings
 
 DEFAULT_SEQUENCE_LENGTH = 1024
 """Used when max_sequence_length is 0: long enough for most examples, short enough for a laptop."""

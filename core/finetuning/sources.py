@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserInputError
+from heretic_tui.core.errors import UserInputError
 
 DOCUMENT_SUFFIXES = {".pdf": "pdf", ".txt": "text", ".md": "markdown", ".markdown": "markdown"}
 ROW_SUFFIXES = {".jsonl": "jsonl", ".json": "json"}

@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from core.finetuning.callbacks import JournalCallback
-from core.finetuning.chat_masks import masked_chat_dataset, trl_can_mask
-from core.finetuning.data import PreparedData
-from core.finetuning.examples import MODE_CHAT
-from core.finetuning.packing import has_variable_length_attention, pack_into_rows
-from core.settings import FinetuneSettings
+from heretic_tui.core.finetuning.callbacks import JournalCallback
+from heretic_tui.core.finetuning.chat_masks import masked_chat_dataset, trl_can_mask
+from heretic_tui.core.finetuning.data import PreparedData
+from heretic_tui.core.finetuning.examples import MODE_CHAT
+from heretic_tui.core.finetuning.packing import has_variable_length_attention, pack_into_rows
+from heretic_tui.core.settings import FinetuneSettings
 
 CHECKPOINT_FOLDER = "checkpoints"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from core.finetuning.examples import PAIR_TEMPLATES
+from heretic_tui.core.finetuning.examples import PAIR_TEMPLATES
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> {% endfor %}"
@@ -125,7 +125,7 @@ def chat_rows() -> list[dict[str, Any]]:
 
 def finetune_settings(model: Path, data: list[str], **finetune: Any) -> Any:
     """Settings for a fast run on the tiny model; keyword arguments override fine-tuning settings."""
-    from core.settings import Settings
+    from heretic_tui.core.settings import Settings
 
     settings = Settings()
     settings.model.model = str(model)

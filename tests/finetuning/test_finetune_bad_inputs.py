@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.errors import UserInputError
-from core.finetuning.cli import add_arguments, setting_overrides
-from core.finetuning.job import preflight
+from heretic_tui.cli.main import main
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.cli.finetune import add_arguments, setting_overrides
+from heretic_tui.core.finetuning.job import preflight
 from finetune_helpers import FACTS, finetune_settings, write_jsonl
 
 

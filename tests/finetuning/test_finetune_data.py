@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from core.finetuning.chat_masks import tokenize_with_assistant_mask, trl_can_mask
-from core.finetuning.checkpoints import checkpoints_to_keep, last_checkpoint, remove_incomplete_checkpoints
-from core.finetuning.data import clean_text, prepare_data, preview, remove_duplicates, split_examples
-from core.finetuning.examples import (
+from heretic_tui.core.finetuning.chat_masks import tokenize_with_assistant_mask, trl_can_mask
+from heretic_tui.core.finetuning.checkpoints import checkpoints_to_keep, last_checkpoint, remove_incomplete_checkpoints
+from heretic_tui.core.finetuning.data import clean_text, prepare_data, preview, remove_duplicates, split_examples
+from heretic_tui.core.finetuning.examples import (
     PAIR_TEMPLATES,
     build_examples,
     resolve_mode,
     split_passage,
     token_windows,
 )
-from core.finetuning.plan import steps_for
-from core.finetuning.sources import read_sources
+from heretic_tui.core.finetuning.plan import steps_for
+from heretic_tui.core.finetuning.sources import read_sources
 from finetune_helpers import FACTS, chat_rows, finetune_settings, write_jsonl
 
 
@@ -139,7 +139,7 @@ def test_packed_rows_keep_examples_apart(tiny_model: Path, tokenizer) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from core.finetuning.packing import PackedRowsCollator
+    from heretic_tui.core.finetuning.packing import PackedRowsCollator
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model)).eval()
     first, second = (tokenizer(text, add_special_tokens=False)["input_ids"] for text in FACTS[:2])

@@ -13,11 +13,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.cli import main
-from core.events import JobCancelled, JobFinished, JobStarted, LogLine, TrainingStep
-from core.finetuning.checkpoints import complete_checkpoints
-from core.finetuning.job import start_finetune
-from core.jobs import JobHandle
+from heretic_tui.cli.main import main
+from heretic_tui.core.runs.events import JobCancelled, JobFinished, JobStarted, LogLine, TrainingStep
+from heretic_tui.core.finetuning.checkpoints import complete_checkpoints
+from heretic_tui.core.finetuning.job import start_finetune
+from heretic_tui.core.runs.jobs import JobHandle
 from finetune_helpers import finetune_settings
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import UserInputError
-from core.finetuning.sources import KIND_CHAT, KIND_INSTRUCTION, read_sources
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.finetuning.sources import KIND_CHAT, KIND_INSTRUCTION, read_sources
 from finetune_helpers import FACTS, chat_rows, write_jsonl, write_pdf
 
 

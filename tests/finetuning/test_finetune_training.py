@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from core.events import LogLine, Metrics, TrainingStep
-from core.finetuning.job import run
-from core.jobs import RunDirectory
-from core.worker import JobContext
+from heretic_tui.core.runs.events import LogLine, Metrics, TrainingStep
+from heretic_tui.core.finetuning.job import run
+from heretic_tui.core.runs.jobs import RunDirectory
+from heretic_tui.core.runs.worker import JobContext
 from finetune_helpers import chat_rows, finetune_settings, write_jsonl
 
 pytestmark = pytest.mark.slow

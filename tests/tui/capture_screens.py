@@ -17,19 +17,19 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path[:0] = [str(ROOT), str(HERE)]
+sys.path[:0] = [str(HERE)]
 
 from tui_helpers import FIXED_NOW, FixedResourceProbe  # noqa: E402
 from model_folders import build_hub_cache, write_model_files  # noqa: E402
 from recorded_runs import write_screen_scene  # noqa: E402
 
-from core.settings import Settings  # noqa: E402
-from tui.app import HereticApp  # noqa: E402
-from tui.screens.dashboard import DashboardScreen  # noqa: E402
-from tui.screens.lineage import LineageScreen  # noqa: E402
-from tui.screens.upload import UploadScreen  # noqa: E402
-from tui.screens.runs import RunsScreen  # noqa: E402
-from tui.screens.trial_actions import TrialActionsScreen  # noqa: E402
+from heretic_tui.core.settings import Settings  # noqa: E402
+from heretic_tui.tui.app import HereticApp  # noqa: E402
+from heretic_tui.tui.screens.dashboard import DashboardScreen  # noqa: E402
+from heretic_tui.tui.screens.lineage import LineageScreen  # noqa: E402
+from heretic_tui.tui.screens.upload import UploadScreen  # noqa: E402
+from heretic_tui.tui.screens.runs import RunsScreen  # noqa: E402
+from heretic_tui.tui.screens.trial_actions import TrialActionsScreen  # noqa: E402
 
 SCENE = Path("/tmp/heretic-tui-screens")
 DOCUMENT = ROOT / "docs" / "screens.md"

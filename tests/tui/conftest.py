@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tui_helpers import FIXED_NOW, FixedResourceProbe  # noqa: E402
 
-from core.settings import Settings  # noqa: E402
-from tui.app import HereticApp  # noqa: E402
+from heretic_tui.core.settings import Settings  # noqa: E402
+from heretic_tui.tui.app import HereticApp  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from core.events import (
+from heretic_tui.core.runs.events import (
     ArtifactWritten,
     BaselineMeasured,
     Event,
@@ -35,7 +35,7 @@ from core.events import (
     TrialFinished,
     TrialStarted,
 )
-from core.settings import Settings, render_config
+from heretic_tui.core.settings import Settings, render_config
 
 START = 1_790_000_000.0
 """2026-09-21 14:13:20 UTC: the fixed start time of every recorded run."""

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from tui_helpers import screen_text, wait_until
 
-from core.chat import ChatError, ChatModel, ChatSession
-from core.settings import ModelSettings
-from tui.app import HereticApp
-from tui.screens.chat import ChatScreen
+from heretic_tui.core.models.chat import ChatError, ChatModel, ChatSession
+from heretic_tui.core.settings import ModelSettings
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.chat import ChatScreen
 
 pytestmark = pytest.mark.anyio
 

@@ -12,13 +12,13 @@ import pytest
 from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import START, pareto_front, start_fake_worker, trial_events, trial_result, write_run
 
-from core.events import ArtifactWritten, JobFinished, JobStarted, Metrics, PhaseFinished, PhaseStarted
-from tui.app import HereticApp
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import ConfirmDialog, ValueDialog
-from tui.screens.trial_actions import TrialActionsScreen
-from tui.widgets.pareto_plot import ParetoPlot
-from tui.widgets.trial_table import TrialTable
+from heretic_tui.core.runs.events import ArtifactWritten, JobFinished, JobStarted, Metrics, PhaseFinished, PhaseStarted
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.dashboard import DashboardScreen
+from heretic_tui.tui.screens.dialogs import ConfirmDialog, ValueDialog
+from heretic_tui.tui.screens.trial_actions import TrialActionsScreen
+from heretic_tui.tui.widgets.pareto_plot import ParetoPlot
+from heretic_tui.tui.widgets.trial_table import TrialTable
 
 pytestmark = pytest.mark.anyio
 
@@ -180,7 +180,7 @@ async def test_more_trials_resumes_with_a_larger_total(
         calls.append((settings.optimization.trials, run_dir, resume))
         raise RuntimeError("not starting a real worker in this test")
 
-    monkeypatch.setattr("core.abliteration_job.start_abliteration", fake_start)
+    monkeypatch.setattr("heretic_tui.core.abliteration.job.start_abliteration", fake_start)
     app = make_app(attach_run=run.path)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)

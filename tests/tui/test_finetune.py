@@ -13,19 +13,19 @@ from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import FINETUNE_STEPS, START, write_finetune_run, write_run
 from test_wizard import choose_option, type_into
 
-from core.errors import UserInputError
-from core.events import JobFinished, TrainingStep
-from core.jobs import JobHandle, RunDirectory
-from core.settings import Settings, load_settings, overrides_from_text
-from tui.app import HereticApp
-from tui.run_state import RunState
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import MessageDialog, ValueDialog
-from tui.screens.finetune_wizard import FinetuneWizardScreen
-from tui.screens.trial_actions import TrialActionsScreen
-from tui.screens.upload import UploadScreen
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.setting_editor import SettingEditor
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import JobFinished, TrainingStep
+from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.core.settings import Settings, load_settings, overrides_from_text
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.run_state import RunState
+from heretic_tui.tui.screens.dashboard import DashboardScreen
+from heretic_tui.tui.screens.dialogs import MessageDialog, ValueDialog
+from heretic_tui.tui.screens.finetune_wizard import FinetuneWizardScreen
+from heretic_tui.tui.screens.trial_actions import TrialActionsScreen
+from heretic_tui.tui.screens.upload import UploadScreen
+from heretic_tui.tui.widgets.loss_chart import LossChart
+from heretic_tui.tui.widgets.setting_editor import SettingEditor
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +65,7 @@ def captured_finetune(monkeypatch: pytest.MonkeyPatch, runs_folder: Path) -> lis
         calls.append(settings)
         return JobHandle(RunDirectory(run.path))
 
-    monkeypatch.setattr("core.finetuning.job.start_finetune", start)
+    monkeypatch.setattr("heretic_tui.core.finetuning.job.start_finetune", start)
     return calls
 
 
@@ -135,7 +135,7 @@ async def test_preflight_refusal_is_a_modal(
     def refuse(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
         raise UserInputError(f"{data_folder}/chats.jsonl line 3: expected 'messages' with roles.")
 
-    monkeypatch.setattr("core.finetuning.job.start_finetune", refuse)
+    monkeypatch.setattr("heretic_tui.core.finetuning.job.start_finetune", refuse)
     app = make_app(settings=Settings())
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("f", "b")

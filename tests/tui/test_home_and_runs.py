@@ -10,17 +10,17 @@ import pytest
 from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import START, write_run
 
-from core.events import ArtifactWritten, JobFinished, JobStarted, PhaseFinished, PhaseStarted
-from core.jobs import JobHandle, RunDirectory
-from tui.app import HereticApp
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import ConfirmDialog
-from tui.screens.finetune_wizard import FinetuneWizardScreen
-from tui.screens.upload import UploadScreen
-from tui.screens.home import HomeScreen
-from tui.screens.runs import RunsScreen
-from tui.screens.trial_actions import TrialActionsScreen
-from tui.widgets.trial_table import TrialTable
+from heretic_tui.core.runs.events import ArtifactWritten, JobFinished, JobStarted, PhaseFinished, PhaseStarted
+from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.dashboard import DashboardScreen
+from heretic_tui.tui.screens.dialogs import ConfirmDialog
+from heretic_tui.tui.screens.finetune_wizard import FinetuneWizardScreen
+from heretic_tui.tui.screens.upload import UploadScreen
+from heretic_tui.tui.screens.home import HomeScreen
+from heretic_tui.tui.screens.runs import RunsScreen
+from heretic_tui.tui.screens.trial_actions import TrialActionsScreen
+from heretic_tui.tui.widgets.trial_table import TrialTable
 
 pytestmark = pytest.mark.anyio
 
@@ -100,7 +100,7 @@ async def test_runs_screen_resumes_a_cancelled_run(
         calls.append((run_dir, resume, settings.optimization.trials))
         return JobHandle(RunDirectory(Path(run_dir)))
 
-    monkeypatch.setattr("core.abliteration_job.start_abliteration", start)
+    monkeypatch.setattr("heretic_tui.core.abliteration.job.start_abliteration", start)
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.press("r")
@@ -136,7 +136,7 @@ async def test_exporting_a_trial(
         requests.append((Path(run_dir), trial, Path(output), adapter))
         return JobHandle(RunDirectory(write_export_job(Path(run_dir), Path(output))))
 
-    monkeypatch.setattr("core.export.start_export", start_export)
+    monkeypatch.setattr("heretic_tui.core.shipping.export.start_export", start_export)
     app = make_app(attach_run=run.path)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -168,7 +168,7 @@ async def test_screen_keys_are_palette_commands(runs_folder: Path, make_app: Cal
 
 
 def write_compare_job(root: Path, run_path: Path, trial: int) -> Path:
-    """A finished compare job as core.compare leaves it: events, and comparison.json with the answers."""
+    """A finished compare job as heretic_tui.core.shipping.compare leaves it: events, and comparison.json with the answers."""
     job = root / "20260921-160000-compare-demo-vs-run-3"
     job.mkdir()
     (job / "job.json").write_text(json.dumps({"kind": "compare", "created": START}))
@@ -205,7 +205,7 @@ async def test_comparing_a_trial_with_the_original(
         requests.append((models, prompts, settings.prompts.max_eval_prompts, max_new_tokens))
         return JobHandle(RunDirectory(write_compare_job(runs_folder, run.path, 3)))
 
-    monkeypatch.setattr("core.compare.start_compare", start_compare)
+    monkeypatch.setattr("heretic_tui.core.shipping.compare.start_compare", start_compare)
     app = make_app(attach_run=run.path)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)

@@ -13,10 +13,10 @@ from textual.widgets import Static
 from tui_helpers import screen_text, wait_until
 from recorded_runs import write_finetune_run, write_run
 
-from core.registry import Registry
-from tui.app import HereticApp
-from tui.screens.lineage import LineageScreen
-from tui.screens.runs import RunsScreen
+from heretic_tui.core.runs.registry import Registry
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.lineage import LineageScreen
+from heretic_tui.tui.screens.runs import RunsScreen
 
 pytestmark = pytest.mark.anyio
 

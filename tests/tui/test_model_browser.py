@@ -11,7 +11,7 @@ from tui_helpers import screen_text, settle, wait_until
 from model_folders import SNAPSHOT, build_hub_cache, write_model_files
 from recorded_runs import write_run
 
-from core.model_browser import (
+from heretic_tui.core.models.browser import (
     SOURCE_FOLDER,
     SOURCE_HUB_CACHE,
     SOURCE_RUN,
@@ -19,12 +19,12 @@ from core.model_browser import (
     describe_model,
     find_models,
 )
-from core.settings import Settings
-from tui.app import HereticApp
-from tui.screens.model_actions import ModelActionsScreen
-from tui.screens.model_browser import ModelBrowserScreen
-from tui.screens.finetune_wizard import FinetuneWizardScreen
-from tui.screens.wizard import WizardScreen
+from heretic_tui.core.settings import Settings
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.model_actions import ModelActionsScreen
+from heretic_tui.tui.screens.model_browser import ModelBrowserScreen
+from heretic_tui.tui.screens.finetune_wizard import FinetuneWizardScreen
+from heretic_tui.tui.screens.wizard import WizardScreen
 
 pytestmark = pytest.mark.anyio
 

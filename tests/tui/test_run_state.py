@@ -6,8 +6,8 @@ from pathlib import Path
 
 from recorded_runs import START, preamble, trial_events, write_run
 
-from core.events import JobCancelled, JobStarted, PhaseStarted, Progress
-from tui.run_state import RunState
+from heretic_tui.core.runs.events import JobCancelled, JobStarted, PhaseStarted, Progress
+from heretic_tui.tui.run_state import RunState
 
 
 def test_finished_run(tmp_path: Path) -> None:

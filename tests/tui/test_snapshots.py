@@ -17,13 +17,13 @@ from tui_helpers import FIXED_NOW, FixedResourceProbe
 from model_folders import build_hub_cache, write_model_files
 from recorded_runs import write_screen_scene
 
-from core.settings import Settings
-from tui.app import HereticApp
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.lineage import LineageScreen
-from tui.screens.upload import UploadScreen
-from tui.screens.runs import RunsScreen
-from tui.screens.trial_actions import TrialActionsScreen
+from heretic_tui.core.settings import Settings
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.dashboard import DashboardScreen
+from heretic_tui.tui.screens.lineage import LineageScreen
+from heretic_tui.tui.screens.upload import UploadScreen
+from heretic_tui.tui.screens.runs import RunsScreen
+from heretic_tui.tui.screens.trial_actions import TrialActionsScreen
 
 SNAPSHOT_ROOT = Path("/tmp/heretic-tui-snapshots")
 SIZES = [(80, 24), (160, 48)]

@@ -86,7 +86,7 @@ def stop_worker(run: Path) -> None:
 
 def test_demo_run_from_the_wizard_survives_detach_and_reattach(terminal: Terminal, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    app = f"PYTHONPATH={ROOT} HERETIC_RUNS_DIRECTORY={runs} {sys.executable} -m core.cli"
+    app = f"HERETIC_RUNS_DIRECTORY={runs} {sys.executable} -m heretic_tui.cli"
     terminal.type(app, "Enter")
     terminal.wait_for(lambda text: "New abliteration run" in text, 60, "the home screen")
 

@@ -19,8 +19,8 @@ from test_hub_upload import (  # noqa: F401  (fixtures used by name)
     make_model_folder,
 )
 
-from tui.app import HereticApp
-from tui.screens.upload import UploadScreen
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.upload import UploadScreen
 
 pytestmark = pytest.mark.anyio
 

@@ -10,14 +10,14 @@ import pytest
 from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import write_run
 
-from core.jobs import JobHandle, RunDirectory
-from core.prompts import DEMO_DEFAULTS
-from core.settings import Settings, load_settings, overrides_from_text
-from tui.app import HereticApp
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.dialogs import MessageDialog
-from tui.screens.wizard import WizardScreen
-from tui.widgets.setting_editor import SettingEditor
+from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS
+from heretic_tui.core.settings import Settings, load_settings, overrides_from_text
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.dashboard import DashboardScreen
+from heretic_tui.tui.screens.dialogs import MessageDialog
+from heretic_tui.tui.screens.wizard import WizardScreen
+from heretic_tui.tui.widgets.setting_editor import SettingEditor
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ def captured_start(monkeypatch: pytest.MonkeyPatch, runs_folder: Path) -> list[S
         calls.append(settings)
         return JobHandle(RunDirectory(run.path))
 
-    monkeypatch.setattr("core.abliteration_job.start_abliteration", start)
+    monkeypatch.setattr("heretic_tui.core.abliteration.job.start_abliteration", start)
     return calls
 
 
@@ -108,7 +108,7 @@ async def test_advanced_wizard_matches_the_headless_flags(
         wizard = app.screen
         assert isinstance(wizard, WizardScreen) and wizard.step == "advanced"
         editors = {editor.spec.key: editor for editor in wizard.query(SettingEditor)}
-        assert len(editors) == len(list(__import__("core.settings").settings.setting_fields()))
+        assert len(editors) == len(list(__import__("heretic_tui.core.settings", fromlist=["setting_fields"]).setting_fields()))
         for key, value in [("prompts.good_prompts", DEMO_DEFAULTS["good_prompts"]),
                            ("prompts.bad_prompts", DEMO_DEFAULTS["bad_prompts"]),
                            ("prompts.good_eval_prompts", DEMO_DEFAULTS["good_eval_prompts"]),

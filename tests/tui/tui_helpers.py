@@ -12,8 +12,8 @@ from typing import Any
 
 from recorded_runs import START
 
-from tui.app import HereticApp
-from tui.resources import GpuMemory, ResourceProbe, ResourceSnapshot
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.resources import GpuMemory, ResourceProbe, ResourceSnapshot
 
 GIB = 2**30
 FIXED_NOW = START + 120.0

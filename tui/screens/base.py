@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from textual.screen import Screen
 
 if TYPE_CHECKING:
-    from tui.app import HereticApp
+    from heretic_tui.tui.app import HereticApp
 
 ResultType = TypeVar("ResultType")
 

@@ -1,6 +1,6 @@
 """Chat with a model or a trial: answers stream in from the chat worker process, with stop and clear.
 
-The model is loaded and run by ``core.chat_worker`` in its own process; this screen only sends the conversation
+The model is loaded and run by ``heretic_tui.core.models.chat_worker`` in its own process; this screen only sends the conversation
 and appends the streamed pieces, from a thread worker that posts messages.
 """
 
@@ -16,9 +16,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
 
-from core.chat import ChatError, ChatModel, ChatSession
-from tui.formatting import escape_markup
-from tui.screens.base import HereticScreen
+from heretic_tui.core.models.chat import ChatError, ChatModel, ChatSession
+from heretic_tui.tui.formatting import escape_markup
+from heretic_tui.tui.screens.base import HereticScreen
 
 
 class ChatLoaded(Message):

@@ -20,14 +20,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, Static
 
-from core.errors import UserInputError
-from core.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
-from core.jobs import JobHandle, RunDirectory
-from core.settings import load_settings, setting_fields
-from tui.formatting import escape_markup, format_kl
-from tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
-from tui.screens.base import HereticScreen
-from tui.screens.dialogs import MessageDialog
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
+from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.core.settings import load_settings, setting_fields
+from heretic_tui.tui.formatting import escape_markup, format_kl
+from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.screens.dialogs import MessageDialog
 
 DEFAULT_PROMPTS = "builtin:harmful@test"
 DEFAULT_PROMPT_COUNT = 4
@@ -113,7 +113,7 @@ class CompareScreen(HereticScreen[None]):
 
     @work(thread=True, group="compare-start", exclusive=True, exit_on_error=False)
     def _start(self, source: str, count: int, tokens: int) -> None:
-        from core.compare import start_compare
+        from heretic_tui.core.shipping.compare import start_compare
 
         try:
             settings = load_settings(RunDirectory.open(self.run_path).config_path, environ={},

@@ -17,12 +17,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Log, Static
 
-from core.errors import UserInputError
-from core.events import Event
-from core.jobs import JobHandle, RunDirectory, attach, tail_lines
-from core.settings import setting_fields, validate_value
-from tui.screens.base import HereticScreen
-from tui.formatting import (
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import Event
+from heretic_tui.core.runs.jobs import JobHandle, RunDirectory, attach, tail_lines
+from heretic_tui.core.settings import setting_fields, validate_value
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.formatting import (
     escape_markup,
     format_bytes,
     format_duration,
@@ -33,12 +33,12 @@ from tui.formatting import (
     status_markup,
     truncate,
 )
-from tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
-from tui.resources import ResourceSnapshot
-from tui.run_state import RunState
-from tui.screens.dialogs import ConfirmDialog, MessageDialog, ValueDialog
-from tui.screens.trial_actions import MORE_TRIALS, TrialActionsScreen
-from tui.finetune_view import (
+from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
+from heretic_tui.tui.resources import ResourceSnapshot
+from heretic_tui.tui.run_state import RunState
+from heretic_tui.tui.screens.dialogs import ConfirmDialog, MessageDialog, ValueDialog
+from heretic_tui.tui.screens.trial_actions import MORE_TRIALS, TrialActionsScreen
+from heretic_tui.tui.finetune_view import (
     best_model_folder,
     details_markup,
     knowledge_table,
@@ -46,10 +46,10 @@ from tui.finetune_view import (
     read_knowledge_items,
     step_summary,
 )
-from tui.widgets.loss_chart import LossChart
-from tui.widgets.pareto_plot import ParetoPlot, PlotPoint
-from tui.widgets.phase_list import PhaseList
-from tui.widgets.trial_table import TrialTable
+from heretic_tui.tui.widgets.loss_chart import LossChart
+from heretic_tui.tui.widgets.pareto_plot import ParetoPlot, PlotPoint
+from heretic_tui.tui.widgets.phase_list import PhaseList
+from heretic_tui.tui.widgets.trial_table import TrialTable
 
 REDRAW_SECONDS = 0.2
 LOG_POLL_SECONDS = 1.0

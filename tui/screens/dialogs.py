@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from tui.formatting import escape_markup
+from heretic_tui.tui.formatting import escape_markup
 
 
 class ConfirmDialog(ModalScreen[bool]):

@@ -15,20 +15,20 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.widgets import Input, Select, Static
 
-from core.finetuning.sources import HUB_PREFIX
-from core.jobs import runs_root
-from core.settings import Settings, settings_to_dict
-from tui.finetune_choices import (
+from heretic_tui.core.finetuning.sources import HUB_PREFIX
+from heretic_tui.core.runs.jobs import runs_root
+from heretic_tui.core.settings import Settings, settings_to_dict
+from heretic_tui.tui.finetune_choices import (
     CUSTOM,
     FINETUNE_PRESETS,
     basic_overrides,
     data_entries,
     preset_of,
 )
-from tui.formatting import escape_markup
-from tui.screens.wizard import WizardScreen
-from tui.widgets.setting_editor import SettingEditor, value_to_text
-from tui.widgets.setting_form import setting_form
+from heretic_tui.tui.formatting import escape_markup
+from heretic_tui.tui.screens.wizard import WizardScreen
+from heretic_tui.tui.widgets.setting_editor import SettingEditor, value_to_text
+from heretic_tui.tui.widgets.setting_form import setting_form
 
 FORM_SECTIONS = ("model", "finetune", "output")
 

@@ -11,10 +11,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from core.chat import ChatModel
-from core.jobs import runs_root
-from tui.screens.base import HereticScreen
-from tui.formatting import (
+from heretic_tui.core.models.chat import ChatModel
+from heretic_tui.core.runs.jobs import runs_root
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.formatting import (
     escape_markup,
     format_kl,
     format_refusals,
@@ -22,7 +22,7 @@ from tui.formatting import (
     short_model_name,
     status_text,
 )
-from tui.run_summaries import RunSummary, summarize_runs
+from heretic_tui.tui.run_summaries import RunSummary, summarize_runs
 
 RECENT_RUNS = 30
 

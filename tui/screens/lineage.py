@@ -15,10 +15,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, Static
 
-from core.jobs import runs_root
-from core.registry import STATUS_MISSING, ModelRecord, Registry
-from tui.formatting import escape_markup, format_timestamp
-from tui.screens.base import HereticScreen
+from heretic_tui.core.runs.jobs import runs_root
+from heretic_tui.core.runs.registry import STATUS_MISSING, ModelRecord, Registry
+from heretic_tui.tui.formatting import escape_markup, format_timestamp
+from heretic_tui.tui.screens.base import HereticScreen
 
 ROLE_COLORS: dict[str, str] = {"base": "$text", "abliterated": "$warning", "fine-tuned": "$success"}
 

@@ -11,9 +11,9 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from core.model_browser import ModelInfo, describe_model, model_setting_for
-from tui.screens.base import HereticScreen
-from tui.screens.model_browser import describe_model_markup
+from heretic_tui.core.models.browser import ModelInfo, describe_model, model_setting_for
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.screens.model_browser import describe_model_markup
 
 MODEL_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("abliterate", "a", "Abliterate: remove refusals (wizard)"),

@@ -8,16 +8,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
-from core.model_browser import ModelInfo, find_models, model_setting_for
-from core.settings import Settings
-from tui.formatting import (
+from heretic_tui.core.models.browser import ModelInfo, find_models, model_setting_for
+from heretic_tui.core.settings import Settings
+from heretic_tui.tui.formatting import (
     colored_text,
     escape_markup,
     format_bytes,
     format_parameter_count,
     format_timestamp,
 )
-from tui.screens.base import HereticScreen
+from heretic_tui.tui.screens.base import HereticScreen
 
 
 def describe_model_markup(model: ModelInfo) -> str:

@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
-from core.jobs import STATUS_RUNNING, runs_root
-from tui.formatting import (
+from heretic_tui.core.runs.jobs import STATUS_RUNNING, runs_root
+from heretic_tui.tui.formatting import (
     escape_markup,
     format_kl,
     format_refusals,
@@ -21,9 +21,9 @@ from tui.formatting import (
     status_markup,
     status_text,
 )
-from tui.run_summaries import RunSummary, missing_runs, summarize_runs
-from tui.screens.base import HereticScreen
-from tui.screens.dialogs import ConfirmDialog
+from heretic_tui.tui.run_summaries import RunSummary, missing_runs, summarize_runs
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.screens.dialogs import ConfirmDialog
 
 
 class RunsScreen(HereticScreen[None]):

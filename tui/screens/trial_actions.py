@@ -17,15 +17,15 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from core.chat import ChatModel
-from core.errors import UserInputError
-from core.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
-from core.jobs import JobHandle
-from tui.formatting import escape_markup, format_duration, format_kl, format_refusals
-from tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
-from tui.run_state import TrialRow
-from tui.screens.base import HereticScreen
-from tui.screens.dialogs import MessageDialog, ValueDialog
+from heretic_tui.core.models.chat import ChatModel
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
+from heretic_tui.core.runs.jobs import JobHandle
+from heretic_tui.tui.formatting import escape_markup, format_duration, format_kl, format_refusals
+from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
+from heretic_tui.tui.run_state import TrialRow
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.screens.dialogs import MessageDialog, ValueDialog
 
 MORE_TRIALS = "more_trials"
 
@@ -169,7 +169,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
 
     @work(thread=True, group="export-start", exclusive=True, exit_on_error=False)
     def _start_export(self, output: Path, adapter: bool) -> None:
-        from core.export import start_export
+        from heretic_tui.core.shipping.export import start_export
 
         try:
             handle = start_export(self.run_path, self.trial, output, adapter=adapter)
@@ -236,7 +236,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
         self.heretic.open_chat(ChatModel.from_trial(self.run_path, self.trial))
 
     def action_compare(self) -> None:
-        from tui.screens.compare import CompareScreen
+        from heretic_tui.tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(self.run_path, self.trial))
 

@@ -1,6 +1,6 @@
 """Upload a model folder to the Hugging Face Hub: folder, repository, visibility, token, per-file progress, URL.
 
-Every check and the transfer itself are the core's (:mod:`core.hub`); this screen validates as the user types
+Every check and the transfer itself are the core's (:mod:`heretic_tui.core.shipping.hub`); this screen validates as the user types
 (folder contents, repository name) so nothing is sent that the core would refuse, then runs the upload in a thread
 worker that posts one message per file. The token lives only in the password field and in the worker's local
 variables: it is never put into a message, a notification, the settings or a file.
@@ -18,8 +18,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Footer, Header, Input, Label, Static, Switch
 
-from core.errors import UserInputError
-from core.hub import (
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.shipping.hub import (
     MODEL_CARD_FILE,
     default_repo_name,
     hub_user_name,
@@ -28,9 +28,9 @@ from core.hub import (
     validate_model_folder,
     validate_repo_name,
 )
-from tui.formatting import escape_markup, format_bytes
-from tui.screens.base import HereticScreen
-from tui.widgets.phase_list import progress_bar
+from heretic_tui.tui.formatting import escape_markup, format_bytes
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.widgets.phase_list import progress_bar
 
 PROGRESS_BAR_WIDTH = 30
 FILES_SHOWN = 12

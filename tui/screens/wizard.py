@@ -18,21 +18,21 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, ContentSwitcher, Footer, Header, Input, Label, Select, Static
 
-from core.errors import UserInputError
-from core.jobs import runs_root
-from core.settings import (
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.jobs import runs_root
+from heretic_tui.core.settings import (
     Settings,
     save_config,
     setting_fields,
     settings_from_dict,
     settings_to_dict,
 )
-from tui.formatting import escape_markup
-from tui.screens.base import HereticScreen
-from tui.screens.dialogs import MessageDialog
-from tui.widgets.setting_editor import SettingEditor, parse_field, value_to_text
-from tui.widgets.setting_form import setting_form
-from tui.wizard_choices import (
+from heretic_tui.tui.formatting import escape_markup
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.screens.dialogs import MessageDialog
+from heretic_tui.tui.widgets.setting_editor import SettingEditor, parse_field, value_to_text
+from heretic_tui.tui.widgets.setting_form import setting_form
+from heretic_tui.tui.wizard_choices import (
     CUSTOM,
     PRECISIONS,
     PROMPT_PRESETS,

@@ -13,7 +13,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.widgets.braille import BrailleCanvas, assemble_plot
+from heretic_tui.tui.widgets.braille import BrailleCanvas, assemble_plot
 
 EVAL_MARKER = "●"
 

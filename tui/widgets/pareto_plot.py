@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.widgets.braille import BrailleCanvas, assemble_plot
+from heretic_tui.tui.widgets.braille import BrailleCanvas, assemble_plot
 
 FRONT_MARKER = "●"
 BEST_MARKER = "★"

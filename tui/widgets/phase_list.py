@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from core.jobs import STATUS_FAILED
-from tui.formatting import escape_markup, format_duration
-from tui.run_state import FINETUNE_PHASE_TITLES, PHASE_TITLES, RunState
+from heretic_tui.core.runs.jobs import STATUS_FAILED
+from heretic_tui.tui.formatting import escape_markup, format_duration
+from heretic_tui.tui.run_state import FINETUNE_PHASE_TITLES, PHASE_TITLES, RunState
 
 TITLE_WIDTH = 11
 COUNT_WIDTH = 7

@@ -1,6 +1,6 @@
 """One setting as a form field: name, help, default, the right input for its type, and the core's validation.
 
-The advanced wizard is built from :func:`core.settings.setting_fields`, so a new setting in the core appears here
+The advanced wizard is built from :func:`heretic_tui.core.settings.setting_fields`, so a new setting in the core appears here
 with its help text and limits without touching the TUI. Every change is checked with the core's own
 ``parse_text_value`` and ``validate_value``: a value the core would reject shows its message inline and cannot be
 submitted.
@@ -15,9 +15,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static, Switch
 
-from core.errors import UserInputError
-from core.settings import SettingField, describe_type, parse_text_value, validate_value
-from tui.formatting import escape_markup
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.settings import SettingField, describe_type, parse_text_value, validate_value
+from heretic_tui.tui.formatting import escape_markup
 
 
 def value_to_text(value: Any) -> str:

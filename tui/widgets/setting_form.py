@@ -12,8 +12,8 @@ from typing import Any
 
 from textual.widgets import Static
 
-from core.settings import SettingField, setting_fields
-from tui.widgets.setting_editor import SettingEditor
+from heretic_tui.core.settings import SettingField, setting_fields
+from heretic_tui.tui.widgets.setting_editor import SettingEditor
 
 FORM_INTRO = ("[b]Every setting[/b], grouped as in config.toml. Invalid values are marked and block the "
               "summary.")

@@ -12,8 +12,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.formatting import format_duration, format_kl, format_refusals
-from tui.run_state import TrialRow
+from heretic_tui.tui.formatting import format_duration, format_kl, format_refusals
+from heretic_tui.tui.run_state import TrialRow
 
 SORT_KEYS: dict[str, Callable[[TrialRow], Any]] = {
     "number": lambda row: row.number,

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserInputError
-from core.events import Event, JobFinished
-from core.finetuning.sources import HUB_PREFIX
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import Event, JobFinished
+from heretic_tui.core.finetuning.sources import HUB_PREFIX
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,8 +90,8 @@ def run_command(
     launch_app: Callable[..., int],
 ) -> int:
     """Start or resume the run, then open the dashboard on it, or follow it on stderr with --headless."""
-    from core.finetuning.job import start_finetune
-    from core.jobs import RunDirectory
+    from heretic_tui.core.finetuning.job import start_finetune
+    from heretic_tui.core.runs.jobs import RunDirectory
 
     base = None
     if arguments.resume:

@@ -11,8 +11,8 @@ from typing import Protocol
 
 import torch
 
-from core.model import LoadedModel, first_token_log_probabilities, generate_until_verdict
-from core.settings import AbliterationSettings
+from heretic_tui.core.models.loading import LoadedModel, first_token_log_probabilities, generate_until_verdict
+from heretic_tui.core.settings import AbliterationSettings
 
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "`": "'"})
 

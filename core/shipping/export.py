@@ -16,16 +16,16 @@ from typing import Any
 
 import optuna
 
-from core.abliteration import Abliterator, TrialParameters, rank_one_factors
-from core.errors import UserInputError
-from core.events import ArtifactWritten
-from core.jobs import JobHandle, RunDirectory, start_job
-from core.model import LoadedModel, load_model
-from core.model_card import copy_processor_files, write_model_card
-from core.optimization import find_trial, open_study, trial_result
-from core.registry import ROLE_ABLITERATED, record_produced_model
-from core.settings import Settings, load_settings
-from core.worker import JobContext
+from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters, rank_one_factors
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import ArtifactWritten
+from heretic_tui.core.runs.jobs import JobHandle, RunDirectory, start_job
+from heretic_tui.core.models.loading import LoadedModel, load_model
+from heretic_tui.core.shipping.model_card import copy_processor_files, write_model_card
+from heretic_tui.core.abliteration.study import find_trial, open_study, trial_result
+from heretic_tui.core.runs.registry import ROLE_ABLITERATED, record_produced_model
+from heretic_tui.core.settings import Settings, load_settings
+from heretic_tui.core.runs.worker import JobContext
 
 METADATA_FILE = "heretic.json"
 LIBRARIES = ("heretic-tui", "torch", "transformers", "peft", "optuna", "safetensors", "tokenizers")
@@ -113,7 +113,7 @@ def _save_adapter(loaded: LoadedModel, abliterator: Abliterator, parameters: Tri
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from core.abliteration import layer_directions
+    from heretic_tui.core.abliteration.ablation import layer_directions
 
     touched = list(abliterator.weights(parameters))
     fused = [component.name for component, _ in touched if component.parameter.dim() != 2]

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, UserInputError
-from core.events import (
+from heretic_tui.core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, UserInputError
+from heretic_tui.core.runs.events import (
     ArtifactWritten,
     BaselineMeasured,
     Event,
@@ -31,8 +31,8 @@ from core.events import (
     TrainingStep,
     TrialFinished,
 )
-from core.jobs import JobHandle
-from core.settings import Settings, load_settings, overrides_from_text, parse_assignment
+from heretic_tui.core.runs.jobs import JobHandle
+from heretic_tui.core.settings import Settings, load_settings, overrides_from_text, parse_assignment
 
 COMMANDS = ("abliterate", "export", "demo", "attach", "runs", "finetune", "upload", "compare", "registry")
 
@@ -104,13 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     finetune = commands.add_parser("finetune", help="train a LoRA/QLoRA adapter on documents or chat data")
     _add_settings_flags(finetune)
     try:
-        from core.finetuning.cli import add_arguments as add_finetune_arguments
+        from heretic_tui.cli.finetune import add_arguments as add_finetune_arguments
     except ImportError:
         add_finetune_arguments = None
     if add_finetune_arguments is not None:
         add_finetune_arguments(finetune)
 
-    from core.shipping_cli import add_compare_arguments, add_registry_arguments, add_upload_arguments
+    from heretic_tui.cli.shipping import add_compare_arguments, add_registry_arguments, add_upload_arguments
 
     add_upload_arguments(commands.add_parser("upload", help="upload a model or adapter folder to the Hugging Face Hub"))
     compare = commands.add_parser("compare", help="two or three models side by side: answers, refusals, KL, perplexity")
@@ -224,11 +224,11 @@ def exit_code_for(last: Event | None) -> int:
 
 
 def command_abliterate(arguments: argparse.Namespace) -> int:
-    from core.abliteration_job import start_abliteration
+    from heretic_tui.core.abliteration.job import start_abliteration
 
     base = None
     if arguments.resume:
-        from core.jobs import RunDirectory
+        from heretic_tui.core.runs.jobs import RunDirectory
 
         if not arguments.run_dir:
             raise UserInputError("--resume needs --run-dir pointing at the run to continue.")
@@ -250,7 +250,7 @@ def command_abliterate(arguments: argparse.Namespace) -> int:
 
 
 def command_export(arguments: argparse.Namespace) -> int:
-    from core.export import start_export
+    from heretic_tui.core.shipping.export import start_export
 
     handle = start_export(arguments.run_dir, arguments.trial, arguments.output, arguments.adapter)
     code, _ = follow(handle, ProgressPrinter())
@@ -260,7 +260,7 @@ def command_export(arguments: argparse.Namespace) -> int:
 
 
 def command_demo(arguments: argparse.Namespace) -> int:
-    from core.abliteration_job import start_abliteration
+    from heretic_tui.core.abliteration.job import start_abliteration
 
     extra = {"model.model": "demo", "optimization.trials": str(arguments.trials or 50),
              "optimization.startup_trials": "15"}
@@ -285,7 +285,7 @@ def command_demo(arguments: argparse.Namespace) -> int:
 
 
 def command_attach(arguments: argparse.Namespace) -> int:
-    from core.jobs import attach
+    from heretic_tui.core.runs.jobs import attach
 
     handle = attach(arguments.run_dir)
     if not arguments.headless:
@@ -295,7 +295,7 @@ def command_attach(arguments: argparse.Namespace) -> int:
 
 
 def command_runs(arguments: argparse.Namespace) -> int:
-    from core.jobs import list_runs, runs_root
+    from heretic_tui.core.runs.jobs import list_runs, runs_root
 
     settings = settings_from_arguments(arguments)
     for run in list_runs(runs_root(settings)):
@@ -305,21 +305,21 @@ def command_runs(arguments: argparse.Namespace) -> int:
 
 
 def command_shipping(arguments: argparse.Namespace) -> int:
-    from core.shipping_cli import run_command
+    from heretic_tui.cli.shipping import run_command
 
     return run_command(arguments, settings_from_arguments, follow, ProgressPrinter, launch_app)
 
 
 def command_finetune(arguments: argparse.Namespace) -> int:
     try:
-        from core.finetuning.cli import run_command
+        from heretic_tui.cli.finetune import run_command
     except ImportError:
         raise UserInputError("Fine-tuning is not built yet in this version of heretic-tui.") from None
     return run_command(arguments, settings_from_arguments, follow, ProgressPrinter, launch_app)
 
 
 def launch_app(**options: Any) -> int:
-    from tui.app import launch
+    from heretic_tui.tui.app import launch
 
     return launch(**options)
 

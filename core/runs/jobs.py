@@ -35,9 +35,9 @@ from typing import Any
 import platformdirs
 import psutil
 
-from core.errors import UserInputError
-from core.events import Event, JobError, event_from_json
-from core.settings import APP_NAME, Settings, render_config
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import Event, JobError, event_from_json
+from heretic_tui.core.settings import APP_NAME, Settings, render_config
 
 JOB_FILE = "job.json"
 CONFIG_FILE = "config.toml"
@@ -355,8 +355,6 @@ def worker_environment() -> dict[str, str]:
     environment.setdefault("TQDM_DISABLE", "1")
     environment.setdefault("TOKENIZERS_PARALLELISM", "false")
     environment.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    project_root = str(Path(__file__).resolve().parent.parent)
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, environment.get("PYTHONPATH")]))
     return environment
 
 
@@ -385,7 +383,7 @@ def start_job(
     log = open(run.log_path, "ab")
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core.worker", str(run.path)],
+            [sys.executable, "-m", "heretic_tui.core.runs.worker", str(run.path)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -437,7 +435,7 @@ def delete_run(run: RunDirectory) -> None:
         raise UserInputError(f"The run {run.path} is still running; cancel it before deleting it.")
     shutil.rmtree(run.path)
     try:
-        from core.registry import Registry
+        from heretic_tui.core.runs.registry import Registry
 
         Registry().forget_missing()
     except Exception as error:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.jobs import list_runs, read_json_object, runs_root
-from core.settings import Settings
+from heretic_tui.core.runs.jobs import list_runs, read_json_object, runs_root
+from heretic_tui.core.settings import Settings
 
 SOURCE_HUB_CACHE = "hf cache"
 SOURCE_FOLDER = "folder"
@@ -230,7 +230,7 @@ def scan_run_outputs(root: Path) -> list[ModelInfo]:
 
 def scan_demo_model() -> list[ModelInfo]:
     """The built-in demo model, once it has been built (it is built on first use, not by the browser)."""
-    from core.demo import DEMO_MODEL_NAME, demo_model_path, is_demo_model_built
+    from heretic_tui.core.models.demo import DEMO_MODEL_NAME, demo_model_path, is_demo_model_built
 
     path = demo_model_path()
     if not is_demo_model_built(path):

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from functools import cache
 
-from core.errors import UserInputError
+from heretic_tui.core.errors import UserInputError
 
 BUILTIN_PROMPT_SETS: tuple[str, ...] = ("harmful", "harmless")
 BUILTIN_PROMPT_SPLITS: tuple[str, ...] = ("train", "test")

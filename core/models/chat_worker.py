@@ -1,6 +1,6 @@
 """The chat generation process: loads one model and streams answers as JSON lines on stdout.
 
-Started by :class:`core.chat.ChatSession` as ``python -m core.chat_worker``. Generation lives in its own process so
+Started by :class:`heretic_tui.core.models.chat.ChatSession` as ``python -m heretic_tui.core.models.chat_worker``. Generation lives in its own process so
 the TUI never imports torch, never blocks on a forward pass, and never has a native library print over its
 screen: file descriptor 1 is moved onto stderr (the session's log file) at start, and protocol lines go through a
 private duplicate of the original stdout.
@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
-from core.errors import UserInputError
+from heretic_tui.core.errors import UserInputError
 
 
 class ProtocolWriter:
@@ -52,14 +52,14 @@ def take_over_stdout() -> IO[str]:
 def load(request: dict[str, Any]) -> tuple[Any, Any, str]:
     """Load the model a request names: a run's trial (abliterated in memory) or a plain model."""
     if request.get("run_dir") is not None:
-        from core.export import load_trial_model
+        from heretic_tui.core.shipping.export import load_trial_model
 
         run_dir = Path(request["run_dir"])
         trial = int(request["trial"])
         model, tokenizer = load_trial_model(run_dir, trial)
         return model, tokenizer, f"{run_dir.name} trial {trial}"
-    from core.model import load_model
-    from core.settings import settings_from_dict
+    from heretic_tui.core.models.loading import load_model
+    from heretic_tui.core.settings import settings_from_dict
 
     settings = settings_from_dict({"model": request.get("model", {})}, origin="Chat").model
     loaded = load_model(settings, log=lambda message: print(message, file=sys.stderr, flush=True))

@@ -25,16 +25,16 @@ from typing import Any
 
 import platformdirs
 
-from core.errors import UserInputError
-from core.events import ArtifactWritten
-from core.jobs import JOB_FILE, RunDirectory, list_runs, read_json_object
-from core.settings import APP_NAME
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import ArtifactWritten
+from heretic_tui.core.runs.jobs import JOB_FILE, RunDirectory, list_runs, read_json_object
+from heretic_tui.core.settings import APP_NAME
 
 SCHEMA_VERSION = 1
 DATABASE_NAME = "registry.sqlite3"
 METADATA_FILE = "heretic.json"
 JOBS_FOLDER = "jobs"
-"""Sub-folder of a run holding the runs of jobs made from it (exports), see :func:`core.export.start_export`."""
+"""Sub-folder of a run holding the runs of jobs made from it (exports), see :func:`heretic_tui.core.shipping.export.start_export`."""
 BUSY_TIMEOUT_SECONDS = 30.0
 
 ROLE_BASE = "base"

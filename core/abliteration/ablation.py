@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.directions import interpolate_direction
-from core.errors import UserInputError
+from heretic_tui.core.abliteration.directions import interpolate_direction
+from heretic_tui.core.errors import UserInputError
 
 ATTENTION_OUTPUT_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "wo", "o")
 MLP_OUTPUT_NAMES = ("down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo")

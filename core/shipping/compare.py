@@ -30,11 +30,11 @@ from typing import Any
 
 import torch
 
-from core.errors import UserInputError
-from core.evaluation import MarkerScorer, kl_divergence
-from core.events import ArtifactWritten, Metrics
-from core.jobs import JobHandle, RunDirectory, runs_root, start_job, write_json_atomically
-from core.model import (
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
+from heretic_tui.core.runs.events import ArtifactWritten, Metrics
+from heretic_tui.core.runs.jobs import JobHandle, RunDirectory, runs_root, start_job, write_json_atomically
+from heretic_tui.core.models.loading import (
     LoadedModel,
     check_model,
     choose_batch_size,
@@ -44,9 +44,9 @@ from core.model import (
     load_model,
     load_tokenizer,
 )
-from core.prompts import load_prompts
-from core.settings import Settings
-from core.worker import JobContext
+from heretic_tui.core.abliteration.prompts import load_prompts
+from heretic_tui.core.settings import Settings
+from heretic_tui.core.runs.worker import JobContext
 
 MIN_MODELS = 2
 MAX_MODELS = 3
@@ -160,8 +160,8 @@ def _adapter_base(folder: Path) -> str:
 def check_model_reference(reference: ModelReference, settings: Settings) -> None:
     """Everything about one model that can be checked without loading weights; raises UserInputError."""
     if reference.kind == KIND_TRIAL:
-        from core.export import open_abliteration_run, run_settings
-        from core.optimization import find_trial, open_study
+        from heretic_tui.core.shipping.export import open_abliteration_run, run_settings
+        from heretic_tui.core.abliteration.study import find_trial, open_study
 
         if not Path(reference.location).is_dir():
             raise UserInputError(
@@ -234,7 +234,7 @@ def load_compared_model(reference: ModelReference, settings: Settings, log: Call
     """Load one model of the comparison the way its kind needs (plain, adapter on its base, or a run's trial)."""
     started = time.perf_counter()
     if reference.kind == KIND_TRIAL:
-        from core.export import load_trial_model
+        from heretic_tui.core.shipping.export import load_trial_model
 
         model, tokenizer = load_trial_model(reference.location, int(reference.trial or 0))
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
@@ -381,7 +381,7 @@ def comparison_document(results: list[ModelResult], prompts: list[str], prompts_
 
 def _write_results(context: JobContext, results: list[ModelResult], prompts: list[str],
                    max_new_tokens: int) -> dict[str, Any]:
-    from core.registry import Registry
+    from heretic_tui.core.runs.registry import Registry
 
     arguments = context.arguments
     document = comparison_document(results, prompts, arguments["prompts"], arguments.get("held_out") or "",

@@ -17,13 +17,13 @@ import optuna
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.abliteration import Abliterator, TrialParameters
-from core.directions import compute_directions, separation
-from core.errors import JobCancelled, UserInputError
-from core.evaluation import Evaluator
-from core.events import BaselineMeasured, TrialFinished, TrialStarted
-from core.jobs import JobHandle, prepare_run, start_job, write_json_atomically
-from core.model import (
+from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters
+from heretic_tui.core.abliteration.directions import compute_directions, separation
+from heretic_tui.core.errors import JobCancelled, UserInputError
+from heretic_tui.core.abliteration.evaluation import Evaluator
+from heretic_tui.core.runs.events import BaselineMeasured, TrialFinished, TrialStarted
+from heretic_tui.core.runs.jobs import JobHandle, prepare_run, start_job, write_json_atomically
+from heretic_tui.core.models.loading import (
     LoadedModel,
     check_model,
     choose_batch_size,
@@ -31,7 +31,7 @@ from core.model import (
     last_token_residuals,
     load_model,
 )
-from core.optimization import (
+from heretic_tui.core.abliteration.study import (
     choose_trial,
     completed_trials,
     fail_stale_trials,
@@ -41,9 +41,9 @@ from core.optimization import (
     trial_result,
     TrialResult,
 )
-from core.prompts import load_prompts, resolve_auto
-from core.settings import Settings
-from core.worker import JobContext
+from heretic_tui.core.abliteration.prompts import load_prompts, resolve_auto
+from heretic_tui.core.settings import Settings
+from heretic_tui.core.runs.worker import JobContext
 
 DIRECTIONS_FILE = "directions.safetensors"
 STATE_FILE = "state.json"
@@ -250,7 +250,7 @@ def run(context: JobContext) -> dict[str, Any]:
         "trials": len(results),
     }
     if chosen is not None and context.arguments.get("export_chosen"):
-        from core.export import export_loaded_trial
+        from heretic_tui.core.shipping.export import export_loaded_trial
 
         del evaluator
         output = run_path / "model"

@@ -1,6 +1,6 @@
 """The headless commands that get models out the door: ``upload``, ``compare`` and ``registry``.
 
-They are wired into :mod:`core.cli` the way ``finetune`` is: the CLI adds the sub-parsers and hands the parsed
+They are wired into :mod:`heretic_tui.cli.main` the way ``finetune`` is: the CLI adds the sub-parsers and hands the parsed
 arguments to :func:`run_command`, passing in its own helpers (settings layering, event following, progress printing,
 the app launcher) so this module needs nothing from the CLI at import time. Results go to stdout (a URL, a path, a
 table) and progress to stderr, so a script can capture the one without the other.
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.errors import EXIT_OK, UserInputError
-from core.events import Event, JobFinished
+from heretic_tui.core.errors import EXIT_OK, UserInputError
+from heretic_tui.core.runs.events import Event, JobFinished
 
 SettingsBuilder = Callable[..., Any]
 Follower = Callable[[Any, Callable[[Event], None]], tuple[int, Event | None]]
@@ -50,7 +50,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
-    from core.registry import ROLES
+    from heretic_tui.core.runs.registry import ROLES
 
     actions = parser.add_subparsers(dest="registry_action", required=True, metavar="ACTION")
     actions.add_parser("rebuild", help="re-index every run folder and model folder")
@@ -97,7 +97,7 @@ def read_token(arguments: argparse.Namespace) -> str:
     Headless (or without a terminal) a missing token is an error at once: there is nobody to answer a prompt, and
     asking again in a loop would hang a script.
     """
-    from core.hub import LOGIN_HELP, resolve_token
+    from heretic_tui.core.shipping.hub import LOGIN_HELP, resolve_token
 
     if arguments.token_stdin:
         line = sys.stdin.readline().strip()
@@ -121,7 +121,7 @@ def read_token(arguments: argparse.Namespace) -> str:
 
 def run_upload(arguments: argparse.Namespace) -> int:
     """Validate the folder and the name first (no token needed to learn they are wrong), then upload."""
-    from core.hub import default_repo_name, hub_user_name, upload_model_folder, validate_model_folder, validate_repo_name
+    from heretic_tui.core.shipping.hub import default_repo_name, hub_user_name, upload_model_folder, validate_model_folder, validate_repo_name
 
     folder = Path(arguments.folder).expanduser()
     validate_model_folder(folder)
@@ -149,7 +149,7 @@ def run_compare(
     progress_printer: Callable[[Any], Callable[[Event], None]],
     launch_app: Callable[..., int],
 ) -> int:
-    from core.compare import DEFAULT_MAX_NEW_TOKENS, start_compare
+    from heretic_tui.core.shipping.compare import DEFAULT_MAX_NEW_TOKENS, start_compare
 
     settings = settings_from_arguments(arguments)
     max_new_tokens = DEFAULT_MAX_NEW_TOKENS if arguments.max_new_tokens is None else arguments.max_new_tokens
@@ -178,8 +178,8 @@ def _when(created: float) -> str:
 
 
 def run_registry(arguments: argparse.Namespace, settings_from_arguments: SettingsBuilder) -> int:
-    from core.jobs import runs_root
-    from core.registry import Registry
+    from heretic_tui.core.runs.jobs import runs_root
+    from heretic_tui.core.runs.registry import Registry
 
     registry = Registry()
     action = arguments.registry_action

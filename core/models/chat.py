@@ -1,4 +1,4 @@
-"""A conversation with a model that runs in its own process (``python -m core.chat_worker``).
+"""A conversation with a model that runs in its own process (``python -m heretic_tui.core.models.chat_worker``).
 
 The caller (the TUI's thread worker, or a script) gets streamed text pieces from :meth:`ChatSession.ask` while the
 model generates in the other process; :meth:`ChatSession.stop` can be called from any thread to cut an answer
@@ -20,8 +20,8 @@ from typing import IO, Any
 
 import platformdirs
 
-from core.jobs import tail_lines, worker_environment
-from core.settings import APP_NAME, ModelSettings
+from heretic_tui.core.runs.jobs import tail_lines, worker_environment
+from heretic_tui.core.settings import APP_NAME, ModelSettings
 
 DEFAULT_MAX_NEW_TOKENS = 512
 
@@ -94,7 +94,7 @@ class ChatSession:
         log = open(self.log_path, "a", encoding="utf-8")
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "core.chat_worker"],
+                [sys.executable, "-m", "heretic_tui.core.models.chat_worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,

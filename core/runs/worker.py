@@ -1,6 +1,6 @@
 """The worker process: runs one job of a run directory and writes its event journal.
 
-Started by :func:`core.jobs.start_job` as ``python -m core.worker RUN_DIR`` in its own session, with stdout and
+Started by :func:`heretic_tui.core.runs.jobs.start_job` as ``python -m heretic_tui.core.runs.worker RUN_DIR`` in its own session, with stdout and
 stderr already pointing at ``worker.log``. SIGHUP is ignored (an SSH drop must not end a run); SIGTERM and SIGINT
 ask for a graceful cancel, which pipelines honour at their next :meth:`JobContext.check_cancelled`.
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import psutil
 
-from core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, JobCancelled, UserInputError
-from core.events import (
+from heretic_tui.core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, JobCancelled, UserInputError
+from heretic_tui.core.runs.events import (
     Event,
     JobCancelled as JobCancelledEvent,
     JobError,
@@ -33,14 +33,14 @@ from core.events import (
     PhaseStarted,
     Progress,
 )
-from core.jobs import RunDirectory, write_json_atomically
-from core.settings import Settings, load_settings
+from heretic_tui.core.runs.jobs import RunDirectory, write_json_atomically
+from heretic_tui.core.settings import Settings, load_settings
 
 JOB_RUNNERS: dict[str, str] = {
-    "abliterate": "core.abliteration_job:run",
-    "export": "core.export:run_export_job",
-    "finetune": "core.finetuning.job:run",
-    "compare": "core.compare:run",
+    "abliterate": "heretic_tui.core.abliteration.job:run",
+    "export": "heretic_tui.core.shipping.export:run_export_job",
+    "finetune": "heretic_tui.core.finetuning.job:run",
+    "compare": "heretic_tui.core.shipping.compare:run",
 }
 """Job kind -> ``module:function`` taking a :class:`JobContext` and returning a summary dict (imported lazily)."""
 
@@ -170,7 +170,7 @@ def record_in_registry(run: RunDirectory) -> None:
     It runs after the terminal event, so the journal is not touched again: a registry failure is printed to
     worker.log only and never changes the job's outcome.
     """
-    from core.registry import record_finished_run
+    from heretic_tui.core.runs.registry import record_finished_run
 
     record_finished_run(run.path, warn=lambda message: print(f"warning: {message}", flush=True))
 
@@ -208,7 +208,7 @@ def supervise(run: RunDirectory, child: int) -> int:
 
 def main() -> None:
     if len(sys.argv) != 2:
-        print("usage: python -m core.worker RUN_DIR", file=sys.stderr)
+        print("usage: python -m heretic_tui.core.runs.worker RUN_DIR", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     run = RunDirectory(Path(sys.argv[1]))
     child = os.fork()

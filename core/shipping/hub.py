@@ -23,8 +23,8 @@ from huggingface_hub import CommitOperationAdd, HfApi, RepoFile
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
 
-from core.errors import UserInputError
-from core.jobs import slugify
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.jobs import slugify
 
 MODEL_CARD_FILE = "README.md"
 METADATA_FILE = "heretic.json"
@@ -215,10 +215,10 @@ def ensure_model_card(folder: Path) -> Path:
     never touched.
 
     A repository without a card shows an empty page and no base model or tags on the Hub. The card is written to a
-    temporary file and renamed (see :func:`core.model_card.write_model_card`), so an interrupted write never leaves
+    temporary file and renamed (see :func:`heretic_tui.core.shipping.model_card.write_model_card`), so an interrupted write never leaves
     half a card.
     """
-    from core.model_card import read_metadata, write_model_card
+    from heretic_tui.core.shipping.model_card import read_metadata, write_model_card
 
     folder = Path(folder)
     card_path = folder / MODEL_CARD_FILE

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import platformdirs
 
-from core.builtin_prompts import (
+from heretic_tui.core.abliteration.builtin_prompts import (
     HARMFUL_TASKS,
     HARMLESS_TASKS,
     REQUEST_TEMPLATES,

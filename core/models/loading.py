@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from core.errors import UserInputError
-from core.settings import ModelSettings
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.settings import ModelSettings
 
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -42,7 +42,7 @@ class LoadedModel:
 
 def resolve_model_location(name: str, report: Callable[[str, int, int], None] | None = None) -> str:
     """Turn the model setting into a local folder or a hub id, building the demo model when asked for it."""
-    from core.demo import DEMO_MODEL_NAME, ensure_demo_model
+    from heretic_tui.core.models.demo import DEMO_MODEL_NAME, ensure_demo_model
 
     if name == DEMO_MODEL_NAME:
         return str(ensure_demo_model(report))
@@ -66,7 +66,7 @@ def resolve_model_location(name: str, report: Callable[[str, int, int], None] | 
 
 def check_model(settings: ModelSettings) -> None:
     """Cheap checks before a job starts: the folder exists, the tokenizer loads and has a chat template."""
-    from core.demo import DEMO_MODEL_NAME
+    from heretic_tui.core.models.demo import DEMO_MODEL_NAME
 
     if settings.model == DEMO_MODEL_NAME:
         return

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import UserInputError
+from heretic_tui.core.errors import UserInputError
 
 TEXT_SUFFIXES = {".txt", ".text", ".lst", ""}
 TABLE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -56,7 +56,7 @@ def resolve_auto(source: str, setting_name: str, model: str) -> str:
     """Replace ``auto`` with the concrete default for this model."""
     if source.strip() != "auto":
         return source
-    from core.demo import DEMO_MODEL_NAME
+    from heretic_tui.core.models.demo import DEMO_MODEL_NAME
 
     defaults = DEMO_DEFAULTS if model == DEMO_MODEL_NAME else PUBLIC_DEFAULTS
     return defaults[setting_name]
@@ -175,7 +175,7 @@ def load_prompts(text: str, limit: int | None = None, origin: str = "Prompts") -
     """Load a prompt source into a list of non-empty prompts, at most ``limit`` of them."""
     source = parse_source(text)
     if source.kind == "builtin":
-        from core.builtin_prompts import builtin_prompts
+        from heretic_tui.core.abliteration.builtin_prompts import builtin_prompts
 
         prompts = builtin_prompts(source.location, source.split or "train")
     elif source.kind == "hub":

@@ -17,9 +17,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from core.abliteration import COMPONENTS, KernelParameters, TrialParameters
-from core.errors import UserInputError
-from core.settings import OptimizationSettings
+from heretic_tui.core.abliteration.ablation import COMPONENTS, KernelParameters, TrialParameters
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.settings import OptimizationSettings
 
 STUDY_FILE = "study.journal"
 STUDY_NAME = "abliteration"
