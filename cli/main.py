@@ -13,7 +13,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from heretic_tui.core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, UserInputError
+from heretic_tui.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    HereticError,
+    UserInputError,
+    exit_codes_text,
+)
 from heretic_tui.core.runs.events import (
     ArtifactWritten,
     BaselineMeasured,
@@ -75,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="heretic-tui",
         description="Abliterate, fine-tune and ship chat models. Without a command the full-screen app opens; "
                     "'heretic-tui ./model-folder' opens the actions for that model.",
-        epilog="Exit codes: 0 success, 1 job failed, 2 bad input, 130 cancelled.",
+        epilog=exit_codes_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command")
     abliterate = commands.add_parser("abliterate", help="find and remove the refusal direction of a model")
@@ -218,8 +227,11 @@ def exit_code_for(last: Event | None) -> int:
         return EXIT_OK
     if isinstance(last, JobCancelled):
         return EXIT_CANCELLED
-    if isinstance(last, JobError) and last.user_error:
-        return EXIT_BAD_INPUT
+    if isinstance(last, JobError):
+        if last.exit_code is not None:
+            return last.exit_code
+        if last.user_error:
+            return EXIT_BAD_INPUT
     return EXIT_FAILED
 
 
@@ -356,9 +368,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         code = dispatch(list(sys.argv[1:] if argv is None else argv))
-    except UserInputError as error:
+    except HereticError as error:
         print(f"error: {error}", file=sys.stderr)
-        code = EXIT_BAD_INPUT
+        code = error.exit_code
     sys.exit(code)
 
 

@@ -41,7 +41,8 @@ from heretic_tui.core.shipping.hub import (
     validate_model_folder,
     validate_repo_name,
 )
-from heretic_tui.core.runs.jobs import RunDirectory, write_json_atomically
+from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.runs.jobs import RunDirectory
 
 TOKEN = "hf_SecretTestToken_4f9c2a7e1b"
 USER = "alice"

@@ -23,7 +23,8 @@ from heretic_tui.core.runs.events import (
     TrainingStep,
     TrialFinished,
 )
-from heretic_tui.core.runs.jobs import RunDirectory, write_json_atomically
+from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.runs.jobs import RunDirectory
 from heretic_tui.core.runs.registry import (
     ROLE_ABLITERATED,
     ROLE_BASE,

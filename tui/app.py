@@ -20,6 +20,7 @@ from textual.screen import Screen
 
 from heretic_tui.core.models.chat import ChatModel
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.job_kinds import start_job_of_kind
 from heretic_tui.core.runs.jobs import JobHandle
 from heretic_tui.core.models.browser import ModelInfo
 from heretic_tui.core.runs.registry import Registry
@@ -258,19 +259,6 @@ class HereticApp(App[int]):
                 f"Key on this screen: {key}",
                 partial(self.run_action, binding.action, active.node),
             )
-
-
-def start_job_of_kind(kind: str, settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
-    """Start (or resume) a run of ``kind`` through the core; imported late so tests can replace the core's start."""
-    if kind == "finetune":
-        from heretic_tui.core.finetuning.job import start_finetune
-
-        return start_finetune(settings, run_dir, resume=resume)
-    if kind == "abliterate":
-        from heretic_tui.core.abliteration.job import start_abliteration
-
-        return start_abliteration(settings, run_dir, resume=resume)
-    raise UserInputError(f"A '{kind}' job cannot be started or resumed from here.")
 
 
 def launch(

@@ -23,7 +23,7 @@ from heretic_tui.core.finetuning.examples import (
     resolve_mode,
 )
 from heretic_tui.core.finetuning.sources import Conversation, Document, SourceData, read_sources
-from heretic_tui.core.runs.jobs import write_json_atomically
+from heretic_tui.core.atomic_files import write_json_atomically
 from heretic_tui.core.settings import FinetuneSettings
 
 DATA_FOLDER = "data"

@@ -190,6 +190,8 @@ class JobError(Event):
     message: str = ""
     traceback: str = ""
     user_error: bool = False
+    exit_code: int | None = None
+    """The process exit code this error stands for (see core.errors.EXIT_CODES); None in older journals."""
 
     @property
     def terminal(self) -> bool:

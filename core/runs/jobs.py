@@ -35,6 +35,7 @@ from typing import Any
 import platformdirs
 import psutil
 
+from heretic_tui.core.atomic_files import read_json_object, write_json_atomically
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import Event, JobError, event_from_json
 from heretic_tui.core.settings import APP_NAME, Settings, render_config
@@ -62,25 +63,6 @@ def runs_root(settings: Settings) -> Path:
 def slugify(text: str) -> str:
     tail = text.rstrip("/").split("/")[-1] or "model"
     return re.sub(r"[^A-Za-z0-9._-]+", "-", tail).strip("-").lower()[:60] or "model"
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file and rename it, so a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object from a file that may be missing, half-written or not an object: then an empty dict."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)

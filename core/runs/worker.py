@@ -7,7 +7,6 @@ ask for a graceful cancel, which pipelines honour at their next :meth:`JobContex
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -20,7 +19,15 @@ from typing import Any
 
 import psutil
 
-from heretic_tui.core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, JobCancelled, UserInputError
+from heretic_tui.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    HereticError,
+    JobCancelled,
+    UserInputError,
+)
 from heretic_tui.core.runs.events import (
     Event,
     JobCancelled as JobCancelledEvent,
@@ -33,21 +40,10 @@ from heretic_tui.core.runs.events import (
     PhaseStarted,
     Progress,
 )
-from heretic_tui.core.runs.jobs import RunDirectory, write_json_atomically
+from heretic_tui.core.runs.job_kinds import job_kind
+from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.runs.jobs import RunDirectory
 from heretic_tui.core.settings import Settings, load_settings
-
-JOB_RUNNERS: dict[str, str] = {
-    "abliterate": "heretic_tui.core.abliteration.job:run",
-    "export": "heretic_tui.core.shipping.export:run_export_job",
-    "finetune": "heretic_tui.core.finetuning.job:run",
-    "compare": "heretic_tui.core.shipping.compare:run",
-}
-"""Job kind -> ``module:function`` taking a :class:`JobContext` and returning a summary dict (imported lazily)."""
-
-
-def register_job_runner(kind: str, target: str) -> None:
-    JOB_RUNNERS[kind] = target
-
 
 class JobContext:
     """What a pipeline gets: its settings and arguments, and the means to report and to notice a cancel."""
@@ -98,14 +94,6 @@ class JobContext:
         self._journal.close()
 
 
-def _resolve_runner(kind: str) -> Callable[[JobContext], dict[str, Any]]:
-    target = JOB_RUNNERS.get(kind)
-    if target is None:
-        raise UserInputError(f"Unknown job kind {kind!r} in job.json; known kinds: {', '.join(sorted(JOB_RUNNERS))}.")
-    module_name, function_name = target.split(":")
-    return getattr(importlib.import_module(module_name), function_name)
-
-
 def run_worker(run_path: Path) -> int:
     run = RunDirectory(run_path)
     me = psutil.Process()
@@ -136,16 +124,16 @@ def run_worker(run_path: Path) -> int:
     )
     exit_code = EXIT_OK
     try:
-        runner = _resolve_runner(job.get("kind", ""))
+        runner = job_kind(str(job.get("kind", ""))).run_function()
         summary = runner(context)
         context.emit(JobFinished(report=str(run.report_path), summary=summary or {}))
     except JobCancelled:
         exit_code = EXIT_CANCELLED
         context.emit(JobCancelledEvent(reason="cancelled by the user; completed work is saved and the run can be resumed"))
-    except UserInputError as error:
-        exit_code = EXIT_BAD_INPUT
+    except HereticError as error:
+        exit_code = error.exit_code
         print(f"error: {error}", flush=True)
-        context.emit(JobError(message=str(error), user_error=True))
+        context.emit(JobError(message=str(error), user_error=isinstance(error, UserInputError), exit_code=exit_code))
     except BaseException as error:
         exit_code = EXIT_FAILED
         text = traceback.format_exc()
@@ -153,7 +141,7 @@ def run_worker(run_path: Path) -> int:
         message = str(error) or type(error).__name__
         if isinstance(error, MemoryError) or "out of memory" in message.lower():
             message += " (out of memory: lower model.max_batch_size or set model.batch_size, or use a smaller dtype)"
-        context.emit(JobError(message=f"{type(error).__name__}: {message}", traceback=text))
+        context.emit(JobError(message=f"{type(error).__name__}: {message}", traceback=text, exit_code=exit_code))
     finally:
         context.close()
         record_in_registry(run)

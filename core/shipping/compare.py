@@ -33,7 +33,8 @@ import torch
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
 from heretic_tui.core.runs.events import ArtifactWritten, Metrics
-from heretic_tui.core.runs.jobs import JobHandle, RunDirectory, runs_root, start_job, write_json_atomically
+from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.runs.jobs import JobHandle, RunDirectory, runs_root, start_job
 from heretic_tui.core.models.loading import (
     LoadedModel,
     check_model,
