@@ -334,7 +334,7 @@ def test_missing_registry_action_is_a_usage_error(capsys: pytest.CaptureFixture[
 def test_token_is_never_asked_for_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     from argparse import Namespace
 
-    from heretic_tui.cli.shipping import read_token
+    from heretic_tui.cli.commands.upload import read_token
 
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(UserInputError, match="never asks"):

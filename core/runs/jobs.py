@@ -37,7 +37,8 @@ import psutil
 
 from heretic_tui.core.atomic_files import read_json_object, write_json_atomically
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.runs.events import Event, JobError, event_from_json
+from heretic_tui.core.runs.events import Event, JobError
+from heretic_tui.core.runs.journal import read_new_events, tail_lines
 from heretic_tui.core.settings import APP_NAME, Settings, render_config
 
 JOB_FILE = "job.json"
@@ -178,29 +179,6 @@ class RunDirectory:
         return STATUS_FAILED
 
 
-def read_new_events(path: Path, offset: int) -> tuple[list[Event], int]:
-    """Events appended after byte ``offset``; a trailing partial line is left for the next read."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
-        return [], offset
-    events: list[Event] = []
-    consumed = 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        consumed += len(line)
-        text = line.decode("utf-8", errors="replace").strip()
-        if text:
-            try:
-                events.append(event_from_json(text))
-            except (ValueError, TypeError):
-                continue
-    return events, offset + consumed
-
-
 class JobHandle:
     """A view on one job: follow its events, wait for it, cancel it. Works for jobs started by anyone."""
 
@@ -315,19 +293,6 @@ class JobHandle:
                 return None
             time.sleep(0.1)
         return self.exit_code()
-
-
-def tail_lines(path: Path, count: int) -> list[str]:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 64 * 1024))
-            data = handle.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    lines = [line.rstrip() for line in data.replace("\r", "\n").splitlines() if line.strip()]
-    return lines[-count:]
 
 
 def worker_environment() -> dict[str, str]:

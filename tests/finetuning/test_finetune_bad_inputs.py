@@ -11,7 +11,7 @@ import pytest
 
 from heretic_tui.cli.main import main
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.cli.finetune import add_arguments, setting_overrides
+from heretic_tui.cli.commands.finetune import add_arguments, setting_overrides
 from heretic_tui.core.finetuning.job import preflight
 from finetune_helpers import FACTS, finetune_settings, write_jsonl
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.runs.events import Event, JobFinished
+from heretic_tui.cli.arguments import add_headless_flag, add_settings_flags, resumed_config, settings_from_arguments
+from heretic_tui.cli.following import follow_headless, launch_app
 from heretic_tui.core.finetuning.sources import HUB_PREFIX
+from heretic_tui.core.runs.events import JobFinished
+
+NAME = "finetune"
+HELP = "train a LoRA/QLoRA adapter on documents or chat data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_flags(parser)
     parser.add_argument("--model", help="local model folder, hub id, 'demo', or a model exported from a run")
     parser.add_argument("--data", action="append", metavar="PATH",
                         help="training data: a file (.pdf .txt .md .jsonl .json), a folder, or "
@@ -33,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", action="store_true", help="also write the merged full model (RUN_DIR/merged)")
     parser.add_argument("--run-dir", help="run folder to create (or, with --resume, to continue)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    parser.add_argument("--headless", action="store_true", help="no full-screen app: progress lines on stderr")
+    add_headless_flag(parser)
 
 
 def _data_entry(entry: str) -> str:
@@ -82,28 +86,16 @@ def _print_summary(summary: dict[str, Any], report_path: Path) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def run_command(
-    arguments: argparse.Namespace,
-    settings_from_arguments: Callable[..., Any],
-    follow: Callable[..., tuple[int, Event | None]],
-    printer_class: Callable[[Any], Callable[[Event], None]],
-    launch_app: Callable[..., int],
-) -> int:
+def run(arguments: argparse.Namespace) -> int:
     """Start or resume the run, then open the dashboard on it, or follow it on stderr with --headless."""
     from heretic_tui.core.finetuning.job import start_finetune
-    from heretic_tui.core.runs.jobs import RunDirectory
 
-    base = None
-    if arguments.resume:
-        if not arguments.run_dir:
-            raise UserInputError("--resume needs --run-dir pointing at the fine-tuning run to continue.")
-        base = RunDirectory.open(arguments.run_dir).config_path
+    base = resumed_config(arguments, "fine-tuning")
     settings = settings_from_arguments(arguments, base_config=base, extra=setting_overrides(arguments))
     handle = start_finetune(settings, Path(arguments.run_dir) if arguments.run_dir else None, arguments.resume)
     if not arguments.headless:
         return launch_app(attach_run=handle.run.path)
-    print(f"run folder: {handle.run.path}", file=sys.stderr, flush=True)
-    code, last = follow(handle, printer_class(sys.stderr))
+    code, last = follow_headless(handle)
     if isinstance(last, JobFinished):
         _print_summary(last.summary, handle.run.report_path)
     return code
