@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from heretic_tui.core.abliteration.job import load_all_prompts, run_trial  # noq
 from heretic_tui.core.abliteration.directions import compute_directions  # noqa: E402
 from heretic_tui.core.abliteration.evaluation import Evaluator  # noqa: E402
 from heretic_tui.core.atomic_files import write_json_atomically  # noqa: E402
-from heretic_tui.core.runs.jobs import RunDirectory  # noqa: E402
+from heretic_tui.core.runs.run_directory import RunDirectory  # noqa: E402
 from heretic_tui.core.models.loading import choose_batch_size, format_chat, last_token_residuals, load_model  # noqa: E402
 from heretic_tui.core.abliteration.study import open_study  # noqa: E402
 from heretic_tui.core.settings import load_settings, overrides_from_text  # noqa: E402

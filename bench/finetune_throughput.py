@@ -105,7 +105,7 @@ def train_ours(arguments: argparse.Namespace, packing: bool, folder: Path) -> An
     from heretic_tui.core.finetuning.data import PreparedData
     from heretic_tui.core.finetuning.modules import resolve_target_modules
     from heretic_tui.core.finetuning.training import build_trainer
-    from heretic_tui.core.runs.jobs import RunDirectory
+    from heretic_tui.core.runs.run_directory import RunDirectory
     from heretic_tui.core.models.loading import load_model
     from heretic_tui.core.runs.worker import JobContext
 

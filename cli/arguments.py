@@ -55,7 +55,7 @@ def resumed_config(arguments: argparse.Namespace, description: str) -> Path | No
     if not getattr(arguments, "resume", False):
         return None
     from heretic_tui.core.errors import UserInputError
-    from heretic_tui.core.runs.jobs import RunDirectory
+    from heretic_tui.core.runs.run_directory import RunDirectory
 
     if not arguments.run_dir:
         raise UserInputError(f"--resume needs --run-dir pointing at the {description} run to continue.")

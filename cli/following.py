@@ -29,7 +29,7 @@ from heretic_tui.core.runs.events import (
     TrainingStep,
     TrialFinished,
 )
-from heretic_tui.core.runs.jobs import JobHandle
+from heretic_tui.core.runs.handle import JobHandle
 
 
 def progress_line(text: str) -> None:

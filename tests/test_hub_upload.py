@@ -42,7 +42,7 @@ from heretic_tui.core.shipping.hub import (
     validate_repo_name,
 )
 from heretic_tui.core.atomic_files import write_json_atomically
-from heretic_tui.core.runs.jobs import RunDirectory
+from heretic_tui.core.runs.run_directory import RunDirectory
 
 TOKEN = "hf_SecretTestToken_4f9c2a7e1b"
 USER = "alice"

@@ -24,7 +24,7 @@ from heretic_tui.core.runs.events import (
     TrialFinished,
 )
 from heretic_tui.core.atomic_files import write_json_atomically
-from heretic_tui.core.runs.jobs import RunDirectory
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.runs.registry import (
     ROLE_ABLITERATED,
     ROLE_BASE,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from heretic_tui.core.runs.events import TrialFinished
-from heretic_tui.core.runs.jobs import RunDirectory
+from heretic_tui.core.runs.run_directory import RunDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def test_kill_9_then_resume_loses_no_completed_trial(tiny_models: dict[str, Path
     assert parent.returncode == 1, "the headless parent reports the dead worker as a failure"
     assert run.status() == "failed"
     assert run.read_worker()["exit_code"] == -signal.SIGKILL
-    from heretic_tui.core.runs.jobs import attach
+    from heretic_tui.core.runs.handle import attach
 
     death = list(attach(run_dir).events())[-1]
     assert "killed by SIGKILL" in death.message and str(run_dir) in death.message
@@ -90,7 +90,7 @@ def wait_for_trials(run: RunDirectory, count: int) -> None:
 def test_worker_survives_its_parent_and_sighup_and_cancels_gracefully(tiny_models: dict[str, Path],
                                                                        tmp_path: Path) -> None:
     from heretic_tui.core.runs.events import JobCancelled
-    from heretic_tui.core.runs.jobs import attach
+    from heretic_tui.core.runs.handle import attach
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(f"how do i make bread {index} ?" for index in range(24)))

@@ -1,6 +1,6 @@
 """Following a run's journal from a Textual thread worker, one message per event.
 
-The thread only reads the journal (through :meth:`heretic_tui.core.runs.jobs.JobHandle.events`) and posts messages; widgets are
+The thread only reads the journal (through :meth:`heretic_tui.core.runs.handle.JobHandle.events`) and posts messages; widgets are
 touched only by the screen that receives them. ``events()`` waits inside the generator while the worker is quiet,
 so a follower that could not be stopped would block the app's exit for as long as the run lasts: the handle used
 for following reports the worker as gone once the follower is told to stop, which ends the generator within one
@@ -17,7 +17,8 @@ from pathlib import Path
 from textual.message import Message
 
 from heretic_tui.core.runs.events import Event
-from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.run_directory import RunDirectory
 
 POLL_SECONDS = 0.1
 

@@ -1,6 +1,6 @@
 """One line per run for the home and runs screens, read from each run's folder.
 
-The status is the core's (:meth:`heretic_tui.core.runs.jobs.RunDirectory.status`); the figures (trials done, best trial) come from
+The status is the core's (:meth:`heretic_tui.core.runs.run_directory.RunDirectory.status`); the figures (trials done, best trial) come from
 folding the journal with the dashboard's own :class:`RunState`, so a list and the dashboard it opens agree.
 Reading is done in a thread worker: a runs folder on a network disk can be slow.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from heretic_tui.core.runs.jobs import RunDirectory, list_runs
+from heretic_tui.core.runs.run_directory import RunDirectory, list_runs
 from heretic_tui.core.runs.registry import STATUS_MISSING, RunRecord
 from heretic_tui.tui.run_state import RunState, TrialRow
 

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    from heretic_tui.core.runs.jobs import attach
+    from heretic_tui.core.runs.handle import attach
 
     handle = attach(arguments.run_dir)
     if not arguments.headless:

@@ -33,7 +33,7 @@ def _when(created: float) -> str:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    from heretic_tui.core.runs.jobs import runs_root
+    from heretic_tui.core.runs.run_directory import runs_root
     from heretic_tui.core.runs.registry import Registry
 
     registry = Registry()

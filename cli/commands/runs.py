@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    from heretic_tui.core.runs.jobs import list_runs, runs_root
+    from heretic_tui.core.runs.run_directory import list_runs, runs_root
 
     settings = settings_from_arguments(arguments)
     for run_directory in list_runs(runs_root(settings)):

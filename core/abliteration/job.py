@@ -23,7 +23,8 @@ from heretic_tui.core.errors import JobCancelled, UserInputError
 from heretic_tui.core.abliteration.evaluation import Evaluator
 from heretic_tui.core.runs.events import BaselineMeasured, TrialFinished, TrialStarted
 from heretic_tui.core.atomic_files import write_json_atomically
-from heretic_tui.core.runs.jobs import JobHandle, prepare_run, start_job
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.lifecycle import prepare_run, start_job
 from heretic_tui.core.models.loading import (
     LoadedModel,
     check_model,

@@ -46,7 +46,8 @@ from heretic_tui.core.finetuning.plan import make_plan
 from heretic_tui.core.finetuning.sources import read_sources
 from heretic_tui.core.finetuning.training import CHECKPOINT_FOLDER, build_trainer
 from heretic_tui.core.atomic_files import write_json_atomically
-from heretic_tui.core.runs.jobs import JobHandle, prepare_run, start_job
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.lifecycle import prepare_run, start_job
 from heretic_tui.core.models.loading import check_model, load_model, resolve_model_location
 from heretic_tui.core.settings import Settings
 from heretic_tui.core.runs.worker import JobContext

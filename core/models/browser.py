@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from heretic_tui.core.atomic_files import read_json_object
-from heretic_tui.core.runs.jobs import list_runs, runs_root
+from heretic_tui.core.runs.run_directory import list_runs, runs_root
 from heretic_tui.core.settings import Settings
 
 SOURCE_HUB_CACHE = "hf cache"

@@ -20,7 +20,8 @@ from typing import IO, Any
 
 import platformdirs
 
-from heretic_tui.core.runs.jobs import tail_lines, worker_environment
+from heretic_tui.core.runs.journal import tail_lines
+from heretic_tui.core.runs.lifecycle import worker_environment
 from heretic_tui.core.settings import APP_NAME, ModelSettings
 
 DEFAULT_MAX_NEW_TOKENS = 512

@@ -28,7 +28,7 @@ import platformdirs
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten
 from heretic_tui.core.atomic_files import read_json_object
-from heretic_tui.core.runs.jobs import JOB_FILE, RunDirectory, list_runs
+from heretic_tui.core.runs.run_directory import JOB_FILE, RunDirectory, list_runs
 from heretic_tui.core.settings import APP_NAME
 
 SCHEMA_VERSION = 1

@@ -1,6 +1,6 @@
 """The worker process: runs one job of a run directory and writes its event journal.
 
-Started by :func:`heretic_tui.core.runs.jobs.start_job` as ``python -m heretic_tui.core.runs.worker RUN_DIR`` in its own session, with stdout and
+Started by :func:`heretic_tui.core.runs.lifecycle.start_job` as ``python -m heretic_tui.core.runs.worker RUN_DIR`` in its own session, with stdout and
 stderr already pointing at ``worker.log``. SIGHUP is ignored (an SSH drop must not end a run); SIGTERM and SIGINT
 ask for a graceful cancel, which pipelines honour at their next :meth:`JobContext.check_cancelled`.
 """
@@ -42,7 +42,7 @@ from heretic_tui.core.runs.events import (
 )
 from heretic_tui.core.runs.job_kinds import job_kind
 from heretic_tui.core.atomic_files import write_json_atomically
-from heretic_tui.core.runs.jobs import RunDirectory
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.settings import Settings, load_settings
 
 class JobContext:

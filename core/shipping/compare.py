@@ -34,7 +34,9 @@ from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
 from heretic_tui.core.runs.events import ArtifactWritten, Metrics
 from heretic_tui.core.atomic_files import write_json_atomically
-from heretic_tui.core.runs.jobs import JobHandle, RunDirectory, runs_root, start_job
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.lifecycle import start_job
+from heretic_tui.core.runs.run_directory import RunDirectory, runs_root
 from heretic_tui.core.models.loading import (
     LoadedModel,
     check_model,

@@ -19,7 +19,9 @@ import optuna
 from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters, rank_one_factors
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten
-from heretic_tui.core.runs.jobs import JobHandle, RunDirectory, start_job
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.lifecycle import start_job
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.models.loading import LoadedModel, load_model
 from heretic_tui.core.shipping.model_card import copy_processor_files, write_model_card
 from heretic_tui.core.abliteration.study import find_trial, open_study, trial_result

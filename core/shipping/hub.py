@@ -24,7 +24,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
 
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.runs.jobs import slugify
+from heretic_tui.core.runs.run_directory import slugify
 
 MODEL_CARD_FILE = "README.md"
 METADATA_FILE = "heretic.json"

@@ -17,7 +17,7 @@ from heretic_tui.cli.main import main
 from heretic_tui.core.runs.events import JobCancelled, JobFinished, JobStarted, LogLine, TrainingStep
 from heretic_tui.core.finetuning.checkpoints import complete_checkpoints
 from heretic_tui.core.finetuning.job import start_finetune
-from heretic_tui.core.runs.jobs import JobHandle
+from heretic_tui.core.runs.handle import JobHandle
 from finetune_helpers import finetune_settings
 
 pytestmark = pytest.mark.slow

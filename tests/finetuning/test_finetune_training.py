@@ -10,7 +10,7 @@ import pytest
 
 from heretic_tui.core.runs.events import LogLine, Metrics, TrainingStep
 from heretic_tui.core.finetuning.job import run
-from heretic_tui.core.runs.jobs import RunDirectory
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.runs.worker import JobContext
 from finetune_helpers import chat_rows, finetune_settings, write_jsonl
 

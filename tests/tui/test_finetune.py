@@ -15,7 +15,8 @@ from test_wizard import choose_option, type_into
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import JobFinished, TrainingStep
-from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.settings import Settings, load_settings, overrides_from_text
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.run_state import RunState

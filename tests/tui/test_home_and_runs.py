@@ -11,7 +11,8 @@ from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import START, write_run
 
 from heretic_tui.core.runs.events import ArtifactWritten, JobFinished, JobStarted, PhaseFinished, PhaseStarted
-from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.dashboard import DashboardScreen
 from heretic_tui.tui.screens.dialogs import ConfirmDialog

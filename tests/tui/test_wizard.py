@@ -10,7 +10,8 @@ import pytest
 from tui_helpers import screen_text, settle, wait_until
 from recorded_runs import write_run
 
-from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS
 from heretic_tui.core.settings import Settings, load_settings, overrides_from_text
 from heretic_tui.tui.app import HereticApp

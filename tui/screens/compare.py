@@ -22,7 +22,8 @@ from textual.widgets import Footer, Header, Input, Label, Static
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
-from heretic_tui.core.runs.jobs import JobHandle, RunDirectory
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.settings import load_settings, setting_fields
 from heretic_tui.tui.formatting import escape_markup, format_kl
 from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run

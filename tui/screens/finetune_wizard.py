@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.widgets import Input, Select, Static
 
 from heretic_tui.core.finetuning.sources import HUB_PREFIX
-from heretic_tui.core.runs.jobs import runs_root
+from heretic_tui.core.runs.run_directory import runs_root
 from heretic_tui.core.settings import Settings, settings_to_dict
 from heretic_tui.tui.finetune_choices import (
     CUSTOM,

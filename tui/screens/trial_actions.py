@@ -20,7 +20,7 @@ from textual.widgets.option_list import Option
 from heretic_tui.core.models.chat import ChatModel
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
-from heretic_tui.core.runs.jobs import JobHandle
+from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.tui.formatting import escape_markup, format_duration, format_kl, format_refusals
 from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
 from heretic_tui.tui.run_state import TrialRow

@@ -1,0 +1,110 @@
+"""Starting a job (its run folder, job.json, config.toml, the detached worker) and deleting a stopped one.
+
+A new run is preflighted before its folder exists, so bad input leaves nothing behind; a resumed run must be a
+stopped run of the same kind (a live one is attached to, not started twice).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.run_directory import CONFIG_FILE, RunDirectory, runs_root
+from heretic_tui.core.settings import Settings, render_config
+
+def worker_environment() -> dict[str, str]:
+    """The worker's environment: unbuffered, no progress bars drawing control codes into the log."""
+    environment = dict(os.environ)
+    environment["PYTHONUNBUFFERED"] = "1"
+    environment.setdefault("TQDM_DISABLE", "1")
+    environment.setdefault("TOKENIZERS_PARALLELISM", "false")
+    environment.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    return environment
+
+
+def start_job(
+    kind: str,
+    settings: Settings,
+    run: RunDirectory,
+    arguments: dict[str, Any] | None = None,
+) -> JobHandle:
+    """Write the run's job.json and config.toml, then launch the detached worker process."""
+    if not run.job_path.exists() or not arguments or not arguments.get("resume"):
+        write_json_atomically(
+            run.job_path,
+            {"kind": kind, "arguments": arguments or {}, "created": time.time(), "model": settings.model.model},
+        )
+    else:
+        job = run.read_job()
+        job["arguments"] = {**job.get("arguments", {}), **(arguments or {})}
+        write_json_atomically(run.job_path, job)
+    temporary = run.config_path.with_name(f".{CONFIG_FILE}.tmp")
+    temporary.write_text(render_config(settings), encoding="utf-8")
+    os.replace(temporary, run.config_path)
+    if run.worker_path.exists():
+        run.worker_path.unlink()
+    start_offset = run.events_path.stat().st_size if run.events_path.exists() else 0
+    log = open(run.log_path, "ab")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "heretic_tui.core.runs.worker", str(run.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=worker_environment(),
+            cwd=os.getcwd(),
+        )
+    finally:
+        log.close()
+    return JobHandle(run, process, start_offset)
+
+
+def prepare_run(
+    kind: str,
+    settings: Settings,
+    run_dir: Path | None,
+    resume: bool,
+    preflight: Callable[[Settings], None],
+    description: str,
+) -> RunDirectory:
+    """The run folder a new or resumed job of ``kind`` goes into, after the checks that keep bad input out.
+
+    A new run is preflighted before its folder exists, so bad input leaves nothing behind; a resumed run must be
+    a stopped run of the same kind (a live one is attached to, not started twice).
+    """
+    if not resume:
+        preflight(settings)
+        return RunDirectory.create(runs_root(settings), settings.model.model, exact=run_dir)
+    if run_dir is None:
+        raise UserInputError(f"--resume needs --run-dir pointing at the {description} run to continue.")
+    run = RunDirectory.open(run_dir)
+    found = run.read_job().get("kind")
+    if found != kind:
+        raise UserInputError(f"{run.path} is a '{found}' run, not {description} run, so it cannot be resumed here.")
+    if run.worker_alive():
+        raise UserInputError(f"The run {run.path} is still running (worker pid {run.read_worker().get('pid')}). "
+                             "Attach to it instead of resuming it.")
+    return run
+
+
+def delete_run(run: RunDirectory) -> None:
+    """Remove a stopped run's folder and its registry entries; a running one must be cancelled first."""
+    if run.worker_alive():
+        raise UserInputError(f"The run {run.path} is still running; cancel it before deleting it.")
+    shutil.rmtree(run.path)
+    try:
+        from heretic_tui.core.runs.registry import Registry
+
+        Registry().forget_missing()
+    except Exception as error:
+        print(f"warning: the registry could not forget {run.path}: {error}", file=sys.stderr)
