@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.atomic_files import write_json_atomically, write_text_atomically
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.handle import JobHandle
-from heretic_tui.core.runs.run_directory import CONFIG_FILE, RunDirectory, runs_root
+from heretic_tui.core.runs.run_directory import RunDirectory, runs_root
 from heretic_tui.core.settings import Settings, render_config
 
 def worker_environment() -> dict[str, str]:
@@ -36,8 +36,13 @@ def start_job(
     settings: Settings,
     run: RunDirectory,
     arguments: dict[str, Any] | None = None,
+    secret: str | None = None,
 ) -> JobHandle:
-    """Write the run's job.json and config.toml, then launch the detached worker process."""
+    """Write the run's job.json and config.toml, then launch the detached worker process.
+
+    ``secret`` (an upload token) reaches the worker only through a pipe on its standard input, read once at start:
+    never job.json, config.toml, the environment or the log, so it never touches the disk.
+    """
     if not run.job_path.exists() or not arguments or not arguments.get("resume"):
         write_json_atomically(
             run.job_path,
@@ -47,9 +52,7 @@ def start_job(
         job = run.read_job()
         job["arguments"] = {**job.get("arguments", {}), **(arguments or {})}
         write_json_atomically(run.job_path, job)
-    temporary = run.config_path.with_name(f".{CONFIG_FILE}.tmp")
-    temporary.write_text(render_config(settings), encoding="utf-8")
-    os.replace(temporary, run.config_path)
+    write_text_atomically(run.config_path, render_config(settings))
     if run.worker_path.exists():
         run.worker_path.unlink()
     start_offset = run.events_path.stat().st_size if run.events_path.exists() else 0
@@ -57,7 +60,7 @@ def start_job(
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "heretic_tui.core.runs.worker", str(run.path)],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if secret is not None else subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -66,6 +69,13 @@ def start_job(
         )
     finally:
         log.close()
+    if secret is not None and process.stdin is not None:
+        try:
+            process.stdin.write(secret.encode("utf-8") + b"\n")
+        except BrokenPipeError:
+            pass
+        finally:
+            process.stdin.close()
     return JobHandle(run, process, start_offset)
 
 

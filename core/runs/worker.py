@@ -48,10 +48,13 @@ from heretic_tui.core.settings import Settings, load_settings
 class JobContext:
     """What a pipeline gets: its settings and arguments, and the means to report and to notice a cancel."""
 
-    def __init__(self, run: RunDirectory, settings: Settings, arguments: dict[str, Any]) -> None:
+    def __init__(self, run: RunDirectory, settings: Settings, arguments: dict[str, Any],
+                 secret: str | None = None) -> None:
         self.run = run
         self.settings = settings
         self.arguments = arguments
+        self.secret = secret
+        """What the starter piped to the worker's stdin (an upload token); never logged or written anywhere."""
         self.cancel_requested = False
         self._journal = open(run.events_path, "a", encoding="utf-8")
         self._last_progress = 0.0
@@ -94,6 +97,16 @@ class JobContext:
         self._journal.close()
 
 
+def read_secret() -> str | None:
+    """One line the starter piped in (see ``start_job(secret=...)``); empty standard input means none."""
+    try:
+        line = sys.stdin.readline().rstrip("\n")
+        sys.stdin.close()
+    except (OSError, ValueError):
+        return None
+    return line or None
+
+
 def run_worker(run_path: Path) -> int:
     run = RunDirectory(run_path)
     me = psutil.Process()
@@ -101,7 +114,7 @@ def run_worker(run_path: Path) -> int:
     job = run.read_job()
     arguments = job.get("arguments", {})
     settings = load_settings(run.config_path, environ={}, search_default_paths=False)
-    context = JobContext(run, settings, arguments)
+    context = JobContext(run, settings, arguments, read_secret())
 
     def request_cancel(signum: int, frame: Any) -> None:
         if context.cancel_requested:
