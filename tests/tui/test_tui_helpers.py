@@ -1,0 +1,55 @@
+"""The waits and readers every TUI test relies on: a wait that fails must say what it waited for and what it saw."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tui_helpers import screen_words, wait_for
+
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.dialogs import MessageDialog
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_wait_returns_the_conditions_value_and_treats_errors_as_not_yet(
+    make_app: Callable[..., HereticApp],
+) -> None:
+    app = make_app()
+    calls = []
+
+    def condition() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise LookupError("not mounted yet")
+        return "ready"
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_for(pilot, condition, "the condition") == "ready"
+        assert len(calls) == 3
+
+
+async def test_a_wait_that_times_out_names_what_it_awaited_and_what_it_saw(
+    make_app: Callable[..., HereticApp],
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        with pytest.raises(AssertionError) as failure:
+            await wait_for(pilot, lambda: app.screen.query_one("#no-such-widget"), "the missing widget", timeout=0.2)
+    message = str(failure.value)
+    assert message.startswith("the missing widget (waited 0.2s;")
+    assert "NoMatches" in message and "the screen is HomeScreen" in message and "New abliteration run" in message
+
+
+async def test_screen_words_finds_a_message_however_the_dialog_wrapped_it(
+    tmp_path: Path, make_app: Callable[..., HereticApp],
+) -> None:
+    long_folder = tmp_path / ("a-folder-name-long-enough-to-wrap-" * 3)
+    long_folder.mkdir()
+    app = make_app(attach_run=long_folder)
+    async with app.run_test(size=(70, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog), "the dialog explaining the folder")
+        await wait_for(pilot, lambda: "is not a heretic-tui run: it has no job.json" in screen_words(app),
+                       "the whole explanation, read across its line breaks")
