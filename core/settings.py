@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 import typing
@@ -411,6 +412,8 @@ def validate_value(spec: SettingField, value: Any, origin: str) -> Any:
     elif spec.type is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problem = "wrong type"
+        elif not math.isfinite(value):
+            problem = "not a finite number"
         else:
             value = float(value)
     elif spec.type == list[str]:
@@ -450,14 +453,71 @@ def default_config_paths() -> list[Path]:
     return [Path.cwd() / "config.toml", Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"]
 
 
-def read_config_file(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and check a config file; every problem names the file and the key."""
+def _read_config_text(path: Path) -> str:
+    """The file's text; a folder, a missing file, a permission problem or non-UTF-8 bytes each say what to fix."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserInputError(f"Config file {path} does not exist. Check the --config path.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserInputError(f"Config file {path} cannot be read ({error}). It must be a UTF-8 TOML file.") from None
+    except IsADirectoryError:
+        raise _folder_error(path, "") from None
+    except PermissionError:
+        raise UserInputError(
+            f"Config file {path} cannot be read: permission denied. Make it readable (e.g. `chmod u+r {path}`) or "
+            "pass another file with --config."
+        ) from None
+    except UnicodeDecodeError as error:
+        raise UserInputError(
+            f"Config file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}). "
+            "Save it as UTF-8 TOML; the root config.toml of heretic-tui shows the format."
+        ) from None
+    except OSError as error:
+        raise UserInputError(
+            f"Config file {path} cannot be read: {error.strerror or error}. Check the file, or pass another one "
+            "with --config."
+        ) from None
+
+
+def _folder_error(path: Path, source: str) -> UserInputError:
+    inside = path / "config.toml"
+    hint = f" It holds a config.toml: pass {inside}." if inside.is_file() else ""
+    return UserInputError(
+        f"Config file {path}{source} is a folder, not a file.{hint} Pass the path of a TOML file, e.g. "
+        f"--config {inside}."
+    )
+
+
+def _misplaced_section_error(path: Path, key: str, value: Any, sections: list[str]) -> UserInputError:
+    """A top-level value or an array of tables where a ``[section]`` table belongs: show the right form."""
+    origin = f"Config file {path}"
+    by_name = _fields_by_name()
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        names = sorted({name for item in value for name in item})
+        example = f" and its keys ({', '.join(names)}) below it" if names else ""
+        return UserInputError(
+            f"{origin}: '[[{key}]]' declares an array of tables, but each section is one table. Write '[{key}]' "
+            f"(single brackets, once){example}."
+        )
+    spec = by_name.get(key)
+    if spec is not None:
+        rendered = tomlkit.item(_toml_value(value)).as_string()
+        return UserInputError(
+            f"{origin}: '{key} = {rendered}' stands outside any section, but each setting belongs in its "
+            f"section's table. Write a line '[{spec.section}]' above it, so the file reads '[{spec.section}]' then "
+            f"'{key} = {rendered}' (the setting '{spec.key}')."
+        )
+    if key in sections:
+        return UserInputError(
+            f"{origin}: '{key}' must be a table of settings, not a single value. Write '[{key}]' on a line of its "
+            f"own with its settings below it, e.g. '[{key}]' then "
+            f"'{next(spec.name for spec in setting_fields() if spec.section == key)} = ...'."
+        )
+    return _unknown_key_error(key, origin, sections + list(_fields_by_key()))
+
+
+def read_config_file(path: Path) -> dict[str, dict[str, Any]]:
+    """Read and check a config file; every problem names the file and the key."""
+    text = _read_config_text(path)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -470,7 +530,7 @@ def read_config_file(path: Path) -> dict[str, dict[str, Any]]:
     sections = list(_section_types())
     for section, values in document.items():
         if section not in sections or not isinstance(values, dict):
-            raise _unknown_key_error(section, f"Config file {path}", sections + list(by_key))
+            raise _misplaced_section_error(path, section, values, sections)
         for name, value in values.items():
             key = f"{section}.{name}"
             spec = by_key.get(key)
@@ -554,20 +614,26 @@ def overrides_from_text(assignments: Mapping[str, str], origin: str = "Command l
 
 
 def resolve_config_path(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read: ``--config``, else ``HERETIC_CONFIG``, else the first default path that exists."""
     if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise UserInputError(f"Config file {path} does not exist. Check the --config path.")
-        return path
+        return _checked_config_path(Path(explicit).expanduser(), "", "Check the --config path.")
     if environ.get(CONFIG_ENV_VARIABLE):
-        path = Path(environ[CONFIG_ENV_VARIABLE]).expanduser()
-        if not path.is_file():
-            raise UserInputError(f"Config file {path} (from {CONFIG_ENV_VARIABLE}) does not exist.")
-        return path
+        return _checked_config_path(Path(environ[CONFIG_ENV_VARIABLE]).expanduser(), f" (from {CONFIG_ENV_VARIABLE})",
+                                    f"Fix {CONFIG_ENV_VARIABLE} or unset it.")
     for candidate in default_config_paths():
         if candidate.is_file():
             return candidate
     return None
+
+
+def _checked_config_path(path: Path, source: str, fix: str) -> Path:
+    if path.is_dir():
+        raise _folder_error(path, source)
+    if not path.exists():
+        raise UserInputError(f"Config file {path}{source} does not exist. {fix}")
+    if not path.is_file():
+        raise UserInputError(f"Config file {path}{source} is not a regular file. Pass the path of a TOML file.")
+    return path
 
 
 def load_settings(
