@@ -282,6 +282,28 @@ class FinetuneSettings:
 
 
 @dataclass
+class HubSettings:
+    """How patiently the Hugging Face Hub is waited for (uploads, logins): a Hub that never answers is an error."""
+
+    connect_timeout: float = setting(
+        10.0, "Seconds to wait for the Hugging Face Hub to accept a connection before that attempt fails.",
+        minimum=0.1, maximum=600,
+    )
+    read_timeout: float = setting(
+        120.0, "Seconds to wait for the Hub to answer (or take more of an upload) before that attempt fails.",
+        minimum=0.1, maximum=3600,
+    )
+    request_retries: int = setting(
+        3, "Extra attempts for a Hub request that timed out, could not connect or got HTTP 408, 429 or 5xx.",
+        minimum=0, maximum=20,
+    )
+    retry_wait: float = setting(
+        2.0, "Seconds before the first retry of a Hub request; each further retry waits twice as long (at most 60).",
+        minimum=0, maximum=60,
+    )
+
+
+@dataclass
 class Settings:
     """All settings, one section per concern."""
 
@@ -291,6 +313,7 @@ class Settings:
     optimization: OptimizationSettings = field(default_factory=OptimizationSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    hub: HubSettings = field(default_factory=HubSettings)
 
 
 @dataclass(frozen=True)
