@@ -18,12 +18,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from heretic_tui.core.models.chat import ChatModel
+from heretic_tui.core.api import ChatModel, JobHandle, ModelInfo, Registry, RunDirectory, start_job_of_kind
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.runs.job_kinds import start_job_of_kind
-from heretic_tui.core.runs.handle import JobHandle
-from heretic_tui.core.models.browser import ModelInfo
-from heretic_tui.core.runs.registry import Registry
 from heretic_tui.core.settings import Settings, load_settings
 from heretic_tui.tui.resources import ResourceProbe
 from heretic_tui.tui.screens.dialogs import MessageDialog
@@ -203,8 +199,6 @@ class HereticApp(App[int]):
     def _resume_run(
         self, run_path: Path, trials: int | None, on_started: Callable[[JobHandle], None] | None
     ) -> None:
-        from heretic_tui.core.runs.run_directory import RunDirectory
-
         try:
             run = RunDirectory.open(run_path)
             kind = str(run.read_job().get("kind") or "abliterate")

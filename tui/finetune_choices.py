@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from heretic_tui.core.finetuning.sources import HUB_PREFIX
+from heretic_tui.core.api import HUB_PREFIX
 
 CUSTOM = "custom"
 

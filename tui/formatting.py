@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from rich.text import Text
 
-from heretic_tui.core.runs.run_directory import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
+from heretic_tui.core.api import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
 
 STATUS_COLORS: dict[str, str] = {
     STATUS_RUNNING: "accent",

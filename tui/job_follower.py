@@ -17,8 +17,7 @@ from pathlib import Path
 from textual.message import Message
 
 from heretic_tui.core.runs.events import Event
-from heretic_tui.core.runs.handle import JobHandle
-from heretic_tui.core.runs.run_directory import RunDirectory
+from heretic_tui.core.api import JobHandle, RunDirectory
 
 POLL_SECONDS = 0.1
 

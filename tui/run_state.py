@@ -29,7 +29,7 @@ from heretic_tui.core.runs.events import (
     TrialFinished,
     TrialStarted,
 )
-from heretic_tui.core.runs.run_directory import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
+from heretic_tui.core.api import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
 
 PHASE_TITLES: dict[str, str] = {
     "load": "Load model",

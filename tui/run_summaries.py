@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from heretic_tui.core.runs.run_directory import RunDirectory, list_runs
-from heretic_tui.core.runs.registry import STATUS_MISSING, RunRecord
+from heretic_tui.core.api import STATUS_MISSING, RunDirectory, RunRecord, list_runs
 from heretic_tui.tui.run_state import RunState, TrialRow
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS, PUBLIC_DEFAULTS
+from heretic_tui.core.api import DEMO_DEFAULTS, PUBLIC_DEFAULTS
 
 PROMPT_SETTINGS = ("good_prompts", "bad_prompts", "good_eval_prompts", "bad_eval_prompts")
 CUSTOM = "custom"

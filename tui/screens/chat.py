@@ -16,7 +16,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Header, Input, Static
 
-from heretic_tui.core.models.chat import ChatError, ChatModel, ChatSession
+from heretic_tui.core.api import ChatError, ChatModel, ChatSession
 from heretic_tui.tui.formatting import escape_markup
 from heretic_tui.tui.screens.base import HereticScreen
 

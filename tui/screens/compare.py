@@ -22,8 +22,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
-from heretic_tui.core.runs.handle import JobHandle
-from heretic_tui.core.runs.run_directory import RunDirectory
+from heretic_tui.core.api import JobHandle, RunDirectory, start_compare
 from heretic_tui.core.settings import load_settings, setting_fields
 from heretic_tui.tui.formatting import escape_markup, format_kl
 from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
@@ -114,8 +113,6 @@ class CompareScreen(HereticScreen[None]):
 
     @work(thread=True, group="compare-start", exclusive=True, exit_on_error=False)
     def _start(self, source: str, count: int, tokens: int) -> None:
-        from heretic_tui.core.shipping.compare import start_compare
-
         try:
             settings = load_settings(RunDirectory.open(self.run_path).config_path, environ={},
                                      search_default_paths=False)

@@ -19,9 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Log, Static
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import Event
-from heretic_tui.core.runs.handle import JobHandle, attach
-from heretic_tui.core.runs.journal import tail_lines
-from heretic_tui.core.runs.run_directory import RunDirectory
+from heretic_tui.core.api import JobHandle, RunDirectory, attach, tail_lines
 from heretic_tui.core.settings import setting_fields, validate_value
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.formatting import (

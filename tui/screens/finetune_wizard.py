@@ -15,8 +15,7 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.widgets import Input, Select, Static
 
-from heretic_tui.core.finetuning.sources import HUB_PREFIX
-from heretic_tui.core.runs.run_directory import runs_root
+from heretic_tui.core.api import HUB_PREFIX, runs_root
 from heretic_tui.core.settings import Settings, settings_to_dict
 from heretic_tui.tui.finetune_choices import (
     CUSTOM,

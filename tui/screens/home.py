@@ -11,8 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from heretic_tui.core.models.chat import ChatModel
-from heretic_tui.core.runs.run_directory import runs_root
+from heretic_tui.core.api import ChatModel, runs_root
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.formatting import (
     escape_markup,

@@ -15,8 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, Static
 
-from heretic_tui.core.runs.run_directory import runs_root
-from heretic_tui.core.runs.registry import STATUS_MISSING, ModelRecord, Registry
+from heretic_tui.core.api import STATUS_MISSING, ModelRecord, Registry, runs_root
 from heretic_tui.tui.formatting import escape_markup, format_timestamp
 from heretic_tui.tui.screens.base import HereticScreen
 

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from heretic_tui.core.models.browser import ModelInfo, describe_model, model_setting_for
+from heretic_tui.core.api import ModelInfo, describe_model, model_setting_for
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.screens.model_browser import describe_model_markup
 

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
-from heretic_tui.core.models.browser import ModelInfo, find_models, model_setting_for
+from heretic_tui.core.api import ModelInfo, find_models, model_setting_for
 from heretic_tui.core.settings import Settings
 from heretic_tui.tui.formatting import (
     colored_text,

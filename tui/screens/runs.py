@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
-from heretic_tui.core.runs.run_directory import STATUS_RUNNING, runs_root
+from heretic_tui.core.api import STATUS_RUNNING, runs_root
 from heretic_tui.tui.formatting import (
     escape_markup,
     format_kl,

@@ -17,10 +17,9 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from heretic_tui.core.models.chat import ChatModel
+from heretic_tui.core.api import ChatModel, JobHandle, start_export
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
-from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.tui.formatting import escape_markup, format_duration, format_kl, format_refusals
 from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
 from heretic_tui.tui.run_state import TrialRow
@@ -169,8 +168,6 @@ class TrialActionsScreen(HereticScreen[str | None]):
 
     @work(thread=True, group="export-start", exclusive=True, exit_on_error=False)
     def _start_export(self, output: Path, adapter: bool) -> None:
-        from heretic_tui.core.shipping.export import start_export
-
         try:
             handle = start_export(self.run_path, self.trial, output, adapter=adapter)
         except UserInputError as error:

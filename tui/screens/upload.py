@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.widgets import Button, Footer, Header, Input, Label, Static, Switch
 
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.shipping.hub import (
+from heretic_tui.core.api import (
     MODEL_CARD_FILE,
     default_repo_name,
     hub_user_name,

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, ContentSwitcher, Footer, Header, Input, Label, Select, Static
 
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.runs.run_directory import runs_root
+from heretic_tui.core.api import runs_root
 from heretic_tui.core.settings import (
     Settings,
     save_config,

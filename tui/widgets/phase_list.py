@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from heretic_tui.core.runs.run_directory import STATUS_FAILED
+from heretic_tui.core.api import STATUS_FAILED
 from heretic_tui.tui.formatting import escape_markup, format_duration
 from heretic_tui.tui.run_state import FINETUNE_PHASE_TITLES, PHASE_TITLES, RunState
 

@@ -1,0 +1,115 @@
+"""The core's public surface for front ends: start, attach and list runs, job kinds, model browsing, chat, the
+registry, export, compare and upload.
+
+The terminal UI reaches the core only through this module, :mod:`heretic_tui.core.settings`,
+:mod:`heretic_tui.core.errors` and :mod:`heretic_tui.core.runs.events` (an import-linter contract in pyproject.toml
+holds it to that), so the core's packages can be reorganised without touching a screen, and everything a front end
+may rely on is listed in one place.
+
+Names that are cheap to import are re-exported as they are. The job starts that need torch or Optuna to check their
+request (export, compare, the search plan) are small functions that import their module when called: the home
+screen must open in a fraction of a second, and a test that replaces the core's function (``monkeypatch`` on
+``heretic_tui.core.shipping.export.start_export``) still reaches the replacement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS, PUBLIC_DEFAULTS
+from heretic_tui.core.finetuning.sources import HUB_PREFIX
+from heretic_tui.core.models.browser import (
+    ModelInfo,
+    describe_model,
+    find_models,
+    model_setting_for,
+)
+from heretic_tui.core.models.chat import ChatError, ChatModel, ChatSession
+from heretic_tui.core.runs.handle import JobHandle, attach
+from heretic_tui.core.runs.job_kinds import JOB_KINDS, JobKind, job_kind, start_job_of_kind
+from heretic_tui.core.runs.journal import tail_lines
+from heretic_tui.core.runs.lifecycle import delete_run
+from heretic_tui.core.runs.registry import STATUS_MISSING, ModelRecord, Registry, RunRecord
+from heretic_tui.core.runs.run_directory import (
+    STATUS_CANCELLED,
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_RUNNING,
+    RunDirectory,
+    list_runs,
+    runs_root,
+)
+from heretic_tui.core.settings import OptimizationSettings, Settings
+from heretic_tui.core.shipping.hub import (
+    MODEL_CARD_FILE,
+    default_repo_name,
+    hub_user_name,
+    resolve_token,
+    upload_model_folder,
+    validate_model_folder,
+    validate_repo_name,
+)
+
+__all__ = [
+    "DEMO_DEFAULTS",
+    "HUB_PREFIX",
+    "JOB_KINDS",
+    "MODEL_CARD_FILE",
+    "PUBLIC_DEFAULTS",
+    "STATUS_CANCELLED",
+    "STATUS_FAILED",
+    "STATUS_FINISHED",
+    "STATUS_MISSING",
+    "STATUS_RUNNING",
+    "ChatError",
+    "ChatModel",
+    "ChatSession",
+    "JobHandle",
+    "JobKind",
+    "ModelInfo",
+    "ModelRecord",
+    "Registry",
+    "RunDirectory",
+    "RunRecord",
+    "attach",
+    "default_repo_name",
+    "delete_run",
+    "describe_model",
+    "find_models",
+    "hub_user_name",
+    "job_kind",
+    "list_runs",
+    "model_setting_for",
+    "resolve_token",
+    "runs_root",
+    "start_compare",
+    "start_export",
+    "start_job_of_kind",
+    "tail_lines",
+    "upload_model_folder",
+    "validate_model_folder",
+    "validate_repo_name",
+]
+
+
+def start_export(run_dir: str | Path, trial: int, output: str | Path, *, adapter: bool = False) -> JobHandle:
+    """Export one trial of an abliteration run (merged model, or a LoRA adapter) in a worker job of its own."""
+    from heretic_tui.core.shipping import export
+
+    return export.start_export(run_dir, trial, output, adapter=adapter)
+
+
+def start_compare(
+    models: list[str],
+    prompts: str,
+    settings: Settings,
+    run_dir: str | Path | None = None,
+    *,
+    max_new_tokens: int,
+    held_out: str | None = None,
+) -> JobHandle:
+    """Compare models (the first is the KL reference) on a prompt source in a worker job of its own."""
+    from heretic_tui.core.shipping import compare
+
+    return compare.start_compare(models, prompts, settings, run_dir, max_new_tokens=max_new_tokens,
+                                 held_out=held_out)
