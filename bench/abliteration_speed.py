@@ -22,7 +22,10 @@ from heretic_tui.core.abliteration.directions import compute_directions  # noqa:
 from heretic_tui.core.abliteration.evaluation import Evaluator  # noqa: E402
 from heretic_tui.core.atomic_files import write_json_atomically  # noqa: E402
 from heretic_tui.core.runs.run_directory import RunDirectory  # noqa: E402
-from heretic_tui.core.models.loading import choose_batch_size, format_chat, last_token_residuals, load_model  # noqa: E402
+from heretic_tui.core.models.batch_size import choose_batch_size  # noqa: E402
+from heretic_tui.core.models.chat_template import format_chat  # noqa: E402
+from heretic_tui.core.models.loading import load_model  # noqa: E402
+from heretic_tui.core.models.residuals import last_token_residuals  # noqa: E402
 from heretic_tui.core.abliteration.study import open_study  # noqa: E402
 from heretic_tui.core.settings import load_settings, overrides_from_text  # noqa: E402
 from heretic_tui.core.runs.worker import JobContext  # noqa: E402

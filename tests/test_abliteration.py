@@ -17,7 +17,9 @@ from heretic_tui.core.abliteration.ablation import (
     rank_one_factors,
 )
 from heretic_tui.core.abliteration.directions import compute_directions, interpolate_direction
-from heretic_tui.core.models.loading import format_chat, last_token_residuals, load_model
+from heretic_tui.core.models.chat_template import format_chat
+from heretic_tui.core.models.loading import load_model
+from heretic_tui.core.models.residuals import last_token_residuals
 from heretic_tui.core.settings import ModelSettings
 from model_factory import ARCHITECTURES
 

@@ -13,7 +13,8 @@ import pytest
 
 from heretic_tui.core.abliteration.evaluation import Evaluator
 from heretic_tui.core.shipping.export import METADATA_FILE
-from heretic_tui.core.models.loading import format_chat, load_model
+from heretic_tui.core.models.chat_template import format_chat
+from heretic_tui.core.models.loading import load_model
 from heretic_tui.core.abliteration.prompts import load_prompts
 from heretic_tui.core.settings import AbliterationSettings, ModelSettings
 

@@ -26,7 +26,9 @@ from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
 from heretic_tui.core.shipping.export import export_loaded_trial
 from heretic_tui.core.atomic_files import write_json_atomically
 from heretic_tui.core.runs.run_directory import RunDirectory
-from heretic_tui.core.models.loading import first_token_log_probabilities, format_chat, generate_until_verdict, load_model
+from heretic_tui.core.models.chat_template import format_chat
+from heretic_tui.core.models.generation import first_token_log_probabilities, generate_until_verdict
+from heretic_tui.core.models.loading import load_model
 from heretic_tui.core.abliteration.study import open_study
 from heretic_tui.core.runs.registry import ROLE_ABLITERATED, ROLE_BASE, Registry
 from heretic_tui.core.settings import ModelSettings, Settings

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from heretic_tui.core.abliteration.directions import interpolate_direction
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.models.layers import UnsupportedLayoutError, decoder_layers, text_config
 
 ATTENTION_OUTPUT_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "wo", "o")
 MLP_OUTPUT_NAMES = ("down_proj", "w2", "fc2", "c_proj", "dense_4h_to_h", "wo")
@@ -25,10 +25,6 @@ ATTENTION_MARKERS = ("attn", "attention")
 MLP_MARKERS = ("mlp", "moe", "feed_forward", "ffn", "experts")
 EXPERT_INPUT_NAMES = ("gate_up_proj", "gate_proj", "up_proj", "w1", "w3", "router", "gate")
 COMPONENTS = ("attention", "mlp")
-
-
-class UnsupportedLayoutError(UserInputError):
-    """The model has a residual-writing weight we do not know how to ablate; never skipped silently."""
 
 
 @dataclass
@@ -92,23 +88,6 @@ class Component:
     name: str
     parameter: nn.Parameter
     output_axis: int
-
-
-def text_config(model: Any) -> Any:
-    config = model.config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-def decoder_layers(model: Any) -> tuple[str, nn.ModuleList]:
-    """The ModuleList of decoder layers (the first one whose length is the configured layer count)."""
-    count = text_config(model).num_hidden_layers
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == count and name.split(".")[-1] in ("layers", "h", "blocks", "layer"):
-            return name, module
-    raise UnsupportedLayoutError(
-        f"Could not find the {count} decoder layers of {type(model).__name__} (looked for a ModuleList named "
-        "layers/h/blocks). This architecture is not supported yet."
-    )
 
 
 def _is_quantized(parameter: torch.Tensor) -> bool:

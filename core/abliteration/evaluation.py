@@ -11,7 +11,8 @@ from typing import Protocol
 
 import torch
 
-from heretic_tui.core.models.loading import LoadedModel, first_token_log_probabilities, generate_until_verdict
+from heretic_tui.core.models.generation import first_token_log_probabilities, generate_until_verdict
+from heretic_tui.core.models.loading import LoadedModel
 from heretic_tui.core.settings import AbliterationSettings
 
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "`": "'"})

@@ -25,14 +25,10 @@ from heretic_tui.core.runs.events import BaselineMeasured, TrialFinished, TrialS
 from heretic_tui.core.atomic_files import write_json_atomically
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import prepare_run, start_job
-from heretic_tui.core.models.loading import (
-    LoadedModel,
-    check_model,
-    choose_batch_size,
-    format_chat,
-    last_token_residuals,
-    load_model,
-)
+from heretic_tui.core.models.batch_size import choose_batch_size
+from heretic_tui.core.models.chat_template import format_chat
+from heretic_tui.core.models.loading import LoadedModel, check_model, load_model
+from heretic_tui.core.models.residuals import last_token_residuals
 from heretic_tui.core.abliteration.study import (
     choose_trial,
     completed_trials,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.models.chat_template import render_generation_prompt
 
 
 class ProtocolWriter:
@@ -64,19 +65,6 @@ def load(request: dict[str, Any]) -> tuple[Any, Any, str]:
     settings = settings_from_dict({"model": request.get("model", {})}, origin="Chat").model
     loaded = load_model(settings, log=lambda message: print(message, file=sys.stderr, flush=True))
     return loaded.model, loaded.tokenizer, settings.model
-
-
-def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The conversation through the chat template; a template that rejects system turns gets it merged in."""
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:
-        if not messages or messages[0].get("role") != "system":
-            raise
-        system, rest = messages[0]["content"], list(messages[1:])
-        if rest and rest[0].get("role") == "user":
-            rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
-        return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=True)
 
 
 class Generator:
@@ -120,7 +108,7 @@ class Generator:
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
                 return stop_requested.is_set()
 
-        prompt = render_prompt(self.tokenizer, request["messages"])
+        prompt = render_generation_prompt(self.tokenizer, request["messages"])
         device = next(self.model.parameters()).device
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)

@@ -37,16 +37,10 @@ from heretic_tui.core.atomic_files import write_json_atomically
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import start_job
 from heretic_tui.core.runs.run_directory import RunDirectory, runs_root
-from heretic_tui.core.models.loading import (
-    LoadedModel,
-    check_model,
-    choose_batch_size,
-    first_token_log_probabilities,
-    format_chat,
-    generate_until_verdict,
-    load_model,
-    load_tokenizer,
-)
+from heretic_tui.core.models.batch_size import choose_batch_size
+from heretic_tui.core.models.chat_template import format_chat
+from heretic_tui.core.models.generation import first_token_log_probabilities, generate_until_verdict
+from heretic_tui.core.models.loading import LoadedModel, check_model, load_model, load_tokenizer
 from heretic_tui.core.abliteration.prompts import load_prompts
 from heretic_tui.core.settings import Settings
 from heretic_tui.core.runs.worker import JobContext
