@@ -1,8 +1,9 @@
 """The ``heretic-tui`` command, the one composition root: the full-screen app by default, headless commands else.
 
 Each command lives in its own module under :mod:`heretic_tui.cli.commands`; this module only builds the parser
-from them, routes ``heretic-tui ./model-folder`` to the app, and turns every error the user can act on into one
-paragraph and its exit code (the table in :mod:`heretic_tui.core.errors`).
+from them, routes ``heretic-tui ./model-folder`` to the app, checks the paths every command was given the same way
+(:func:`heretic_tui.cli.arguments.check_paths`), and turns every error the user can act on into one paragraph and
+its exit code (the table in :mod:`heretic_tui.core.errors`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,36 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from heretic_tui.cli.arguments import settings_from_arguments
+from heretic_tui.cli.arguments import check_paths, settings_from_arguments
 from heretic_tui.cli.commands import COMMAND_MODULES
 from heretic_tui.cli.following import launch_app
 from heretic_tui.core.errors import HereticError, UserInputError, exit_codes_text
+
+DESCRIPTION = """\
+Abliterate, fine-tune and ship chat models.
+
+  heretic-tui                  open the full-screen app
+  heretic-tui ./model-folder   open the actions for that model
+  heretic-tui COMMAND --help   what a command does and its flags
+
+Every setting can come from config.toml, a HERETIC_<NAME> environment variable
+or --set section.name=value; the root config.toml lists them all."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep the line breaks they were written with; the command list shows one line per command.
+
+    argparse would print the sub-command placeholder as a line of its own above the commands (or all their names
+    in braces); listing the commands themselves at the first level reads better.
+    """
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=24)
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):
+            return "".join(self._format_action(command) for command in action._get_subactions())
+        return super()._format_action(action)
 
 
 def command_modules() -> dict[str, ModuleType]:
@@ -26,17 +53,24 @@ def command_modules() -> dict[str, ModuleType]:
     return {module.NAME: module for module in modules.values()}
 
 
+def command_description(module: ModuleType) -> str:
+    """A command's ``DESCRIPTION`` (a few wrapped lines), or its one-line ``HELP`` as a sentence."""
+    return getattr(module, "DESCRIPTION", None) or module.HELP[0].upper() + module.HELP[1:] + "."
+
+
 def build_parser(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heretic-tui",
-        description="Abliterate, fine-tune and ship chat models. Without a command the full-screen app opens; "
-                    "'heretic-tui ./model-folder' opens the actions for that model.",
+        description=DESCRIPTION,
         epilog=exit_codes_text(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    subparsers = parser.add_subparsers(dest="command")
+    subparsers = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     for name, module in (commands or command_modules()).items():
-        module.add_arguments(subparsers.add_parser(name, help=module.HELP))
+        module.add_arguments(subparsers.add_parser(
+            name, help=module.HELP, description=command_description(module), epilog=exit_codes_text(),
+            formatter_class=HelpFormatter,
+        ))
     return parser
 
 
@@ -54,6 +88,7 @@ def dispatch(argv: Sequence[str]) -> int:
         return launch_app(model_path=str(path.resolve()))
     commands = command_modules()
     arguments = build_parser(commands).parse_args(argv)
+    check_paths(arguments)
     if arguments.command is None:
         return launch_app(settings=settings_from_arguments(argparse.Namespace()))
     return commands[arguments.command].run(arguments)

@@ -7,6 +7,7 @@ the one line that matters. Anything else is a bug or a model that cannot run, an
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -37,9 +38,12 @@ EXIT_CODES: tuple[ExitCode, ...] = (
 """The documented exit codes, in the order the README and ``--help`` list them."""
 
 
-def exit_codes_text() -> str:
-    """The table as plain lines, for the ``--help`` epilog."""
-    return "Exit codes:\n" + "\n".join(f"  {item.code:<4d} {item.meaning}" for item in EXIT_CODES)
+def exit_codes_text(width: int = 79) -> str:
+    """The table as plain lines wrapped to ``width`` with a hanging indent, for the ``--help`` epilog."""
+    lines = ["Exit codes:"]
+    for item in EXIT_CODES:
+        lines += textwrap.wrap(item.meaning, width, initial_indent=f"  {item.code:<5d}", subsequent_indent=" " * 7)
+    return "\n".join(lines)
 
 
 class HereticError(Exception):

@@ -4,27 +4,43 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from heretic_tui.cli.arguments import add_headless_flag, add_settings_flags, resumed_config, settings_from_arguments
+from heretic_tui.cli.arguments import (
+    add_headless_flag,
+    add_model_flag,
+    add_resume_flags,
+    add_settings_flags,
+    add_trials_flag,
+    resumed_config,
+    run_dir_path,
+    settings_from_arguments,
+)
 from heretic_tui.cli.following import follow_headless, launch_app
 from heretic_tui.core.runs.events import JobFinished
 
 NAME = "abliterate"
 HELP = "find and remove the refusal direction of a model"
+DESCRIPTION = """\
+Find the direction along which a model refuses and search (with Optuna) for the
+ablation that removes the most refusals for the least change on harmless
+prompts. Opens the live dashboard, or prints progress with --headless.
+SRC is a prompt source: a text file, data.csv#column,
+hf:owner/name@split#column, builtin:harmful@train, builtin:harmless@test,
+or 'auto'."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="local model folder, hub id, or 'demo'")
-    parser.add_argument("--good-prompts", help="harmless prompts for the direction (source string)")
-    parser.add_argument("--bad-prompts", help="harmful prompts for the direction (source string)")
-    parser.add_argument("--good-eval-prompts", help="harmless prompts for KL divergence (source string)")
-    parser.add_argument("--bad-eval-prompts", help="harmful prompts for counting refusals (source string)")
-    parser.add_argument("--system-prompt", help="system prompt before every prompt")
-    parser.add_argument("--trials", help="total number of trials")
-    parser.add_argument("--seed", help="sampler seed")
-    parser.add_argument("--run-dir", help="run folder to create (or, with --resume, to continue)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir (also: run more trials)")
+    add_model_flag(parser)
+    prompts = parser.add_argument_group("prompts")
+    prompts.add_argument("--good-prompts", metavar="SRC", help="harmless prompts for the refusal direction")
+    prompts.add_argument("--bad-prompts", metavar="SRC", help="harmful prompts for the refusal direction")
+    prompts.add_argument("--good-eval-prompts", metavar="SRC", help="harmless prompts for the KL divergence")
+    prompts.add_argument("--bad-eval-prompts", metavar="SRC", help="harmful prompts for counting refusals")
+    prompts.add_argument("--system-prompt", metavar="TEXT", help="system prompt put before every prompt")
+    add_trials_flag(parser)
+    parser.add_argument("--seed", metavar="N", help="seed of the sampler (default: optimization.seed)")
+    add_resume_flags(parser, "continue the run in --run-dir where it stopped; on a finished run, run more trials "
+                             "(up to --trials)")
     add_headless_flag(parser)
     add_settings_flags(parser)
 
@@ -33,7 +49,7 @@ def run(arguments: argparse.Namespace) -> int:
     from heretic_tui.core.abliteration.job import start_abliteration
 
     settings = settings_from_arguments(arguments, base_config=resumed_config(arguments, "abliteration"))
-    handle = start_abliteration(settings, Path(arguments.run_dir) if arguments.run_dir else None, arguments.resume)
+    handle = start_abliteration(settings, run_dir_path(arguments), arguments.resume)
     if not arguments.headless:
         return launch_app(attach_run=handle.run.path)
     code, last = follow_headless(handle)

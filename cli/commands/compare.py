@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from heretic_tui.cli.arguments import add_headless_flag, add_settings_flags, settings_from_arguments
+from heretic_tui.cli.arguments import add_headless_flag, add_run_dir_flag, add_settings_flags, settings_from_arguments
 from heretic_tui.cli.following import follow_headless, launch_app, progress_line
 from heretic_tui.core.runs.events import JobFinished
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int,
                         help="longest greedy answer per prompt, in tokens (default: a short paragraph's worth)")
     parser.add_argument("--held-out", help="prompt source whose texts measure perplexity (default: built-in prose)")
-    parser.add_argument("--run-dir", help="run folder to create for the comparison")
+    add_run_dir_flag(parser)
     add_headless_flag(parser)
 
 

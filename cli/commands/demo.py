@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from heretic_tui.cli.arguments import add_headless_flag, add_settings_flags, settings_from_arguments
+from heretic_tui.cli.arguments import (
+    add_headless_flag,
+    add_run_dir_flag,
+    add_settings_flags,
+    add_trials_flag,
+    run_dir_path,
+    settings_from_arguments,
+)
 from heretic_tui.cli.following import follow_headless
 from heretic_tui.core.runs.events import JobFinished
 
 NAME = "demo"
 HELP = "build the demo model (once) and abliterate it end to end, offline"
+DESCRIPTION = """\
+Build the small offline demo model (once, cached), abliterate it with the
+built-in prompts and export the chosen trial. Needs no network and no GPU;
+progress goes to stderr. A way to see every step of a run in a few minutes."""
 DEMO_TRIALS = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trials", help=f"number of trials (default {DEMO_TRIALS})")
-    parser.add_argument("--run-dir", help="run folder to create")
-    add_headless_flag(parser, "accepted for symmetry; the demo prints to stderr")
+    add_trials_flag(parser, str(DEMO_TRIALS))
+    add_run_dir_flag(parser)
+    add_headless_flag(parser, "accepted for symmetry: the demo always prints its progress to stderr")
     add_settings_flags(parser)
 
 
@@ -29,7 +39,7 @@ def run(arguments: argparse.Namespace) -> int:
              "optimization.startup_trials": "15"}
     settings = settings_from_arguments(arguments, extra=extra)
     settings.model.model = "demo"
-    handle = start_abliteration(settings, Path(arguments.run_dir) if arguments.run_dir else None, export_chosen=True)
+    handle = start_abliteration(settings, run_dir_path(arguments), export_chosen=True)
     code, last = follow_headless(handle)
     if isinstance(last, JobFinished) and last.summary.get("chosen_trial") is not None:
         summary = last.summary

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from heretic_tui.cli.arguments import add_headless_flag
+from heretic_tui.cli.arguments import add_headless_flag, add_run_folder_argument
 from heretic_tui.cli.following import follow_headless
 from heretic_tui.core.errors import EXIT_OK
 
@@ -14,7 +14,7 @@ HELP = "write a trial of a run as a model folder or LoRA adapter"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="the abliteration run folder")
+    add_run_folder_argument(parser, "the abliteration run folder")
     parser.add_argument("--trial", type=int, required=True, help="trial number (see report.json 'pareto')")
     parser.add_argument("--output", required=True, help="folder to create")
     parser.add_argument("--adapter", action="store_true", help="write a LoRA adapter instead of merged weights")

@@ -12,32 +12,45 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from heretic_tui.cli.arguments import add_headless_flag, add_settings_flags, resumed_config, settings_from_arguments
+from heretic_tui.cli.arguments import (
+    add_headless_flag,
+    add_model_flag,
+    add_resume_flags,
+    add_settings_flags,
+    resumed_config,
+    run_dir_path,
+    settings_from_arguments,
+)
 from heretic_tui.cli.following import follow_headless, launch_app
 from heretic_tui.core.finetuning.sources import HUB_PREFIX
 from heretic_tui.core.runs.events import JobFinished
 
 NAME = "finetune"
 HELP = "train a LoRA/QLoRA adapter on documents or chat data"
+DESCRIPTION = """\
+Train a LoRA (or DoRA, or QLoRA on CUDA) adapter on PDFs, text and Markdown
+files, folders, JSONL chat/instruction/text rows or hf: datasets. The plan
+(examples, steps, memory) is shown before the first step and flags a schedule
+that cannot learn; checkpoints make the run resumable; the adapter (and with
+--merge a full model) is written into the run folder with report.json."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_settings_flags(parser)
-    parser.add_argument("--model", help="local model folder, hub id, 'demo', or a model exported from a run")
+    add_model_flag(parser)
     parser.add_argument("--data", action="append", metavar="PATH",
                         help="training data: a file (.pdf .txt .md .jsonl .json), a folder, or "
                              "hf:owner/name@split#column (repeatable)")
     parser.add_argument("--mode", choices=("auto", "text", "instruct", "chat"),
                         help="text (continued pretraining), instruct (pairs), chat (conversations); default auto")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", help="passes over the training examples")
-    length.add_argument("--max-steps", help="optimizer steps to train for (instead of epochs)")
-    parser.add_argument("--lora-rank", help="rank of the LoRA matrices")
-    parser.add_argument("--learning-rate", help="peak learning rate")
+    length.add_argument("--epochs", metavar="N", help="passes over the training examples")
+    length.add_argument("--max-steps", metavar="N", help="optimizer steps to train for (instead of epochs)")
+    parser.add_argument("--lora-rank", metavar="R", help="rank of the LoRA matrices")
+    parser.add_argument("--learning-rate", metavar="LR", help="peak learning rate")
     parser.add_argument("--merge", action="store_true", help="also write the merged full model (RUN_DIR/merged)")
-    parser.add_argument("--run-dir", help="run folder to create (or, with --resume, to continue)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    add_resume_flags(parser, "continue the run in --run-dir from its last checkpoint")
     add_headless_flag(parser)
+    add_settings_flags(parser)
 
 
 def _data_entry(entry: str) -> str:
@@ -92,7 +105,7 @@ def run(arguments: argparse.Namespace) -> int:
 
     base = resumed_config(arguments, "fine-tuning")
     settings = settings_from_arguments(arguments, base_config=base, extra=setting_overrides(arguments))
-    handle = start_finetune(settings, Path(arguments.run_dir) if arguments.run_dir else None, arguments.resume)
+    handle = start_finetune(settings, run_dir_path(arguments), arguments.resume)
     if not arguments.headless:
         return launch_app(attach_run=handle.run.path)
     code, last = follow_headless(handle)

@@ -12,13 +12,17 @@ from heretic_tui.core.errors import EXIT_OK, UserInputError
 
 NAME = "registry"
 HELP = "the index of runs, models (with lineage) and comparisons"
+DESCRIPTION = """\
+The SQLite index of runs, models (with their lineage base -> abliterated ->
+fine-tuned) and comparisons. The run folders stay the source of truth:
+`registry rebuild` re-creates the index from them."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from heretic_tui.core.runs.registry import ROLES
 
     add_settings_flags(parser)
-    actions = parser.add_subparsers(dest="registry_action", required=True, metavar="ACTION")
+    actions = parser.add_subparsers(dest="registry_action", required=True, title="actions", metavar="ACTION")
     actions.add_parser("rebuild", help="re-index every run folder and model folder")
     actions.add_parser("runs", help="list indexed runs (a deleted folder shows as missing)")
     models = actions.add_parser("models", help="list indexed models")

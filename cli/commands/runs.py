@@ -9,6 +9,9 @@ from heretic_tui.core.errors import EXIT_OK
 
 NAME = "runs"
 HELP = "list runs with their status"
+DESCRIPTION = """\
+List every run folder in the runs folder (output.runs_directory) with its status
+(running, finished, failed, cancelled, damaged), kind and model."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
