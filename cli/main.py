@@ -9,6 +9,7 @@ its exit code (the table in :mod:`heretic_tui.core.errors`).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -39,8 +40,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     in braces); listing the commands themselves at the first level reads better.
     """
 
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=24)
+    def __init__(self, prog: str, width: int | None = None) -> None:
+        super().__init__(prog, max_help_position=24, width=width)
 
     def _format_action(self, action: argparse.Action) -> str:
         if isinstance(action, argparse._SubParsersAction):
@@ -58,18 +59,20 @@ def command_description(module: ModuleType) -> str:
     return getattr(module, "DESCRIPTION", None) or module.HELP[0].upper() + module.HELP[1:] + "."
 
 
-def build_parser(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
+def build_parser(commands: dict[str, ModuleType] | None = None, width: int | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; ``width`` fixes the help's width (default: the terminal's), e.g. for docs."""
+    formatter = functools.partial(HelpFormatter, width=width)
     parser = argparse.ArgumentParser(
         prog="heretic-tui",
         description=DESCRIPTION,
         epilog=exit_codes_text(),
-        formatter_class=HelpFormatter,
+        formatter_class=formatter,
     )
     subparsers = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     for name, module in (commands or command_modules()).items():
         module.add_arguments(subparsers.add_parser(
             name, help=module.HELP, description=command_description(module), epilog=exit_codes_text(),
-            formatter_class=HelpFormatter,
+            formatter_class=formatter,
         ))
     return parser
 

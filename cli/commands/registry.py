@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from heretic_tui.core.runs.registry import ROLES
 
     add_settings_flags(parser)
-    actions = parser.add_subparsers(dest="registry_action", required=True, title="actions", metavar="ACTION")
+    actions = parser.add_subparsers(dest="registry_action", required=True, title="actions")
     actions.add_parser("rebuild", help="re-index every run folder and model folder")
     actions.add_parser("runs", help="list indexed runs (a deleted folder shows as missing)")
     models = actions.add_parser("models", help="list indexed models")
