@@ -9,8 +9,11 @@ New event kinds are added by subclassing :class:`Event` with the ``@event`` deco
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -41,14 +44,132 @@ class Event:
         return False
 
 
-def event_from_json(line: str) -> Event:
-    data: dict[str, Any] = json.loads(line)
-    kind = data.pop("type", "unknown")
+@dataclass(frozen=True)
+class DecodedEvent:
+    """An event read back from one journal line, with what was wrong in the line (empty when nothing was)."""
+
+    event: Event
+    problems: tuple[str, ...] = ()
+
+
+def decode_event(line: str) -> DecodedEvent:
+    """Read one journal line; a field of the wrong type is coerced when that loses nothing, else left at its default.
+
+    Raises ValueError for a line that is not JSON or not a JSON object: there is no event in it to keep. Every
+    field that had to be coerced or dropped is named in ``problems``, so a reader keeps going (one bad field never
+    hides a run) while the run folder can still be reported as damaged.
+    """
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    problems: list[str] = []
+    kind = data.pop("type", None)
+    if not isinstance(kind, str):
+        problems.append("it has no type" if kind is None else f"its type is {kind!r}, not a name")
+        kind = "unknown" if kind is None else str(kind)
     cls = EVENT_TYPES.get(kind)
     if cls is None:
-        return UnknownEvent(type=kind, data=data, time=data.get("time", 0.0))
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{key: value for key, value in data.items() if key in names})
+        moment, fixed = _coerce(data.get("time", 0.0), float)
+        if fixed is not None:
+            problems.append(f"field 'time' of a '{kind}' event {fixed}")
+        moment = 0.0 if moment is _DROPPED else moment
+        return DecodedEvent(UnknownEvent(type=kind, data=data, time=moment), tuple(problems))
+    hints = _field_types(cls)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in hints:
+            continue
+        coerced, fixed = _coerce(value, hints[key])
+        if fixed is not None:
+            problems.append(f"field '{key}' of a '{kind}' event {fixed}")
+            if coerced is _DROPPED:
+                continue
+        values[key] = coerced
+    return DecodedEvent(cls(**values), tuple(problems))
+
+
+def event_from_json(line: str) -> Event:
+    """The event in one journal line (see :func:`decode_event`); ValueError when the line holds no JSON object."""
+    return decode_event(line).event
+
+
+_DROPPED = object()
+
+
+@functools.cache
+def _field_types(cls: type[Event]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {item.name: hints[item.name] for item in dataclasses.fields(cls)}
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return f"is {text[:40] + '...' if len(text) > 40 else text}"
+
+
+def _coerce(value: Any, hint: Any) -> tuple[Any, str | None]:
+    """``value`` as type ``hint``, and what was wrong with it (None when it already fitted).
+
+    A value that converts without loss (``"3"`` for an int) is kept converted; anything else is ``_DROPPED`` so the
+    field takes its default.
+    """
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value, None
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(hint) if option is not type(None)]
+        if value is None:
+            return (None, None) if len(options) < len(typing.get_args(hint)) else (_DROPPED, "is null")
+        for option in options:
+            coerced, fixed = _coerce(value, option)
+            if fixed is None:
+                return coerced, None
+        return _coerce(value, options[0])
+    if origin is dict or hint is dict:
+        return (value, None) if isinstance(value, dict) else (_DROPPED, f"{_describe(value)}, not an object")
+    if origin is list or hint is list:
+        if not isinstance(value, list):
+            return _DROPPED, f"{_describe(value)}, not a list"
+        (item_type,) = typing.get_args(hint) or (Any,)
+        items = [_coerce(item, item_type) for item in value]
+        kept = [coerced for coerced, _ in items if coerced is not _DROPPED]
+        wrong = [fixed for _, fixed in items if fixed is not None]
+        return kept, (f"has an item that {wrong[0]}" if wrong else None)
+    if hint is bool:
+        return (value, None) if isinstance(value, bool) else (_DROPPED, f"{_describe(value)}, not true or false")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, None
+        converted = _number(value)
+        if converted is not None and converted.is_integer():
+            return int(converted), f"{_describe(value)}, not a whole number"
+        return _DROPPED, f"{_describe(value)}, not a whole number"
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value), None
+        converted = _number(value)
+        return (converted, f"{_describe(value)}, not a number") if converted is not None else (
+            _DROPPED, f"{_describe(value)}, not a number")
+    if hint is str:
+        if isinstance(value, str):
+            return value, None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value), f"{_describe(value)}, not text"
+        return _DROPPED, f"{_describe(value)}, not text"
+    return value, None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 @event
