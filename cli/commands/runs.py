@@ -24,6 +24,9 @@ def run(arguments: argparse.Namespace) -> int:
     settings = settings_from_arguments(arguments)
     for run_directory in list_runs(runs_root(settings)):
         job = run_directory.read_job()
-        print(f"{run_directory.status():10s} {job.get('kind', '?'):11s} {job.get('model', '?'):30s} "
+        print(f"{run_directory.status():10s} {str(job.get('kind', '?')):11s} {str(job.get('model', '?')):30s} "
               f"{run_directory.path}")
+        damage = run_directory.damage()
+        if damage:
+            print(f"           {damage}")
     return EXIT_OK
