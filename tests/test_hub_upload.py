@@ -26,13 +26,16 @@ from urllib.parse import parse_qs
 
 import pytest
 import torch
-from huggingface_hub import constants
+from huggingface_hub import ModelCard, constants
 from huggingface_hub.utils.sha import git_hash
 from safetensors.torch import save_file
 
-from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.runs.events import Progress
+from heretic_tui.core.errors import EXIT_NETWORK, NetworkError, UserInputError
 from heretic_tui.core.shipping.hub import (
+    STATE_ON_HUB,
+    STATE_SENDING,
+    STATE_SENT,
+    FileTransfer,
     default_repo_name,
     ensure_model_card,
     hub_user_name,
@@ -41,8 +44,6 @@ from heretic_tui.core.shipping.hub import (
     validate_model_folder,
     validate_repo_name,
 )
-from heretic_tui.core.atomic_files import write_json_atomically
-from heretic_tui.core.runs.run_directory import RunDirectory
 
 TOKEN = "hf_SecretTestToken_4f9c2a7e1b"
 USER = "alice"
@@ -312,17 +313,12 @@ def test_upload_sends_the_files_privately_and_never_stores_the_token(
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="huggingface_hub")
     folder = make_model_folder(tmp_path / "models")
-    run = RunDirectory.create(tmp_path / "runs", "tiny")
-    write_json_atomically(run.job_path, {"kind": "upload", "arguments": {"repo": f"{USER}/tiny-model-heretic"}})
     reports: list[tuple[str, int, int]] = []
-
-    def report(path: str, done: int, total: int) -> None:
-        reports.append((path, done, total))
-        with open(run.events_path, "a", encoding="utf-8") as journal:
-            journal.write(Progress(phase="upload", completed=done, total=total).to_json() + "\n")
+    transfers: list[FileTransfer] = []
 
     url = upload_model_folder(
-        folder, f"{USER}/tiny-model-heretic", token=resolve_token(TOKEN), endpoint=fake_hub.base_url, report=report
+        folder, f"{USER}/tiny-model-heretic", token=resolve_token(TOKEN), endpoint=fake_hub.base_url,
+        report=lambda path, done, total: reports.append((path, done, total)), on_file=transfers.append,
     )
 
     assert url == f"{fake_hub.base_url}/{USER}/tiny-model-heretic"
@@ -336,12 +332,22 @@ def test_upload_sends_the_files_privately_and_never_stores_the_token(
     assert repo.lfs_paths == {"model.safetensors"}
     assert fake_hub.lfs_puts == [hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()]
     assert len(fake_hub.commits) == 1 and sorted(fake_hub.commits[0]["files"]) == expected
-    card = repo.files["README.md"].decode()
-    assert "base_model: Qwen/Qwen2.5-0.5B-Instruct" in card and "heretic" in card
-    assert str(tmp_path) not in card, "the card must not leak local paths"
-    total = sum((folder / name).stat().st_size for name in expected)
+    card = ModelCard(repo.files["README.md"].decode())
+    assert card.data.base_model == "Qwen/Qwen2.5-0.5B-Instruct" and "heretic" in card.data.tags
+    assert str(tmp_path) not in str(card), "the card must not leak local paths"
+    sizes = {name: (folder / name).stat().st_size for name in expected}
+    total = sum(sizes.values())
     assert [path for path, _, _ in reports] == expected
     assert reports[-1][1:] == (total, total)
+    finished = [transfer for transfer in transfers if transfer.state == STATE_SENT]
+    assert [(item.path, item.done, item.size) for item in finished] == [(name, sizes[name], sizes[name])
+                                                                          for name in expected]
+    assert [item.total_done for item in finished] == [sum(sizes[name] for name in expected[:count])
+                                                      for count in range(1, len(expected) + 1)]
+    weights = [item for item in transfers if item.path == "model.safetensors"]
+    assert weights[0].state == STATE_SENDING and weights[0].done == 0, "a file announces itself before it is sent"
+    assert [item.done for item in weights if item.state == STATE_SENDING][-1] == sizes["model.safetensors"], \
+        "the transfer reported reading the whole file"
     assert not fake_hub.unauthorised
 
     assert "authenticated: True" in caplog.text and "<TOKEN>" in caplog.text, "huggingface_hub debug logs captured"
@@ -349,8 +355,6 @@ def test_upload_sends_the_files_privately_and_never_stores_the_token(
     captured = capfd.readouterr()
     assert TOKEN not in captured.out and TOKEN not in captured.err
     assert files_containing(tmp_path, TOKEN) == []
-    assert files_containing(run.path, TOKEN) == []
-    assert run.read_events(), "progress was journalled"
 
 
 def test_public_upload_and_resume_skip_unchanged_files(fake_hub: FakeHubState, tmp_path: Path) -> None:
@@ -360,9 +364,12 @@ def test_public_upload_and_resume_skip_unchanged_files(fake_hub: FakeHubState, t
     assert fake_hub.create_payloads[0]["visibility"] == "public"
     assert not fake_hub.repos[repo_id].private
 
-    upload_model_folder(folder, repo_id, private=False, token=TOKEN, endpoint=fake_hub.base_url)
+    transfers: list[FileTransfer] = []
+    upload_model_folder(folder, repo_id, private=False, token=TOKEN, endpoint=fake_hub.base_url,
+                        on_file=transfers.append)
     assert len(fake_hub.commits) == 1, "nothing changed, so nothing is committed again"
     assert len(fake_hub.lfs_puts) == 1, "the weights were not sent again"
+    assert {transfer.state for transfer in transfers} == {STATE_ON_HUB}, "every file was recognised as on the Hub"
 
     (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 16}), encoding="utf-8")
     upload_model_folder(folder, repo_id, private=False, token=TOKEN, endpoint=fake_hub.base_url)
@@ -381,7 +388,7 @@ def test_generated_card_is_written_once_and_atomically(tmp_path: Path) -> None:
     folder = make_model_folder(tmp_path)
     card = ensure_model_card(folder)
     first = card.read_text(encoding="utf-8")
-    assert first.startswith("---\nlibrary_name: transformers\n")
+    assert ModelCard(first).data.library_name == "transformers"
     assert "trial 12" in first
     card.write_text("edited", encoding="utf-8")
     ensure_model_card(folder)
@@ -389,13 +396,15 @@ def test_generated_card_is_written_once_and_atomically(tmp_path: Path) -> None:
     assert not [path for path in folder.iterdir() if path.name.startswith(".README")]
 
 
-def test_rejected_token_is_a_clear_error_without_the_token(fake_hub: FakeHubState, tmp_path: Path) -> None:
+def test_rejected_token_is_a_network_error_that_says_how_to_fix_it(fake_hub: FakeHubState, tmp_path: Path) -> None:
     folder = make_model_folder(tmp_path)
     wrong = "hf_WrongToken_0000000000"
-    with pytest.raises(UserInputError, match="rejected the token") as caught:
+    with pytest.raises(NetworkError, match="rejected the token") as caught:
         upload_model_folder(folder, f"{USER}/tiny", token=wrong, endpoint=fake_hub.base_url)
-    assert wrong not in str(caught.value)
-    assert "hf auth login" in str(caught.value)
+    assert caught.value.exit_code == EXIT_NETWORK
+    message = str(caught.value)
+    assert wrong not in message and "\n" not in message
+    assert "HTTP 401" in message and f"{fake_hub.base_url}/api/repos/create" in message and "hf auth login" in message
     assert not fake_hub.repos
 
 
@@ -415,7 +424,7 @@ def test_adapter_folder_is_accepted(tmp_path: Path) -> None:
     (folder / "adapter_config.json").write_text("{}", encoding="utf-8")
     save_file({"lora_A": torch.zeros(2, 2)}, str(folder / "adapter_model.safetensors"))
     assert validate_model_folder(folder) == ["adapter_config.json", "adapter_model.safetensors"]
-    assert "library_name: peft" in ensure_model_card(folder).read_text(encoding="utf-8")
+    assert ModelCard(ensure_model_card(folder).read_text(encoding="utf-8")).data.library_name == "peft"
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from huggingface_hub import ModelCard
+
+from heretic_tui.core.models.references import public_name
 from heretic_tui.core.shipping.hub import ensure_model_card
 from heretic_tui.core.shipping.model_card import (
     MODEL_CARD_FILE,
     SHIPPED_CONFIG_FILE,
     copy_processor_files,
-    public_name,
     shareable_config,
     write_model_card,
 )
@@ -53,11 +55,10 @@ def test_abliteration_card_has_metrics_tags_origin_and_reproduction(tmp_path: Pa
     folder.mkdir()
     write_model_card(folder, abliteration_metadata(tmp_path), run_settings_text(tmp_path), name="qwen-heretic")
     card = (folder / MODEL_CARD_FILE).read_text(encoding="utf-8")
-    front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
-    assert front.startswith("library_name: transformers\nbase_model: Qwen/Qwen2.5-0.5B-Instruct\n")
-    for tag in ("heretic", "abliterated", "uncensored"):
-        assert f"- {tag}\n" in front
-    assert "- lora" not in front
+    data, body = ModelCard(card).data, ModelCard(card).text
+    assert (data.library_name, data.base_model, data.pipeline_tag) == ("transformers", BASE, "text-generation")
+    assert {"heretic", "abliterated", "uncensored"} <= set(data.tags) and "lora" not in data.tags
+    assert "base_model_relation" not in data.to_dict(), "a merged model is not an adapter of its base"
     assert body.lstrip().startswith("# qwen-heretic\n"), "the final name, not the temporary folder's"
     assert "| Refusals on harmful evaluation prompts | 97/100 | 3/100 |" in body
     assert "| KL divergence from the original on harmless prompts (first token) | 0 (reference) | 0.0812 |" in body
@@ -98,9 +99,10 @@ def test_fine_tuned_adapter_card(tmp_path: Path) -> None:
         "perplexity_after": 5.75,
     }
     card = write_model_card(folder, metadata, None).read_text(encoding="utf-8")
-    assert card.startswith("---\nlibrary_name: peft\n")
-    assert "base_model:" not in card, "a local base model is not a hub id"
-    assert "- fine-tuned\n" in card and "- lora\n" in card and "- abliterated" not in card
+    data = ModelCard(card).data
+    assert data.library_name == "peft"
+    assert data.base_model is None and "base_model:" not in card, "a local base model is not a hub id"
+    assert {"fine-tuned", "lora"} <= set(data.tags) and "abliterated" not in data.tags
     assert "| Evaluation loss on held-out data | 2.5000 | 1.7500 |" in card
     assert "| Perplexity on held-out data | 12.1800 | 5.7500 |" in card
     assert "a local model (`qwen-heretic`)" in card and "AutoPeftModelForCausalLM" in card
@@ -112,8 +114,9 @@ def test_abliterated_adapter_of_the_demo_model(tmp_path: Path) -> None:
     folder = tmp_path / "adapter"
     folder.mkdir()
     card = write_model_card(folder, abliteration_metadata(tmp_path, "demo", adapter=True), None).read_text()
-    assert "library_name: peft" in card and "base_model:" not in card
-    assert "the built-in heretic-tui demo model" in card and "--adapter" in card and "- lora\n" in card
+    data = ModelCard(card).data
+    assert data.library_name == "peft" and data.base_model is None and "lora" in data.tags
+    assert "the built-in heretic-tui demo model" in card and "--adapter" in card
 
 
 def test_upload_fallback_card_uses_the_metadata(tmp_path: Path) -> None:

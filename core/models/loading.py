@@ -8,7 +8,6 @@ on the left so the last position of every row is the last prompt token; a missin
 from __future__ import annotations
 
 import importlib.util
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +17,9 @@ from typing import Any
 import torch
 
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.models.references import is_hub_id_shape
 from heretic_tui.core.settings import ModelSettings
 
-HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -55,7 +54,7 @@ def resolve_model_location(name: str, report: Callable[[str, int, int], None] | 
                 "that holds config.json and the weights (e.g. the snapshot folder inside the HF cache)."
             )
         return str(path.resolve())
-    if name.startswith((".", "/", "~")) or not HUB_ID_PATTERN.match(name):
+    if not is_hub_id_shape(name):
         raise UserInputError(
             f"Model path {name} does not exist and is not a Hugging Face hub id (owner/name). Check the path, or use "
             "--model demo for the built-in demo model."

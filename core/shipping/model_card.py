@@ -6,27 +6,40 @@ from ``heretic.json`` (written by an abliteration export or a fine-tune) and the
 the machine it runs on, so absolute local paths are reduced to their last component and no token or secret ever
 reaches the card or the shipped config.
 
-The card is written to a temporary file and renamed, so an interrupted write never leaves half a card.
+The front matter (the Hub's search fields: library, base model, tags) is built with huggingface_hub's
+``ModelCardData``, so it is the YAML the Hub parses; the card and the shipped config are written whole or not at all
+(:mod:`heretic_tui.core.atomic_files`), so an interrupted write never leaves half a card.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import tomlkit
+from huggingface_hub import ModelCard, ModelCardData
+
+from heretic_tui.core.atomic_files import write_text_atomically
+from heretic_tui.core.models.references import (
+    DEMO_MODEL_NAME,
+    is_hub_id,
+    is_hub_id_shape,
+    looks_like_local_path,
+    public_name,
+)
+from heretic_tui.core.shipping.metadata import (
+    FORMAT_ADAPTER,
+    METHOD_ABLITERATION,
+    METHOD_FINE_TUNE,
+    NOT_INSTALLED,
+)
 
 MODEL_CARD_FILE = "README.md"
 SHIPPED_CONFIG_FILE = "heretic-config.toml"
-METADATA_FILE = "heretic.json"
 HUB_URL = "https://huggingface.co"
-DEMO_MODEL_NAME = "demo"
 
 PROCESSOR_FILES = (
     "preprocessor_config.json",
@@ -37,29 +50,7 @@ PROCESSOR_FILES = (
 )
 """Files a multimodal or chat model needs besides weights and tokenizer; copied when the source has them."""
 
-METHOD_ABLITERATION = "abliteration"
-METHOD_FINE_TUNE = "finetune"
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-_WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
 _SECRET_WORDS = ("token", "secret", "password", "api_key")
-
-
-def is_hub_id(text: str) -> bool:
-    """True for ``owner/name`` that is not also a local path (a folder called ``models/qwen`` is not a hub id)."""
-    return bool(_HUB_ID.match(text)) and not Path(text).expanduser().exists()
-
-
-def looks_like_local_path(text: str) -> bool:
-    """Absolute or home-relative paths, the only strings that reveal where things live on this machine."""
-    return text.startswith(("/", "~")) or bool(_WINDOWS_PATH.match(text))
-
-
-def public_name(text: str) -> str:
-    """A reference safe to publish: hub ids and built-in names as they are, local paths as their last component."""
-    if looks_like_local_path(text):
-        return Path(text.replace("\\", "/")).name or "model"
-    return text
 
 
 def shareable_config(settings_text: str) -> str:
@@ -92,15 +83,6 @@ def _sanitise_table(table: Any) -> None:
                     value[index] = public_name(item)
 
 
-def read_metadata(folder: Path) -> dict[str, Any]:
-    """The folder's heretic.json, or an empty dict when it is missing or damaged (a card is still written)."""
-    try:
-        data = json.loads((Path(folder) / METADATA_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def write_model_card(
     folder: Path, metadata: dict[str, Any], settings_text: str | None, *, name: str | None = None
 ) -> Path:
@@ -109,25 +91,21 @@ def write_model_card(
     ``name`` is the title, for folders written under a temporary name and renamed afterwards (exports).
     """
     folder = Path(folder)
-    is_adapter = (folder / "adapter_config.json").is_file() or metadata.get("format") == "adapter"
     has_config = settings_text is not None
     if settings_text is not None:
-        _write_atomically(folder / SHIPPED_CONFIG_FILE, shareable_config(settings_text))
-    else:
-        has_config = (folder / SHIPPED_CONFIG_FILE).is_file()
-    text = render_model_card(metadata, name=name or folder.name, is_adapter=is_adapter, has_config=has_config)
-    return _write_atomically(folder / MODEL_CARD_FILE, text)
+        write_text_atomically(folder / SHIPPED_CONFIG_FILE, shareable_config(settings_text))
+    card_path = folder / MODEL_CARD_FILE
+    write_text_atomically(card_path, model_card_for_folder(folder, metadata, name=name, has_config=has_config))
+    return card_path
 
 
-def _write_atomically(path: Path, text: str) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+def model_card_for_folder(folder: Path, metadata: dict[str, Any], *, name: str | None = None,
+                          has_config: bool = False) -> str:
+    """The card text for ``folder`` (not written): an adapter folder gets the PEFT card, a shipped config is named."""
+    folder = Path(folder)
+    is_adapter = (folder / "adapter_config.json").is_file() or metadata.get("format") == FORMAT_ADAPTER
+    has_config = has_config or (folder / SHIPPED_CONFIG_FILE).is_file()
+    return render_model_card(metadata, name=name or folder.name, is_adapter=is_adapter, has_config=has_config)
 
 
 def copy_processor_files(source: str, destination: Path, revision: str | None = None) -> list[str]:
@@ -154,7 +132,7 @@ def _source_file(source: str, file_name: str, revision: str | None) -> Path | No
     if folder.is_dir():
         candidate = folder / file_name
         return candidate if candidate.is_file() else None
-    if not _HUB_ID.match(source):
+    if not is_hub_id_shape(source):
         return None
     from huggingface_hub import try_to_load_from_cache
 
@@ -167,7 +145,6 @@ def render_model_card(metadata: dict[str, Any], *, name: str, is_adapter: bool, 
     method = str(metadata.get("method") or "")
     source = str(metadata.get("source_model") or "")
     sections = [
-        _front_matter(method, source, is_adapter),
         f"# {public_name(name)}\n",
         _summary(metadata, method, source, is_adapter),
         _results(metadata, method),
@@ -175,7 +152,8 @@ def render_model_card(metadata: dict[str, Any], *, name: str, is_adapter: bool, 
         _usage(is_adapter),
         _reproduction(metadata, method, has_config),
     ]
-    return "\n".join(section for section in sections if section)
+    body = "\n".join(section for section in sections if section)
+    return str(ModelCard(f"---\n{_card_data(method, source, is_adapter).to_yaml()}\n---\n\n{body}"))
 
 
 def _tags(method: str, is_adapter: bool) -> list[str]:
@@ -189,17 +167,16 @@ def _tags(method: str, is_adapter: bool) -> list[str]:
     return tags
 
 
-def _front_matter(method: str, source: str, is_adapter: bool) -> str:
-    lines = ["---", f"library_name: {'peft' if is_adapter else 'transformers'}"]
-    if is_hub_id(source):
-        lines.append(f"base_model: {source}")
-        if is_adapter:
-            lines.append("base_model_relation: adapter")
-    lines.append("pipeline_tag: text-generation")
-    lines.append("tags:")
-    lines.extend(f"- {tag}" for tag in _tags(method, is_adapter))
-    lines.append("---")
-    return "\n".join(lines) + "\n"
+def _card_data(method: str, source: str, is_adapter: bool) -> ModelCardData:
+    """The Hub's search fields: library, base model (only a real hub id links), task and tags."""
+    base_model = source if is_hub_id(source) else None
+    return ModelCardData(
+        library_name="peft" if is_adapter else "transformers",
+        base_model=base_model,
+        base_model_relation="adapter" if is_adapter and base_model else None,
+        pipeline_tag="text-generation",
+        tags=_tags(method, is_adapter),
+    )
 
 
 def _source_phrase(source: str) -> str:
@@ -350,4 +327,4 @@ def _reproduction(metadata: dict[str, Any], method: str, has_config: bool) -> st
 
 
 def _versions(items: Iterable[tuple[str, Any]]) -> list[str]:
-    return [f"{name} {version}" for name, version in items if version and version != "not installed"]
+    return [f"{name} {version}" for name, version in items if version and version != NOT_INSTALLED]
