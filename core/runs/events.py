@@ -296,6 +296,21 @@ class Metrics(Event):
 
 @event
 @dataclass
+class FileProgress(Event):
+    """One file of an upload: bytes of it sent so far, and bytes of the whole upload done (skipped files count)."""
+
+    kind: ClassVar[str] = "file_progress"
+    path: str = ""
+    done: int = 0
+    size: int = 0
+    state: str = "sending"
+    """'sending', 'sent', or 'already on the Hub' (same content there already, so it is not sent again)."""
+    total_done: int = 0
+    total: int = 0
+
+
+@event
+@dataclass
 class ArtifactWritten(Event):
     """A finished output (exported model, adapter, report) the user may want to open next."""
 
