@@ -34,6 +34,8 @@ class JobKind:
     """Phase name and display title, in the order the pipeline runs them."""
     optional_phases: tuple[str, ...] = ()
     """Phases that only some runs have (shown once they start, never as 'pending')."""
+    model_role: str | None = None
+    """The registry role of a model this kind writes ("abliterated", "fine-tuned"), when its heretic.json has none."""
 
     @property
     def phase_titles(self) -> dict[str, str]:
@@ -74,6 +76,7 @@ JOB_KINDS: dict[str, JobKind] = {
                 ("export", "Export"),
             ),
             optional_phases=("export",),
+            model_role="abliterated",
         ),
         JobKind(
             name="finetune",
@@ -94,17 +97,28 @@ JOB_KINDS: dict[str, JobKind] = {
                 ("smoke_test", "Smoke test"),
             ),
             optional_phases=("merge",),
+            model_role="fine-tuned",
         ),
         JobKind(
             name="export",
             title="Export",
             runner="heretic_tui.core.shipping.export:run_export_job",
             phases=(("load", "Load model"), ("export", "Export")),
+            model_role="abliterated",
         ),
         JobKind(
             name="compare",
             title="Comparison",
             runner="heretic_tui.core.shipping.compare:run",
+        ),
+        JobKind(
+            name="upload",
+            title="Upload",
+            runner="heretic_tui.core.shipping.upload_job:run",
+            starter="heretic_tui.core.shipping.upload_job:resume_upload",
+            resumable=True,
+            phases=(("check", "Check folder"), ("prepare", "Repository"), ("upload", "Send files"),
+                    ("commit", "Commit")),
         ),
     )
 }

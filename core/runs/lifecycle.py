@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from heretic_tui.core.atomic_files import write_json_atomically, write_text_atomically
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.atomic_files import storage_errors, write_json_atomically, write_text_atomically
+from heretic_tui.core.errors import HereticError, UserInputError
 from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.runs.registry import Registry
 from heretic_tui.core.runs.run_directory import RunDirectory, runs_root
 from heretic_tui.core.settings import Settings, render_config
 
@@ -107,14 +108,18 @@ def prepare_run(
     return run
 
 
-def delete_run(run: RunDirectory) -> None:
-    """Remove a stopped run's folder and its registry entries; a running one must be cancelled first."""
+def delete_run(run: RunDirectory, registry: Registry) -> None:
+    """Remove a stopped run's folder and forget it (and what lived inside it) in the caller's registry.
+
+    A running one must be cancelled first. The folder goes first: a registry that cannot be written then leaves a
+    record that lists as missing, which is the truth, and the error says how to clear it.
+    """
     if run.worker_alive():
         raise UserInputError(f"The run {run.path} is still running; cancel it before deleting it.")
-    shutil.rmtree(run.path)
+    with storage_errors(run.path, "delete the run folder"):
+        shutil.rmtree(run.path)
     try:
-        from heretic_tui.core.runs.registry import Registry
-
-        Registry().forget_missing()
-    except Exception as error:
-        print(f"warning: the registry could not forget {run.path}: {error}", file=sys.stderr)
+        registry.forget_run(run.path)
+    except HereticError as error:
+        raise type(error)(f"The run folder {run.path} was deleted, but the registry could not forget it: {error}") \
+            from error

@@ -6,17 +6,23 @@ recorded by hand) and where things were: a run or model whose folder is gone is 
 instead of vanishing or raising, so the user sees what moved.
 
 The database is shared by the worker process and the TUI, so it runs in WAL mode (readers never block the writer),
-every write is one short ``BEGIN IMMEDIATE`` transaction, and a busy database is waited for rather than failed.
+every write is one short ``BEGIN IMMEDIATE`` transaction, and a busy database is waited for a few seconds (our own
+writes take milliseconds); one held longer than that by another program is a clear error, not a hang.
+
+A run's status is never trusted from the index while its folder exists: :meth:`RunDirectory.status` is the one place
+it is derived, and the stored column only tells what a run was when its folder went missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sqlite3
 import sys
 import time
 import tomllib
+from datetime import datetime
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -26,9 +32,10 @@ from typing import Any
 import platformdirs
 
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.runs.events import ArtifactWritten
 from heretic_tui.core.atomic_files import read_json_object
-from heretic_tui.core.runs.run_directory import JOB_FILE, RunDirectory, list_runs
+from heretic_tui.core.runs.events import ArtifactWritten
+from heretic_tui.core.runs.job_kinds import JOB_KINDS
+from heretic_tui.core.runs.run_directory import RunDirectory, list_runs
 from heretic_tui.core.settings import APP_NAME
 
 SCHEMA_VERSION = 1
@@ -36,7 +43,8 @@ DATABASE_NAME = "registry.sqlite3"
 METADATA_FILE = "heretic.json"
 JOBS_FOLDER = "jobs"
 """Sub-folder of a run holding the runs of jobs made from it (exports), see :func:`heretic_tui.core.shipping.export.start_export`."""
-BUSY_TIMEOUT_SECONDS = 30.0
+BUSY_TIMEOUT_SECONDS = 5.0
+"""How long a write waits for another process's transaction before the registry reports it as held."""
 
 ROLE_BASE = "base"
 ROLE_ABLITERATED = "abliterated"
@@ -50,6 +58,7 @@ STATUS_EXTERNAL = "external"
 
 MODEL_ARTIFACT_NAMES = {"export", "model", "adapter", "merged", "fine-tuned", "abliterated"}
 _FINE_TUNE_WORDS = ("tune", "train", "lora", "sft", "dpo", "adapter")
+"""Words in a heretic.json ``method`` (ours or another tool's) that mean a fine-tuned model."""
 _METADATA_SEARCH_DEPTH = 3
 
 _SCHEMA = (
@@ -160,9 +169,16 @@ class Registry:
                 connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
                 yield connection
         except sqlite3.DatabaseError as error:
-            damaged_or_unreadable = type(error) in (sqlite3.OperationalError, sqlite3.DatabaseError)
-            if not damaged_or_unreadable or "locked" in str(error):
+            if type(error) not in (sqlite3.OperationalError, sqlite3.DatabaseError):
                 raise
+            if "locked" in str(error) or "busy" in str(error):
+                raise UserInputError(
+                    f"The registry {self.path} is held by another process and stayed locked for "
+                    f"{BUSY_TIMEOUT_SECONDS:.0f} s, so nothing was changed in it. Run the command again once that "
+                    "process is done (another heretic-tui writes it for milliseconds only; an sqlite3 shell or a "
+                    "backup tool may hold it longer). It is only an index of the run folders: deleting it and "
+                    "running `heretic-tui registry rebuild` is always safe."
+                ) from None
             raise UserInputError(
                 f"The registry {self.path} cannot be used ({error}). Delete the file: it is an index and is "
                 "rebuilt from the run folders."
@@ -331,6 +347,20 @@ class Registry:
             ).fetchall()
         return [_with_model_status(_model_from_row(row)) for row in rows]
 
+    def forget_run(self, run_path: Path) -> int:
+        """Drop a run that was deleted, the jobs kept inside it and the models whose folders were inside it.
+
+        Models the run produced elsewhere (an export into another folder) stay: they still exist. Returns how many
+        records went.
+        """
+        path = str(Path(run_path).expanduser().resolve())
+        inside = path.rstrip("/") + "/"
+        values = (path, len(inside), inside)
+        with self._write() as connection:
+            runs = connection.execute("DELETE FROM runs WHERE path = ? OR substr(path, 1, ?) = ?", values).rowcount
+            models = connection.execute("DELETE FROM models WHERE path = ? OR substr(path, 1, ?) = ?", values).rowcount
+        return runs + models
+
     def forget_missing(self) -> int:
         """Drop runs and models whose folders are gone (the user's explicit clean-up); returns how many."""
         missing_runs = [run.path for run in self.list_runs() if run.status == STATUS_MISSING]
@@ -341,9 +371,44 @@ class Registry:
         return len(missing_runs) + len(missing_models)
 
     def _run_status(self, run: RunRecord) -> RunRecord:
-        if (run.path / JOB_FILE).is_file():
-            return run
-        return dataclasses.replace(run, status=STATUS_MISSING)
+        """The record with its status now: the folder's own (RunDirectory.status), or missing without a folder."""
+        return dataclasses.replace(run, status=_current_status(RunDirectory(run.path)))
+
+
+def _current_status(run: RunDirectory) -> str:
+    if not run.job_path.is_file():
+        return STATUS_MISSING
+    try:
+        return run.status()
+    except OSError:
+        return STATUS_MISSING
+
+
+def timestamp(value: Any) -> float | None:
+    """Seconds since the epoch from a number, a numeric string or an ISO 8601 date (``2026-01-02T03:04:05Z``).
+
+    job.json stores ``time.time()``, heretic.json of an export or a merge an ISO date; a value that is neither is
+    None, so the caller falls back to the file's modification time instead of failing the whole index.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        number = float(text)
+        return number if math.isfinite(number) else None
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
 
 
 def _runs_with_jobs(root: Path) -> list[RunDirectory]:
@@ -367,15 +432,10 @@ def _read_run(run: RunDirectory) -> tuple[RunRecord, list[ModelRecord]]:
     job = read_json_object(run.job_path)
     kind = str(job.get("kind") or "unknown")
     model = str(job.get("model") or "")
-    try:
-        created = float(job["created"])
-    except (KeyError, TypeError, ValueError):
+    created = timestamp(job.get("created"))
+    if created is None:
         created = _modified(run.job_path)
-    try:
-        status = run.status()
-    except OSError:
-        status = STATUS_MISSING
-    record = RunRecord(run.path, kind, status, model, created, _read_settings(run), run.read_report())
+    record = RunRecord(run.path, kind, _current_status(run), model, created, _read_settings(run), run.read_report())
     models: dict[str, ModelRecord] = {}
     for item in run.read_events():
         if isinstance(item, ArtifactWritten) and _is_model_artifact(item):
@@ -413,16 +473,17 @@ def _metadata_folders(root: Path) -> list[Path]:
 
 
 def _role(metadata: dict[str, Any], kind: str) -> str:
+    """The role a heretic.json declares, or its method suggests, or else the one the producing job kind makes."""
     declared = str(metadata.get("role") or "")
     if declared in ROLES:
         return declared
-    for text in (str(metadata.get("method") or ""), kind):
-        lowered = text.lower()
-        if "abliter" in lowered:
-            return ROLE_ABLITERATED
-        if any(word in lowered for word in _FINE_TUNE_WORDS):
-            return ROLE_FINE_TUNED
-    return ROLE_ABLITERATED
+    method = str(metadata.get("method") or "").lower()
+    if "abliter" in method:
+        return ROLE_ABLITERATED
+    if any(word in method for word in _FINE_TUNE_WORDS):
+        return ROLE_FINE_TUNED
+    produced = JOB_KINDS[kind].model_role if kind in JOB_KINDS else None
+    return produced if produced in ROLES else ROLE_ABLITERATED
 
 
 def _model_from_metadata(folder: Path, run: RunRecord | None, created: float | None = None) -> ModelRecord:
@@ -432,7 +493,9 @@ def _model_from_metadata(folder: Path, run: RunRecord | None, created: float | N
     run_path = metadata.get("run_dir") or (str(run.path) if run else None)
     trial = metadata.get("trial")
     if created is None:
-        created = float(metadata.get("created") or (run.created if run else _modified(folder)))
+        created = timestamp(metadata.get("created"))
+    if created is None:
+        created = run.created if run else _modified(folder)
     return ModelRecord(
         path=str(folder),
         name=str(metadata.get("name") or folder.name),
