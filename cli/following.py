@@ -32,6 +32,10 @@ from heretic_tui.core.runs.events import (
 from heretic_tui.core.runs.handle import JobHandle
 
 
+WARNING_KEYS = ("problems",)
+"""Metrics entries that are sentences, not figures: the job also sends each one as a warning line of its own."""
+
+
 def progress_line(text: str) -> None:
     """A line for the person at the terminal (stderr), so stdout keeps only the result a script captures."""
     print(text, file=sys.stderr, flush=True)
@@ -76,7 +80,8 @@ class ProgressPrinter:
                     parts.append(f"{name} {value:.4g}")
             self.line(", ".join(parts))
         elif isinstance(item, Metrics):
-            self.line(f"{item.name}: " + ", ".join(f"{key} {value}" for key, value in item.values.items()))
+            figures = {key: value for key, value in item.values.items() if key not in WARNING_KEYS}
+            self.line(f"{item.name}: " + ", ".join(f"{key} {value}" for key, value in figures.items()))
         elif isinstance(item, (LogLine, JobWarning)):
             prefix = "warning: " if isinstance(item, JobWarning) else ""
             self.line(prefix + item.message)

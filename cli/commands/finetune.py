@@ -96,6 +96,11 @@ def _print_summary(summary: dict[str, Any], report_path: Path) -> None:
     if summary.get("merged_dir"):
         lines.append(f"merged model: {summary['merged_dir']}")
     lines.append(f"report: {report_path}")
+    warnings = summary.get("warnings") or []
+    if warnings:
+        lines.append(f"finished with {len(warnings)} warning{'s' if len(warnings) != 1 else ''} "
+                     "(report.json 'warnings'):")
+        lines += [f"  - {warning}" for warning in warnings]
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 

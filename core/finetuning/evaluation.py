@@ -12,6 +12,7 @@ merge in the wrong precision) shows up there and not in the loss.
 from __future__ import annotations
 
 import difflib
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +25,32 @@ from heretic_tui.core.finetuning.examples import example_prompt
 SMOKE_AGREEMENT = 0.6
 """Word-overlap with the in-memory answer above which a reloaded model counts as answering the same way (greedy
 decoding can drift by a token after a merge in 16-bit precision without anything being wrong)."""
+
+
+LOSS_CHANGE_TOLERANCE = 1e-3
+"""Relative change of the validation loss below which training counts as having changed nothing: a run at learning
+rate 0 gives exactly the same loss, and a change of a tenth of a percent is noise of the data order, not learning."""
+
+
+def validation_loss_problem(before: float | None, after: float | None) -> str | None:
+    """A sentence when the validation loss shows the run learned nothing (or got worse); None when it improved.
+
+    Without a validation set (``finetune.validation_fraction`` 0, or too little data) there is nothing to judge.
+    """
+    if before is None or after is None:
+        return None
+    if not (math.isfinite(before) and math.isfinite(after)):
+        return (f"The validation loss is not a finite number ({before:.4g} before training, {after:.4g} after): the "
+                "training diverged. Lower finetune.learning_rate and train again.")
+    change = before - after
+    if abs(change) <= LOSS_CHANGE_TOLERANCE * max(1.0, abs(before)):
+        return (f"The validation loss did not move ({before:.4g} before training, {after:.4g} after), so the adapter "
+                "learned nothing measurable. Train for more steps, raise finetune.learning_rate, or add data "
+                "(and see the plan's warnings, if any).")
+    if change < 0:
+        return (f"The validation loss rose from {before:.4g} to {after:.4g}: the adapter is worse than the base model "
+                "on held-out data. Lower finetune.learning_rate, train for fewer steps, or add data.")
+    return None
 
 
 @dataclass

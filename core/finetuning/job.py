@@ -27,6 +27,7 @@ from heretic_tui.core.finetuning.evaluation import (
     knowledge_scores,
     smoke_prompt,
     smoke_test,
+    validation_loss_problem,
 )
 from heretic_tui.core.finetuning.merge import (
     full_precision_dtype,
@@ -151,6 +152,8 @@ def run(context: JobContext) -> dict[str, Any]:
                      length, finetune.gradient_checkpointing)
     plan_values.update(plan.metrics())
     context.emit(Metrics(name="plan", values=dict(plan_values)))
+    for problem in plan.problems:
+        context.warn(f"plan: {problem}")
 
     items = knowledge_items(prepared.train, finetune.knowledge_test_prompts, finetune.finetune_seed)
     smoke_messages = smoke_prompt(items)
@@ -191,6 +194,11 @@ def run(context: JobContext) -> dict[str, Any]:
         "perplexity_after": perplexity(eval_after),
     }
     context.emit(Metrics(name="evaluation", values=evaluation))
+    warnings = list(plan.problems)
+    outcome = validation_loss_problem(before["eval_loss"], eval_after)
+    if outcome is not None:
+        warnings.append(outcome)
+        context.warn(outcome)
     context.emit(Metrics(name="knowledge_test", values={**scores, "prompts": len(items)}))
     for number, item in enumerate(items, start=1):
         context.log(f"knowledge test {number}: {item.prompt_text[:200]!r}\n  expected: {item.expected[:200]!r}\n"
@@ -231,9 +239,11 @@ def run(context: JobContext) -> dict[str, Any]:
         context.log(f"smoke test passed: the reloaded {'merged model' if merged_dir else 'adapter'} renders the chat "
                     "template as before and answers as the trained model did")
     else:
-        context.warn(f"smoke test failed: template identical {smoke['chat_template_identical']}, finite logits "
-                     f"{smoke['finite_logits']}, agreement with the trained model {smoke['agreement']:.2f}; answer "
-                     f"{smoke['answer'][:120]!r}")
+        failure = (f"smoke test failed: template identical {smoke['chat_template_identical']}, finite logits "
+                   f"{smoke['finite_logits']}, agreement with the trained model {smoke['agreement']:.2f}; answer "
+                   f"{smoke['answer'][:120]!r}")
+        warnings.append(failure)
+        context.warn(failure)
     context.emit(Metrics(name="smoke_test", values={key: smoke[key] for key in
                                                     ("passed", "chat_template_identical", "finite_logits",
                                                      "agreement")}))
@@ -256,11 +266,12 @@ def run(context: JobContext) -> dict[str, Any]:
         "target_modules": targets,
         "knowledge_test": {**scores, "items": knowledge_report(items)},
         "smoke_test": smoke,
+        "warnings": warnings,
     }
     write_json_atomically(context.run.report_path, report)
     context.emit(ArtifactWritten(name="report", path=str(context.run.report_path)))
     return {key: report[key] for key in ("train_loss", "eval_loss_before", "eval_loss_after", "perplexity_before",
-                                         "perplexity_after", "adapter_dir", "merged_dir", "examples")}
+                                         "perplexity_after", "adapter_dir", "merged_dir", "examples", "warnings")}
 
 
 def _smoke_test(settings: Settings, loaded: Any, adapter_dir: Path, merged_dir: Path | None, dtype: torch.dtype,

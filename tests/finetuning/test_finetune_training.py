@@ -49,7 +49,8 @@ def test_chat_training_lowers_validation_loss_with_our_assistant_mask(tiny_model
     report = run_directory.read_report()
     assert report["mode"] == "chat" and report["steps"] == 24
     assert report["smoke_test"]["passed"], report["smoke_test"]
-    assert report["knowledge_test"]["score_after"] >= report["knowledge_test"]["score_before"]
+    assert report["knowledge_test"]["score_after"] > report["knowledge_test"]["score_before"], report["knowledge_test"]
+    assert report["warnings"] == [] and summary["warnings"] == []
     assert (Path(summary["adapter_dir"]) / "adapter_model.safetensors").is_file()
     assert summary["merged_dir"] is None
 
