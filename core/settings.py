@@ -192,6 +192,10 @@ class OutputSettings:
     model_directories: list[str] = setting(
         [], "Extra folders the model browser scans for model folders (besides the Hugging Face cache and run outputs)."
     )
+    notify_terminal: bool = setting(
+        True, "Ring the terminal bell and send a desktop notification (OSC 9 and OSC 777) when a run the TUI follows "
+        "finishes or fails."
+    )
 
 
 @dataclass
