@@ -15,6 +15,8 @@ import getpass
 import hashlib
 import json
 import logging
+import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -68,6 +70,15 @@ class FakeHubState:
     lfs_puts: list[str] = field(default_factory=list)
     unauthorised: list[str] = field(default_factory=list)
     api_calls: list[str] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+    """Request kind ('create', 'commit', 'lfs-put', ...) -> HTTP status it gets instead of an answer."""
+    hang: set[str] = field(default_factory=set)
+    """Request kinds that are accepted and never answered (until ``release`` is set)."""
+    release: threading.Event = field(default_factory=threading.Event)
+    arrived: dict[str, threading.Event] = field(default_factory=dict)
+
+    def reached(self, kind: str) -> threading.Event:
+        return self.arrived.setdefault(kind, threading.Event())
 
 
 def _remote_oid(repo: FakeRepo, path: str) -> str:
@@ -101,6 +112,19 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _intercepted(self, kind: str) -> bool:
+        """Answer with a configured failure, or hang, instead of handling the request; True when it did."""
+        self.state.reached(kind).set()
+        if kind in self.state.hang:
+            self.state.release.wait(60)
+            return True
+        status = self.state.failures.get(kind)
+        if status is not None:
+            echoed = "; ".join(f"{name}: {value}" for name, value in self.headers.items())
+            self._send(status, {"error": f"the fake Hub fails '{kind}' with HTTP {status}; you sent {echoed}"})
+            return True
+        return False
+
     def _authorised(self) -> bool:
         if self.headers.get("Authorization") == f"Bearer {TOKEN}":
             return True
@@ -125,6 +149,8 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         self.state.api_calls.append(f"PUT {self.path}")
         oid = self.path.removeprefix("/lfs-storage/")
         body = self._body()
+        if self._intercepted("lfs-put"):
+            return
         assert hashlib.sha256(body).hexdigest() == oid, "LFS upload content does not match its oid"
         self.state.lfs_storage[oid] = body
         self.state.lfs_puts.append(oid)
@@ -137,6 +163,10 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         parts = path.strip("/").split("/")
+        kind = ("create" if path == "/api/repos/create" else "lfs-batch" if path.endswith("/objects/batch")
+                else parts[4] if len(parts) == 6 else "other")
+        if self._intercepted(kind):
+            return
         if path == "/api/repos/create":
             self._create_repo(json.loads(body))
         elif path == "/api/validate-yaml":
@@ -240,6 +270,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubState]:
     try:
         yield state
     finally:
+        state.release.set()
         server.shutdown()
         server.server_close()
 
@@ -514,3 +545,98 @@ def test_token_precedence(monkeypatch: pytest.MonkeyPatch, hub_environment: Path
     monkeypatch.setenv("HF_TOKEN", "hf_FromEnvironment")
     assert resolve_token(None) == "hf_FromEnvironment"
     assert resolve_token(" hf_Typed ") == "hf_Typed"
+
+
+NETWORK_SETTINGS = ["--set", "hub.connect_timeout=0.5", "--set", "hub.read_timeout=0.5",
+                    "--set", "hub.request_retries=1", "--set", "hub.retry_wait=0.1"]
+"""Short waits and one retry, so a Hub that never answers fails in about a second."""
+
+
+def free_port() -> int:
+    """A local port nothing listens on (bound once and closed again)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def silent_hub() -> Iterator[str]:
+    """A server that accepts connections (the kernel's backlog does) and never answers a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def run_upload_cli(arguments: list[str], capture: pytest.CaptureFixture[str],
+                   monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    import io
+
+    from heretic_tui.cli.main import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN + "\n"))
+    with pytest.raises(SystemExit) as caught:
+        main(["upload", *arguments, "--headless", "--token-stdin"])
+    captured = capture.readouterr()
+    return int(caught.value.code or 0), captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("refused", r"refused the connection \(POST http://127\.0\.0\.1:\d+/api/repos/create, 2 attempts\)"),
+        ("silent", r"accepted the connection but did not answer within 0\.5 s \(POST .*/api/repos/create"),
+        ("dns", r"host name hub\.invalid .* could not be resolved \(DNS failure, 2 attempts\)"),
+        ("400", r"refused the request \(HTTP 400 at POST .*/api/repos/create\)"),
+        ("401", r"rejected the token \(HTTP 401 at POST .*/api/repos/create\).*hf auth login"),
+        ("500", r"failed on its side \(HTTP 500 at POST .*/api/repos/create, 2 attempts\).*--resume --run-dir"),
+    ],
+)
+def test_every_hub_failure_is_one_paragraph_exit_4_and_no_token_anywhere(
+    case: str, expected: str, fake_hub: FakeHubState, silent_hub: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The upload worker meets each failure at its first request; every copy of the token is in the request."""
+    from heretic_tui.core.errors import EXIT_NETWORK
+    from heretic_tui.core.runs.events import JobError
+    from heretic_tui.core.runs.run_directory import RunDirectory
+
+    endpoints = {"refused": f"http://127.0.0.1:{free_port()}", "silent": silent_hub, "dns": "http://hub.invalid"}
+    if case in endpoints:
+        monkeypatch.setattr(constants, "ENDPOINT", endpoints[case])
+    else:
+        fake_hub.failures["create"] = int(case)
+    folder = make_model_folder(tmp_path / "models")
+    run_dir = tmp_path / "upload-run"
+    code, out, err = run_upload_cli([str(folder), "--repo", f"{USER}/tiny", "--run-dir", str(run_dir),
+                                     *NETWORK_SETTINGS], capfd, monkeypatch)
+
+    assert code == EXIT_NETWORK, err
+    errors = [line for line in err.splitlines() if "error: " in line]
+    assert len(errors) == 1 and re.search(expected, errors[0]), err
+    assert "Traceback" not in err and out == ""
+    final = RunDirectory(run_dir).read_events()[-1]
+    assert isinstance(final, JobError) and final.exit_code == EXIT_NETWORK and final.traceback == ""
+    assert "\n" not in final.message and re.search(expected, final.message), final.message
+    log = (run_dir / "worker.log").read_text(encoding="utf-8")
+    assert "Traceback" not in log, log
+    assert TOKEN not in out + err
+    assert files_containing(tmp_path, TOKEN) == [], "not in events.jsonl, worker.log, job.json or anywhere else"
+    assert "hf_SecretTestToken" not in final.message
+    if case in ("400", "401", "500"):
+        assert fake_hub.reached("create").is_set(), "the fake Hub saw the request it echoed"
+
+
+def test_whoami_failure_before_the_job_is_exit_4_and_creates_no_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Without --repo the command asks the Hub for the user name first, in the command's own process."""
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    folder = make_model_folder(tmp_path / "models")
+    code, out, err = run_upload_cli([str(folder), *NETWORK_SETTINGS], capfd, monkeypatch)
+    assert code == 4 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "whoami" in err and "refused the connection" in err and TOKEN not in out + err
+    assert not (Path(os.environ["XDG_DATA_HOME"]) / "heretic-tui" / "runs").exists()

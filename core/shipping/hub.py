@@ -33,7 +33,7 @@ from heretic_tui.core.errors import StorageError, UserInputError
 from heretic_tui.core.hub_network import LOGIN_HELP, TOKEN_SETTINGS_URL, configure_hub_client, hub_call
 from heretic_tui.core.runs.run_directory import slugify
 from heretic_tui.core.settings import HubSettings
-from heretic_tui.core.shipping.metadata import METADATA_FILE, read_metadata
+from heretic_tui.core.shipping.metadata import METADATA_FILE, library_versions, read_metadata
 from heretic_tui.core.shipping.model_card import MODEL_CARD_FILE, model_card_for_folder, write_model_card
 
 __all__ = [
@@ -93,7 +93,7 @@ class UploadObserver(Protocol):
 def _api(endpoint: str | None, settings: HubSettings) -> HfApi:
     """A client without a stored token (the token is passed per call), whose requests are bounded in time."""
     configure_hub_client(settings)
-    return HfApi(endpoint=endpoint, library_name="heretic-tui")
+    return HfApi(endpoint=endpoint, library_name="heretic-tui", library_version=library_versions()["heretic-tui"])
 
 
 def validate_model_folder(folder: Path) -> list[str]:
@@ -347,6 +347,7 @@ def upload_model_folder(
     on_file: Callable[[FileTransfer], None] | None = None,
     settings: HubSettings | None = None,
     observer: UploadObserver | None = None,
+    hint: str = "Then run the same command again: files already on the Hub are not sent again.",
 ) -> str:
     """Upload a model folder to ``repo`` (created if needed, private by default) and return the repository URL.
 
@@ -354,7 +355,8 @@ def upload_model_folder(
     (large files go to LFS/Xet storage first, which the Hub keeps even if the run is interrupted) and all of them
     land in a single commit, so the repository never shows half a model. Each request is bounded in time and
     retried (``settings``); what still fails is a NetworkError paragraph. ``observer`` (a worker's JobContext) gets
-    the phases and may cancel between and during transfers; ``on_file`` gets each file's progress.
+    the phases and may cancel between and during transfers; ``on_file`` gets each file's progress; ``hint`` ends
+    every failure's paragraph with what to do next.
     """
     settings = settings or HubSettings()
     observer = observer or _Quiet()
@@ -374,7 +376,7 @@ def upload_model_folder(
     def call(action: str, function: Callable[[], T]) -> T:
         observer.check_cancelled()
         return hub_call(action, function, endpoint=api.endpoint, settings=settings, secrets=[token], repo=repo,
-                        on_retry=lambda message: observer.log(f"retrying {message}"))
+                        hint=hint, on_retry=lambda message: observer.log(f"retrying {message}"))
 
     with observer.phase("prepare", None, f"creating or opening {repo} on {api.endpoint}"):
         url = call(f"creating the repository {repo}",
