@@ -30,6 +30,7 @@ from heretic_tui.core.errors import StorageError
 
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?:tmp|partial)-(?P<pid>\d+)$")
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 T = TypeVar("T")
 
@@ -52,8 +53,22 @@ def describe_storage_error(error: OSError, path: Path | str, action: str) -> str
     )
 
 
+def storage_errno(error: BaseException) -> int | None:
+    """The errno of a full disk, a read-only folder or a permission error behind ``error``, else None.
+
+    Writers in Rust (safetensors, tokenizers) raise their own exception types with the OS error only in the text
+    ("... No space left on device (os error 28)"), so the text is read too.
+    """
+    if isinstance(error, OSError):
+        return error.errno if error.errno in STORAGE_ERRNOS else None
+    match = _RUST_OS_ERROR.search(str(error))
+    if match is not None and int(match.group(1)) in STORAGE_ERRNOS:
+        return int(match.group(1))
+    return None
+
+
 def is_storage_error(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in STORAGE_ERRNOS
+    return storage_errno(error) is not None
 
 
 @contextmanager
@@ -61,10 +76,12 @@ def storage_errors(path: Path | str, action: str) -> Iterator[None]:
     """Turn a full disk, a read-only folder or a permission error into a :class:`StorageError` paragraph."""
     try:
         yield
-    except OSError as error:
-        if is_storage_error(error):
-            raise StorageError(describe_storage_error(error, path, action)) from error
-        raise
+    except Exception as error:
+        number = storage_errno(error)
+        if number is None:
+            raise
+        described = error if isinstance(error, OSError) else OSError(number, os.strerror(number))
+        raise StorageError(describe_storage_error(described, path, action)) from error
 
 
 def _writer_alive(pid: int) -> bool:
