@@ -62,7 +62,7 @@ def main() -> None:
         run = RunDirectory(Path(folder))
         write_json_atomically(run.job_path, {"kind": "abliterate", "arguments": {}})
         context = JobContext(run, settings, {})
-        study = open_study(run.path, settings.optimization, create=True)
+        study = open_study(run.path, settings.optimization, log=lambda message: None)
         trial_times, apply_times, bare_times = [], [], []
         for _ in range(arguments.trials):
             result = run_trial(context, study, abliterator, evaluator, arguments.trials)

@@ -170,7 +170,11 @@ class OptimizationSettings:
     trials: int = setting(200, "Total number of trials in the study (a resumed study runs until it has this many).",
                           minimum=1, maximum=100000)
     startup_trials: int = setting(
-        60, "Random trials before TPE starts modelling the results.", minimum=0, maximum=100000
+        0,
+        "Random trials before TPE starts modelling the results; 0 derives it from trials (a third of them, at least "
+        "4), so TPE guides most of any run of 10 trials or more.",
+        minimum=0,
+        maximum=100000,
     )
     seed: int = setting(42, "Seed of the sampler, so a study can be reproduced.", minimum=0, maximum=2**31 - 1)
     choice_max_kl: float = setting(

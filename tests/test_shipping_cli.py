@@ -29,7 +29,7 @@ from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.models.chat_template import format_chat
 from heretic_tui.core.models.generation import first_token_log_probabilities, generate_until_verdict
 from heretic_tui.core.models.loading import load_model
-from heretic_tui.core.abliteration.study import open_study
+from heretic_tui.core.abliteration.study import read_study
 from heretic_tui.core.runs.registry import ROLE_ABLITERATED, ROLE_BASE, Registry
 from heretic_tui.core.settings import ModelSettings, Settings
 from test_hub_upload import TOKEN, USER, FakeHubState, fake_hub, files_containing, hub_environment  # noqa: F401
@@ -186,7 +186,7 @@ def test_interrupted_export_leaves_no_model_folder(
     directions = load_file(str(abliteration_run / "directions.safetensors"))["directions"]
     abliterator = Abliterator(loaded.model, directions)
     run = RunDirectory.open(abliteration_run)
-    study = open_study(run.path, Settings().optimization, create=False)
+    study = read_study(run.path)
     real_save = loaded.model.save_pretrained
 
     def save_then_fail(folder: str, **options: object) -> None:

@@ -11,33 +11,38 @@ import json
 import statistics
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters
 from heretic_tui.core.abliteration.directions import compute_directions, separation
 from heretic_tui.core.errors import JobCancelled, UserInputError
 from heretic_tui.core.abliteration.evaluation import Evaluator
-from heretic_tui.core.runs.events import BaselineMeasured, TrialFinished, TrialStarted
-from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.runs.events import BaselineMeasured, Metrics, TrialFinished, TrialStarted
+from heretic_tui.core.atomic_files import write_bytes_atomically, write_json_atomically
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import prepare_run, start_job
 from heretic_tui.core.models.batch_size import choose_batch_size
 from heretic_tui.core.models.chat_template import format_chat
+from heretic_tui.core.models.layers import text_config
 from heretic_tui.core.models.loading import LoadedModel, check_model, load_model
 from heretic_tui.core.models.residuals import last_token_residuals
 from heretic_tui.core.abliteration.study import (
+    SAMPLER,
+    TrialResult,
+    ask_untried,
     choose_trial,
     completed_trials,
     fail_stale_trials,
     open_study,
     pareto_front,
-    suggest_parameters,
+    random_trial_count,
     trial_result,
-    TrialResult,
 )
 from heretic_tui.core.abliteration.prompts import load_prompts, resolve_auto
 from heretic_tui.core.settings import Settings
@@ -79,17 +84,38 @@ def start_abliteration(settings: Settings, run_dir: Path | None = None, resume: 
     return start_job("abliterate", settings, run, {"resume": resume, "export_chosen": export_chosen})
 
 
+def _cached_directions(path: Path, layers: int, hidden: int) -> tuple[torch.Tensor | None, str | None]:
+    """The directions saved earlier in this run, or None and why they cannot be used (None, None: none saved)."""
+    if not path.exists():
+        return None, None
+    try:
+        directions = load_file(str(path))["directions"]
+    except (OSError, KeyError, ValueError, SafetensorError) as error:
+        return None, f"it cannot be read ({type(error).__name__}: {str(error)[:200]})"
+    if tuple(directions.shape) != (layers, hidden):
+        return None, f"its shape {tuple(directions.shape)} is not this model's ({layers} layers, {hidden} wide)"
+    norms = directions.float().norm(dim=-1)
+    if not torch.isfinite(norms).all() or not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
+        return None, "it does not hold one unit direction per layer"
+    return directions, None
+
+
 def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[str, list[str]],
-                        batch_size: int) -> torch.Tensor:
-    run_path = context.run.path
-    cached = run_path / DIRECTIONS_FILE
-    if cached.exists():
+                        batch_size: int) -> tuple[torch.Tensor, bool]:
+    """The refusal directions (from this run's cache when it is sound) and whether they were computed now."""
+    cached = context.run.path / DIRECTIONS_FILE
+    config = text_config(loaded.model)
+    directions, problem = _cached_directions(cached, config.num_hidden_layers, config.hidden_size)
+    if directions is not None:
         context.log("using the refusal directions computed earlier in this run")
-        return load_file(str(cached))["directions"]
+        return directions, False
+    if problem is not None:
+        context.warn(f"{DIRECTIONS_FILE} of this run cannot be used ({problem}); the refusal directions are "
+                     "computed again")
     system = context.settings.prompts.system_prompt
     residuals = {}
     total = len(prompts["bad_prompts"]) + len(prompts["good_prompts"])
-    with context.phase("residuals", total, "hidden states of the last prompt token at every layer") as progress:
+    with context.phase("residuals", total, "residual stream of the last prompt token after every layer") as progress:
         done = 0
         for name in ("bad_prompts", "good_prompts"):
             texts = format_chat(loaded.tokenizer, system, prompts[name])
@@ -103,10 +129,30 @@ def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[
         )
         strengths = separation(residuals["bad_prompts"], residuals["good_prompts"])
         context.log("separation per layer: " + ", ".join(f"{value:.2f}" for value in strengths))
-        temporary = run_path / f".{DIRECTIONS_FILE}.tmp"
-        save_file({"directions": directions.contiguous()}, str(temporary))
-        temporary.replace(cached)
-    return directions
+        write_bytes_atomically(cached, save({"directions": directions.contiguous()}))
+    return directions, True
+
+
+def _read_state(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
+    """What an earlier start of this run measured (batch size, baseline); empty, with a warning, when damaged."""
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        problem = None if isinstance(state, dict) else f"it holds a JSON {type(state).__name__}, not an object"
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        state, problem = {}, f"it cannot be read as JSON ({str(error)[:200]})"
+    if problem is None:
+        checks = {"batch_size": (int, 1), "baseline_refusals": (int, 0), "residuals_seconds": ((int, float), 0)}
+        for key, (kind, minimum) in checks.items():
+            value = state.get(key, minimum)
+            if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+                problem = f"its '{key}' is {value!r}"
+                break
+    if problem is not None:
+        warn(f"{STATE_FILE} of this run cannot be used ({problem}); what it held is measured again")
+        return {}
+    return state
 
 
 def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator, evaluator: Evaluator,
@@ -117,8 +163,7 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
     has (sampling, ablation, reset, events), which the benchmark compares with the bare forward passes.
     """
     trial_started = time.perf_counter()
-    trial = study.ask()
-    parameters = suggest_parameters(trial, abliterator.directions.shape[0])
+    trial, parameters = ask_untried(study, abliterator.directions.shape[0])
     flat = parameters.to_flat()
     context.emit(TrialStarted(number=trial.number, total=target, params=flat))
     try:
@@ -147,9 +192,11 @@ def run(context: JobContext) -> dict[str, Any]:
     run_path = context.run.path
     timings: dict[str, float] = {}
     state_path = run_path / STATE_FILE
-    state: dict[str, Any] = {}
-    if state_path.exists():
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+    state = _read_state(state_path, context.warn)
+    target = settings.optimization.trials
+    random_trials = random_trial_count(settings.optimization)
+    context.log(f"search: {target} trials, the first {random_trials} random, then {target - random_trials} guided "
+                f"by {SAMPLER} (seed {settings.optimization.seed})")
 
     with context.phase("load", None, f"loading {settings.model.model}") as _:
         def build_report(stage: str, completed: int, total: int) -> None:
@@ -174,8 +221,8 @@ def run(context: JobContext) -> dict[str, Any]:
         context.log(f"batch size {batch_size}")
 
     started = time.perf_counter()
-    directions = _prepare_directions(context, loaded, prompts, batch_size)
-    timings["residuals"] = state.get("residuals_seconds", time.perf_counter() - started)
+    directions, computed = _prepare_directions(context, loaded, prompts, batch_size)
+    timings["residuals"] = time.perf_counter() - started if computed else state.get("residuals_seconds", 0.0)
 
     with context.phase("baseline", len(harmful_eval), "the unmodified model's refusals and first-token distribution"):
         evaluator = Evaluator(loaded, harmless_eval, harmful_eval, batch_size, settings.abliteration)
@@ -187,11 +234,11 @@ def run(context: JobContext) -> dict[str, Any]:
     write_json_atomically(state_path, state)
 
     abliterator = Abliterator(loaded.model, directions)
-    study = open_study(run_path, settings.optimization, create=True)
+    study = open_study(run_path, settings.optimization, context.warn)
     stale = fail_stale_trials(study)
     if stale:
-        context.warn(f"trials {stale} were in flight when the run stopped; they were marked failed and are re-tried")
-    target = settings.optimization.trials
+        context.warn(f"trials {stale} were in flight when the run stopped; they were marked failed and do not "
+                     "count, and the search samples new parameters in their place")
     results = [trial_result(trial) for trial in completed_trials(study)]
     def write_report(status: str) -> TrialResult | None:
         chosen = choose_trial(results, settings.optimization.choice_max_kl)
@@ -221,6 +268,8 @@ def run(context: JobContext) -> dict[str, Any]:
         return chosen
 
     with context.phase("trials", target, "Optuna search over direction and kernel parameters") as progress:
+        context.emit(Metrics(name="search", values={"random_trials": random_trials,
+                                                    "guided_trials": target - random_trials, "sampler": SAMPLER}))
         progress(len(results))
         while len(results) < target:
             try:

@@ -1,29 +1,51 @@
 """The Optuna study: search space, journal storage in the run folder, resume, Pareto front and the chosen trial.
 
 The journal file storage appends one record per state change, so a run killed with kill -9 or by a power loss
-keeps every completed trial; on resume the trial that was in flight (still marked RUNNING) is marked FAILED and
-the study continues until it holds the requested number of completed trials.
+keeps every completed trial. Writing and reading are kept apart:
+
+- :func:`open_study` is for the one writer (the abliteration worker). Before anything appends it cuts a partial
+  last record (a full disk or a power loss leaves one; appending after it would merge two records into a line
+  Optuna can never read again), and it seeds the sampler from the trials already stored, so a resumed or
+  extended study never replays the random trials it already ran.
+- :func:`read_study` is for every other use (export, report, compare, screens): it loads the study without
+  writing a byte to the journal (``optuna.create_study(load_if_exists=True)`` would append a record each time).
+
+The front and the chosen trial come from :func:`pareto_front` and :func:`choose_trial`, which report.json, the
+events and the TUI all use, so there is one definition of both.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from heretic_tui.core.abliteration.ablation import COMPONENTS, KernelParameters, TrialParameters
+from heretic_tui.core.atomic_files import storage_errors
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.journal import cut_partial_record
 from heretic_tui.core.settings import OptimizationSettings
 
 STUDY_FILE = "study.journal"
 STUDY_NAME = "abliteration"
 OBJECTIVES = ("kl", "refusals")
+SAMPLER = "TPE"
+
+MINIMUM_RANDOM_TRIALS = 4
+"""The fewest random trials a derived count gives: TPE needs a few observations before its model means anything,
+and four keep TPE in charge of the majority of every run of ten trials or more."""
+
+RESAMPLE_ATTEMPTS = 20
+"""How often a trial whose parameters were already tried is sampled again before the run gives up."""
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -45,30 +67,84 @@ def study_path(run_path: Path) -> Path:
     return run_path / STUDY_FILE
 
 
-def open_study(run_path: Path, settings: OptimizationSettings, create: bool) -> optuna.Study:
-    """Create the study in the run folder, or load the existing one (resume, export)."""
+def random_trial_count(settings: OptimizationSettings) -> int:
+    """How many trials of the run are random before TPE models the results.
+
+    ``startup_trials`` set by the user is kept (capped at the run's length). Left at 0 it is derived: a third of
+    the trials, at least :data:`MINIMUM_RANDOM_TRIALS`, so a short run is not pure random search.
+    """
+    if settings.startup_trials:
+        return min(settings.startup_trials, settings.trials)
+    return min(settings.trials, max(MINIMUM_RANDOM_TRIALS, round(settings.trials / 3)))
+
+
+def sampler_seed(seed: int, stored_trials: int) -> int:
+    """The sampler's seed: the setting for a new study, mixed with the number of stored trials for a resumed one.
+
+    A sampler seeded the same way on every resume would draw the same random trials again (hours of repeated work
+    on a large model); mixing in the stored trial count gives each resume its own stream, and the same journal
+    still resumes the same way.
+    """
+    if stored_trials == 0:
+        return seed
+    return int(numpy.random.SeedSequence([seed, stored_trials]).generate_state(1)[0])
+
+
+def _stored_trial_count(storage: JournalStorage) -> int | None:
+    """Trials in the study (of any state), or None when the journal holds no study yet."""
+    try:
+        study_id = storage.get_study_id_from_name(STUDY_NAME)
+    except KeyError:
+        return None
+    return len(storage.get_all_trials(study_id, deepcopy=False))
+
+
+def open_study(run_path: Path, settings: OptimizationSettings,
+               log: Callable[[str], None] = print) -> optuna.Study:
+    """Create the study in the run folder, or load it to add trials (the one writer: the worker)."""
     path = study_path(run_path)
-    if not create and not path.exists():
+    cut, side_file = cut_partial_record(path)
+    if cut and side_file is not None:
+        log(f"{path.name} ended in a partial record ({cut} bytes, left by a full disk or a power loss); it was cut "
+            f"off before appending and kept in {side_file.name}")
+    with storage_errors(path, "open the Optuna study"):
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        stored = _stored_trial_count(storage)
+        sampler = optuna.samplers.TPESampler(
+            n_startup_trials=random_trial_count(settings), multivariate=True, constant_liar=True,
+            seed=sampler_seed(settings.seed, stored or 0),
+        )
+        if stored is None:
+            return optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=["minimize", "minimize"],
+                                       sampler=sampler)
+        return optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
+
+
+def read_study(run_path: Path) -> optuna.Study:
+    """Load the run's study without writing to its journal (export, report, compare, screens)."""
+    path = study_path(run_path)
+    if not path.is_file():
         raise UserInputError(f"{run_path} has no Optuna study ({STUDY_FILE}); it is not an abliteration run.")
-    storage = JournalStorage(JournalFileBackend(str(path)))
-    sampler = optuna.samplers.TPESampler(
-        n_startup_trials=settings.startup_trials, multivariate=True, seed=settings.seed, constant_liar=True
-    )
-    return optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage,
-        directions=["minimize", "minimize"],
-        sampler=sampler,
-        load_if_exists=True,
-    )
+    try:
+        return optuna.load_study(study_name=STUDY_NAME, storage=JournalStorage(JournalFileBackend(str(path))))
+    except KeyError:
+        raise UserInputError(
+            f"{path} holds no study named '{STUDY_NAME}', so it was not written by heretic-tui. Point at the run "
+            "folder of an abliteration run."
+        ) from None
+    except (ValueError, json.JSONDecodeError) as error:
+        raise UserInputError(
+            f"{path} is damaged inside (not only at its end): {error}. The trials before the damaged line cannot be "
+            "told apart from it by Optuna; restore the file from a backup, or start a new run."
+        ) from None
 
 
 def fail_stale_trials(study: optuna.Study) -> list[int]:
     """Mark trials left RUNNING by a killed worker as FAILED so they neither count nor block; returns their numbers."""
-    stale = [trial for trial in study.get_trials(deepcopy=False) if trial.state == TrialState.RUNNING]
-    for trial in stale:
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    return [trial.number for trial in stale]
+    stale = [trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for number in stale:
+        study.tell(number, state=TrialState.FAIL)
+    return stale
 
 
 def suggest_parameters(trial: optuna.Trial, layer_count: int) -> TrialParameters:
@@ -86,8 +162,34 @@ def suggest_parameters(trial: optuna.Trial, layer_count: int) -> TrialParameters
     return TrialParameters(scope, index, kernels)
 
 
+def ask_untried(study: optuna.Study, layer_count: int) -> tuple[optuna.Trial, TrialParameters]:
+    """A new trial whose parameters no completed trial of the study has used.
+
+    The sampler's seed already differs on every resume; this guard catches what remains (an exact repeat),
+    marks such a trial failed with the number it repeats, reseeds the sampler and samples again.
+    """
+    tried = {_parameter_key(trial.params): trial.number for trial in completed_trials(study)}
+    for _ in range(RESAMPLE_ATTEMPTS):
+        trial = study.ask()
+        parameters = suggest_parameters(trial, layer_count)
+        repeated = tried.get(_parameter_key(trial.params))
+        if repeated is None:
+            return trial, parameters
+        trial.set_user_attr("repeats_trial", repeated)
+        study.tell(trial, state=TrialState.FAIL)
+        study.sampler.reseed_rng()
+    raise RuntimeError(
+        f"The sampler proposed parameters that were already tried {RESAMPLE_ATTEMPTS} times in a row; the search "
+        "space seems exhausted."
+    )
+
+
+def _parameter_key(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
+
+
 def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
-    return [trial for trial in study.get_trials(deepcopy=False) if trial.state == TrialState.COMPLETE]
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
 def trial_result(trial: FrozenTrial) -> TrialResult:
@@ -101,29 +203,31 @@ def trial_result(trial: FrozenTrial) -> TrialResult:
     )
 
 
-def pareto_front(results: list[TrialResult]) -> list[int]:
-    """Trial numbers no other trial beats on both KL and refusals, by refusals then KL."""
-    front = [
-        result
-        for result in results
-        if not any(
-            other.kl <= result.kl and other.refusals <= result.refusals
-            and (other.kl < result.kl or other.refusals < result.refusals)
-            for other in results
-        )
-    ]
-    return [result.number for result in sorted(front, key=lambda item: (item.refusals, item.kl))]
+def pareto_front(results: Sequence[TrialResult]) -> list[int]:
+    """Trial numbers no other trial beats on both KL and refusals, by refusals then KL.
+
+    Optuna decides the front (``study.best_trials`` of an in-memory study holding these results), so screens and
+    recorded runs that only have results, not the study, get exactly the front the study itself has. Trials with
+    identical scores are all on it.
+    """
+    if not results:
+        return []
+    scratch = optuna.create_study(directions=["minimize", "minimize"])
+    scratch.add_trials([optuna.trial.create_trial(values=[result.kl, float(result.refusals)]) for result in results])
+    front = [results[trial.number] for trial in scratch.best_trials]
+    return [result.number for result in sorted(front, key=lambda item: (item.refusals, item.kl, item.number))]
 
 
-def choose_trial(results: list[TrialResult], max_kl: float) -> TrialResult | None:
+def choose_trial(results: Sequence[TrialResult], max_kl: float) -> TrialResult | None:
     """The Pareto trial with the fewest refusals whose KL is within ``max_kl`` (else the lowest-KL one)."""
     if not results:
         return None
-    front = [result for result in results if result.number in set(pareto_front(results))]
+    front_numbers = set(pareto_front(results))
+    front = [result for result in results if result.number in front_numbers]
     within = [result for result in front if result.kl <= max_kl]
     if within:
-        return min(within, key=lambda item: (item.refusals, item.kl))
-    return min(front, key=lambda item: (item.kl, item.refusals))
+        return min(within, key=lambda item: (item.refusals, item.kl, item.number))
+    return min(front, key=lambda item: (item.kl, item.refusals, item.number))
 
 
 def find_trial(study: optuna.Study, number: int) -> FrozenTrial:

@@ -157,8 +157,8 @@ def _adapter_base(folder: Path) -> str:
 def check_model_reference(reference: ModelReference, settings: Settings) -> None:
     """Everything about one model that can be checked without loading weights; raises UserInputError."""
     if reference.kind == KIND_TRIAL:
-        from heretic_tui.core.shipping.export import open_abliteration_run, run_settings
-        from heretic_tui.core.abliteration.study import find_trial, open_study
+        from heretic_tui.core.shipping.export import open_abliteration_run
+        from heretic_tui.core.abliteration.study import find_trial, read_study
 
         if not Path(reference.location).is_dir():
             raise UserInputError(
@@ -166,7 +166,7 @@ def check_model_reference(reference: ModelReference, settings: Settings) -> None
                 "deleted or moved. `heretic-tui registry runs` lists the runs it knows and where they were."
             )
         run = open_abliteration_run(reference.location)
-        study = open_study(run.path, run_settings(run).optimization, create=False)
+        study = read_study(run.path)
         find_trial(study, int(reference.trial or 0))
         return
     if reference.kind == KIND_ADAPTER:

@@ -24,7 +24,7 @@ from heretic_tui.core.runs.lifecycle import start_job
 from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.models.loading import LoadedModel, load_model
 from heretic_tui.core.shipping.model_card import copy_processor_files, write_model_card
-from heretic_tui.core.abliteration.study import find_trial, open_study, trial_result
+from heretic_tui.core.abliteration.study import find_trial, read_study, trial_result
 from heretic_tui.core.runs.registry import ROLE_ABLITERATED, record_produced_model
 from heretic_tui.core.settings import Settings, load_settings
 from heretic_tui.core.runs.worker import JobContext
@@ -75,7 +75,7 @@ def load_trial_model(run_dir: str | Path, trial: int) -> tuple[Any, Any]:
     """The run's model with the given trial applied, in this process (for chat and comparisons)."""
     run = open_abliteration_run(run_dir)
     settings = run_settings(run)
-    study = open_study(run.path, settings.optimization, create=False)
+    study = read_study(run.path)
     frozen = find_trial(study, trial)
     loaded = load_model(settings.model)
     abliterator = Abliterator(loaded.model, _directions(run))
@@ -194,7 +194,7 @@ def run_export_job(context: JobContext) -> dict[str, Any]:
     arguments = context.arguments
     run = open_abliteration_run(arguments["source_run"])
     settings = run_settings(run)
-    study = open_study(run.path, settings.optimization, create=False)
+    study = read_study(run.path)
     find_trial(study, int(arguments["trial"]))
     with context.phase("load", None, f"loading {settings.model.model}"):
         loaded = load_model(settings.model, log=context.log)
@@ -209,7 +209,7 @@ def start_export(run_dir: str | Path, trial: int, output: str | Path, adapter: b
     """Check the request, then export in a worker job kept in ``RUN_DIR/jobs/export-<stamp>``."""
     run = open_abliteration_run(run_dir)
     settings = run_settings(run)
-    study = open_study(run.path, settings.optimization, create=False)
+    study = read_study(run.path)
     find_trial(study, trial)
     output_path = Path(output).expanduser().resolve()
     check_output(output_path)
