@@ -33,6 +33,8 @@ import platformdirs
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.atomic_files import read_json_object
+from heretic_tui.core.models.references import normalise_model_reference
+from heretic_tui.core.shipping.metadata import METADATA_FILE, read_metadata
 from heretic_tui.core.runs.events import ArtifactWritten
 from heretic_tui.core.runs.job_kinds import JOB_KINDS
 from heretic_tui.core.runs.run_directory import RunDirectory, list_runs
@@ -40,7 +42,6 @@ from heretic_tui.core.settings import APP_NAME
 
 SCHEMA_VERSION = 1
 DATABASE_NAME = "registry.sqlite3"
-METADATA_FILE = "heretic.json"
 JOBS_FOLDER = "jobs"
 """Sub-folder of a run holding the runs of jobs made from it (exports), see :func:`heretic_tui.core.shipping.export.start_export`."""
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -134,19 +135,6 @@ class ComparisonRecord:
 
 def default_database_path() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME)) / DATABASE_NAME
-
-
-def normalise_model_reference(reference: str | Path) -> str:
-    """An absolute path for anything that names a local folder; Hub ids and built-in names stay as they are.
-
-    Lineage links a child to its parent by this string, so a relative path and an absolute one must agree.
-    """
-    text = str(reference)
-    path = Path(text).expanduser()
-    is_model_folder = any((path / name).is_file() for name in ("config.json", "adapter_config.json", METADATA_FILE))
-    if path.is_absolute() or text.startswith((".", "~")) or is_model_folder:
-        return str(path.resolve())
-    return text
 
 
 def _is_local(reference: str) -> bool:
@@ -488,7 +476,7 @@ def _role(metadata: dict[str, Any], kind: str) -> str:
 
 def _model_from_metadata(folder: Path, run: RunRecord | None, created: float | None = None) -> ModelRecord:
     """A produced model from its heretic.json, falling back to what the producing run says about it."""
-    metadata = read_json_object(folder / METADATA_FILE)
+    metadata = read_metadata(folder)
     source = metadata.get("source_model") or (run.model if run else "")
     run_path = metadata.get("run_dir") or (str(run.path) if run else None)
     trial = metadata.get("trial")
