@@ -8,69 +8,28 @@ round the adapter away, and reloading also proves the adapter on disk is the one
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from heretic_tui.core.atomic_files import write_folder_atomically
 from heretic_tui.core.models.loading import DTYPES
 from heretic_tui.core.settings import ModelSettings
-
-METADATA_FILE = "heretic.json"
-
-
-def write_atomically(output: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(folder)`` on a temporary sibling folder, then rename it to ``output`` (replacing an old one)."""
-    output = output.resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.partial-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    try:
-        write(temporary)
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(temporary, output)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return output
+from heretic_tui.core.shipping.metadata import METHOD_FINE_TUNE, created_now, library_versions, write_metadata
 
 
 def metadata(kind: str, source_model: str, location: str, extra: dict[str, Any]) -> dict[str, Any]:
     """heretic.json of a fine-tuned output, in the same spirit as an abliteration export's."""
-    from heretic_tui.core.shipping.export import library_versions
-
     return {
-        "method": "finetune",
+        "method": METHOD_FINE_TUNE,
         "format": kind,
         "source_model": source_model,
         "source_location": location,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": {**library_versions(), **_extra_versions()},
+        "created": created_now(),
+        "versions": library_versions(extra=("trl", "datasets")),
         **extra,
     }
-
-
-def _extra_versions() -> dict[str, str]:
-    import importlib.metadata
-
-    versions = {}
-    for name in ("trl", "datasets"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def write_metadata(folder: Path, data: dict[str, Any]) -> None:
-    (folder / METADATA_FILE).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
 
 
 def full_precision_dtype(trained_dtype: str) -> torch.dtype:
@@ -119,7 +78,8 @@ def merge_adapter(location: str, settings: ModelSettings, adapter_dir: Path, out
         write_metadata(folder, metadata("merged", settings.model, location, extra_metadata))
 
     try:
-        return write_atomically(output, write)
+        write_folder_atomically(output, write)
+        return output.expanduser().resolve()
     finally:
         del model
 
@@ -134,4 +94,5 @@ def save_adapter(model: Any, location: str, settings: ModelSettings, output: Pat
         tokenizer.save_pretrained(str(folder))
         write_metadata(folder, metadata("adapter", settings.model, location, extra_metadata))
 
-    return write_atomically(output, write)
+    write_folder_atomically(output, write)
+    return output.expanduser().resolve()
