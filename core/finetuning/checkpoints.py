@@ -2,8 +2,9 @@
 
 The transformers Trainer keeps the *newest* N checkpoints; a user wants the *best* ones by validation loss (the
 adapter worth shipping may be from before the model started to overfit) and, to resume, the newest one as well.
-A checkpoint folder is complete once its ``trainer_state.json`` exists (the Trainer writes it last), so a worker
-killed in the middle of a save leaves a folder that is ignored and removed instead of one that breaks the resume.
+A checkpoint folder is complete once its ``trainer_state.json`` holds a whole JSON object (the Trainer writes it
+last, and not atomically: a full disk can cut it short), so a worker killed or starved of space in the middle of a
+save leaves a folder that is ignored and removed instead of one that breaks the resume.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+
+from heretic_tui.core.atomic_files import read_json_object
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -30,13 +33,18 @@ def checkpoint_folders(folder: Path) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
+def is_complete(checkpoint: Path) -> bool:
+    """Whether the Trainer finished writing this checkpoint: its state file (written last) reads back whole."""
+    return "global_step" in read_json_object(checkpoint / STATE_FILE)
+
+
 def complete_checkpoints(folder: Path) -> list[Path]:
-    return [path for path in checkpoint_folders(folder) if (path / STATE_FILE).is_file()]
+    return [path for path in checkpoint_folders(folder) if is_complete(path)]
 
 
 def remove_incomplete_checkpoints(folder: Path) -> list[Path]:
-    """Delete checkpoints a kill interrupted while they were written; returns what was removed."""
-    removed = [path for path in checkpoint_folders(folder) if not (path / STATE_FILE).is_file()]
+    """Delete checkpoints a kill or a full disk interrupted while they were written; returns what was removed."""
+    removed = [path for path in checkpoint_folders(folder) if not is_complete(path)]
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
     return removed

@@ -23,7 +23,12 @@ from heretic_tui.core.finetuning.examples import (
     resolve_mode,
 )
 from heretic_tui.core.finetuning.sources import Conversation, Document, SourceData, read_sources
-from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.atomic_files import (
+    read_json_object,
+    storage_errors,
+    write_json_atomically,
+    write_text_atomically,
+)
 from heretic_tui.core.settings import FinetuneSettings
 
 DATA_FOLDER = "data"
@@ -47,25 +52,29 @@ class PreparedData:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the examples, then the summary: a folder with a summary was written completely."""
+        with storage_errors(folder, "write the prepared examples into"):
+            folder.mkdir(parents=True, exist_ok=True)
         for name, rows in ((TRAIN_FILE, self.train), (VALIDATION_FILE, self.validation)):
-            temporary = folder / f".{name}.tmp"
-            with open(temporary, "w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            temporary.replace(folder / name)
+            write_text_atomically(folder / name, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         write_json_atomically(folder / SUMMARY_FILE, {"mode": self.mode, **self.summary})
 
     @classmethod
     def load(cls, folder: Path) -> PreparedData | None:
-        """The data saved by an earlier attempt of this run, or None when it was not saved completely."""
-        if not (folder / SUMMARY_FILE).is_file():
+        """The data saved by an earlier attempt of this run, or None when it was not saved completely (or was
+        damaged since), so the caller prepares it again from the sources."""
+        summary = read_json_object(folder / SUMMARY_FILE)
+        if not isinstance(summary.get("mode"), str):
             return None
-        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
         rows = {}
-        for name in (TRAIN_FILE, VALIDATION_FILE):
-            with open(folder / name, encoding="utf-8") as handle:
-                rows[name] = [json.loads(line) for line in handle if line.strip()]
+        try:
+            for name in (TRAIN_FILE, VALIDATION_FILE):
+                with open(folder / name, encoding="utf-8") as handle:
+                    rows[name] = [json.loads(line) for line in handle if line.strip()]
+        except (OSError, ValueError):
+            return None
+        if not all(isinstance(row, dict) for name in rows for row in rows[name]):
+            return None
         mode = summary.pop("mode")
         return cls(mode, rows[TRAIN_FILE], rows[VALIDATION_FILE], summary)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,16 @@ from heretic_tui.core.finetuning.modules import (
     sequence_length,
     window_sizes,
 )
-from heretic_tui.core.finetuning.plan import make_plan
+from heretic_tui.core.finetuning.plan import ADAM_STATE_BYTES, ADAPTER_WEIGHT_BYTES, TrainingPlan, make_plan
+from heretic_tui.core.finetuning.storage import MEGABYTE, storage_failures
 from heretic_tui.core.finetuning.sources import read_sources
-from heretic_tui.core.finetuning.training import CHECKPOINT_FOLDER, build_trainer
-from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.finetuning.training import (
+    CHECKPOINT_FOLDER,
+    build_trainer,
+    finished_checkpoint_state,
+    restore_finished_training,
+)
+from heretic_tui.core.atomic_files import read_json_object, write_json_atomically
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import prepare_run, start_job
 from heretic_tui.core.models.loading import check_model, load_model, resolve_model_location
@@ -81,10 +86,17 @@ def start_finetune(settings: Settings, run_dir: Path | None = None, resume: bool
     return start_job(JOB_KIND, settings, run, {"resume": resume})
 
 
-def _read_state(path: Path) -> dict[str, Any]:
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    return {}
+def _read_state(context: JobContext, path: Path) -> dict[str, Any]:
+    """What an earlier attempt measured; a damaged file is measured again rather than stopping the resume."""
+    state = read_json_object(path)
+    if path.exists() and not state:
+        context.warn(f"{path.name} could not be read back (damaged or empty); the model is measured again before "
+                     "training")
+    before = state.get("before")
+    if before is not None and not (isinstance(before, dict) and isinstance(before.get("answers"), list)):
+        context.warn(f"{path.name} holds no usable 'before' measurements; the model is measured again")
+        state.pop("before")
+    return state
 
 
 def _prepared_data(context: JobContext, tokenizer: Any, length: int) -> PreparedData:
@@ -104,6 +116,16 @@ def _prepared_data(context: JobContext, tokenizer: Any, length: int) -> Prepared
     return prepared
 
 
+def checkpoint_bytes(plan: TrainingPlan) -> int:
+    """About what one checkpoint needs on disk: the adapter, its AdamW state (two moments), a little metadata."""
+    return plan.trainable_parameters * (ADAPTER_WEIGHT_BYTES + ADAM_STATE_BYTES) + MEGABYTE
+
+
+def _remove_half_written_checkpoints(context: JobContext, folder: Path) -> None:
+    for removed in remove_incomplete_checkpoints(folder):
+        context.log(f"removed {removed.name}: its save failed half-way, so it cannot be resumed from")
+
+
 def _last_logged_loss(log_history: list[dict[str, Any]]) -> float | None:
     losses = [entry["loss"] for entry in log_history if "loss" in entry]
     return float(losses[-1]) if losses else None
@@ -117,7 +139,7 @@ def run(context: JobContext) -> dict[str, Any]:
     finetune = settings.finetune
     run_path = context.run.path
     state_path = run_path / STATE_FILE
-    state = _read_state(state_path)
+    state = _read_state(context, state_path)
 
     with context.phase("load", None, f"loading {settings.model.model}"):
         loaded = load_model(settings.model, lambda stage, done, total: context.progress(f"load: {stage}", done, total),
@@ -171,9 +193,19 @@ def run(context: JobContext) -> dict[str, Any]:
     context.check_cancelled()
 
     with context.phase("train", plan.steps, f"{plan.steps} steps, effective batch {plan.effective_batch}"):
-        if resume_from is not None:
-            context.log(f"resuming from {resume_from.name}")
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        finished = finished_checkpoint_state(resume_from, plan.steps) if resume_from is not None else None
+        if finished is not None:
+            context.log(f"resuming from {resume_from.name}, which already holds all {finished.global_step} steps")
+            restore_finished_training(trainer, resume_from, finished)
+            train_loss_average = next((entry["train_loss"] for entry in reversed(finished.log_history)
+                                       if "train_loss" in entry), None)
+        else:
+            if resume_from is not None:
+                context.log(f"resuming from {resume_from.name}")
+            with storage_failures(checkpoint_folder, "write a checkpoint into", checkpoint_bytes(plan),
+                                  lambda: _remove_half_written_checkpoints(context, checkpoint_folder)):
+                train_loss_average = trainer.train(
+                    resume_from_checkpoint=str(resume_from) if resume_from else None).training_loss
     context.check_cancelled()
 
     with context.phase("evaluate_after", None, "validation loss and knowledge test of the trained model"):
@@ -212,8 +244,9 @@ def run(context: JobContext) -> dict[str, Any]:
         "metrics": evaluation,
     }
     with context.phase("save_adapter", None, "writing the adapter"):
-        adapter_dir = save_adapter(trainer.model, loaded.location, settings.model, run_path / ADAPTER_FOLDER,
-                                   output_metadata)
+        with storage_failures(run_path, "write the adapter into", checkpoint_bytes(plan)):
+            adapter_dir = save_adapter(trainer.model, loaded.location, settings.model, run_path / ADAPTER_FOLDER,
+                                       output_metadata)
     context.emit(ArtifactWritten(name="adapter", path=str(adapter_dir)))
     best_checkpoint = trainer.state.best_model_checkpoint
     steps_done = trainer.state.global_step
@@ -228,8 +261,10 @@ def run(context: JobContext) -> dict[str, Any]:
     dtype = full_precision_dtype(trained_dtype)
     if finetune.merge_adapter:
         with context.phase("merge", None, "merging the adapter into a full model folder"):
-            merged_dir = merge_adapter(loaded.location, settings.model, adapter_dir, run_path / MERGED_FOLDER, dtype,
-                                       settings.output.shard_size, output_metadata)
+            merged_bytes = plan.total_parameters * torch.empty((), dtype=dtype).element_size()
+            with storage_failures(run_path, "write the merged model into", merged_bytes):
+                merged_dir = merge_adapter(loaded.location, settings.model, adapter_dir, run_path / MERGED_FOLDER,
+                                           dtype, settings.output.shard_size, output_metadata)
         context.emit(ArtifactWritten(name="merged_model", path=str(merged_dir)))
     context.check_cancelled()
 
@@ -254,7 +289,7 @@ def run(context: JobContext) -> dict[str, Any]:
         "dtype": trained_dtype,
         "mode": prepared.mode,
         **evaluation,
-        "train_loss_average": output.training_loss,
+        "train_loss_average": train_loss_average,
         "adapter_dir": str(adapter_dir),
         "merged_dir": str(merged_dir) if merged_dir else None,
         "examples": {"train": len(prepared.train), "validation": len(prepared.validation)},

@@ -162,3 +162,33 @@ def build_trainer(
             pack_into_rows(trainer, length)
             datasets.description += "; packed into rows with per-example attention"
     return trainer, datasets
+
+
+def finished_checkpoint_state(checkpoint: Path, planned_steps: int) -> Any | None:
+    """The saved trainer state when ``checkpoint`` ends the planned training, else None (there is more to train).
+
+    The Trainer, resumed from a checkpoint that already holds every step, still runs one more step when the
+    checkpoint falls inside an epoch (it checks for the end only after a step), so a finished run would train
+    past its plan on resume. Both the plan and the checkpoint's own ``max_steps`` must agree it is done: a user
+    who resumes with more steps gets them.
+    """
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return state if state.global_step >= max(planned_steps, state.max_steps) else None
+
+
+def restore_finished_training(trainer: Any, checkpoint: Path, state: Any) -> None:
+    """Put the trainer where ``train()`` would have left it: its state, and the adapter it ends with.
+
+    Like the Trainer's own end of training, the adapter is the best checkpoint's when the run ranks checkpoints by
+    validation loss (and it still exists), else the final checkpoint's; it is loaded with PEFT's ``load_adapter``,
+    which is what the Trainer itself uses for a PEFT model.
+    """
+    trainer.state = state
+    chosen = checkpoint
+    best = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
+    if trainer.args.load_best_model_at_end and best is not None and best.is_dir():
+        chosen = best
+    model = trainer.model
+    model.load_adapter(str(chosen), model.active_adapters[0], is_trainable=True)

@@ -122,7 +122,7 @@ def test_checkpoints_keep_the_best_by_validation_loss_and_the_newest(tmp_path: P
     assert checkpoints_to_keep([10, 20, 30], {10: 0.5, 20: 0.7, 30: 0.9}, keep=1) == {10, 30}
     for step in (5, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
     (tmp_path / "checkpoint-15").mkdir()
     assert remove_incomplete_checkpoints(tmp_path) == [tmp_path / "checkpoint-15"]
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"

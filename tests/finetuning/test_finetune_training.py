@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from heretic_tui.core.runs.events import LogLine, Metrics, TrainingStep
 from heretic_tui.core.finetuning.job import run
 from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.runs.worker import JobContext
-from finetune_helpers import chat_rows, finetune_settings, write_jsonl
+from finetune_helpers import FACTS, chat_rows, finetune_settings, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -115,3 +116,33 @@ def test_a_run_stopped_after_training_finishes_from_its_final_checkpoint(tiny_mo
     assert report["resumed_from"] == "checkpoint-8" and report["steps"] == 8
     assert second["eval_loss_before"] == first["eval_loss_before"]
     assert second["eval_loss_after"] == pytest.approx(first["eval_loss_after"])
+
+
+def test_resuming_a_finished_run_mid_epoch_trains_no_extra_step(tiny_model: Path, tmp_path: Path) -> None:
+    """The Trainer resumed from a checkpoint that holds every step, inside an epoch, runs one step more."""
+    from safetensors.torch import load_file
+
+    data = tmp_path / "facts.txt"
+    data.write_text(" ".join(FACTS * 8), encoding="utf-8")
+    settings = finetune_settings(tiny_model, [str(data)], max_steps=8, checkpoint_steps=4)
+    first, run_directory = run_in_process(settings, tmp_path)
+    plan = run_directory.read_report()["plan"]
+    assert plan["steps"] == 8 and 8 % plan["steps_per_epoch"] != 0, plan
+    adapter = Path(first["adapter_dir"]) / "adapter_model.safetensors"
+    trained = load_file(str(adapter))
+    run_directory.report_path.unlink()
+    context = JobContext(run_directory, settings, {"resume": True})
+    try:
+        second = run(context)
+    finally:
+        context.close()
+    report = run_directory.read_report()
+    assert report["resumed_from"] == "checkpoint-8" and report["steps"] == 8
+    assert sorted(path.name for path in (run_directory.path / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-4", "checkpoint-8"]
+    resumed = load_file(str(adapter))
+    assert trained.keys() == resumed.keys()
+    assert all(torch.equal(trained[name], resumed[name]) for name in trained)
+    assert second["eval_loss_after"] == first["eval_loss_after"]
+    logs = [item.message for item in run_directory.read_events() if isinstance(item, LogLine)]
+    assert "resuming from checkpoint-8, which already holds all 8 steps" in logs
