@@ -16,49 +16,66 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from heretic_tui.core.errors import EXIT_CODES
 from heretic_tui.core.runs.events import Event, JobError
 from heretic_tui.core.runs.journal import read_new_events, tail_lines
 from heretic_tui.core.runs.run_directory import RunDirectory
 
 class JobHandle:
-    """A view on one job: follow its events, wait for it, cancel it. Works for jobs started by anyone."""
+    """A view on one job: follow its events, wait for it, cancel it. Works for jobs started by anyone.
+
+    ``process`` is the supervisor this process started, if it did; liveness follows the worker itself too (the pid
+    and start time in worker.json), so a supervisor that is killed does not end a job whose worker still runs.
+    """
 
     def __init__(self, run: RunDirectory, process: subprocess.Popen[bytes] | None = None, start_offset: int = 0) -> None:
         self.run = run
         self.process = process
         self.start_offset = start_offset
 
+    def supervisor_alive(self) -> bool:
+        """True while the supervisor this process started still runs (False when it started none)."""
+        return self.process is not None and self.process.poll() is None
+
     def alive(self) -> bool:
-        if self.process is not None:
-            if self.process.poll() is not None:
-                return False
-            return True
-        return self.run.worker_alive()
+        return self.supervisor_alive() or self.run.worker_alive()
 
     def exit_code(self) -> int | None:
-        """The worker's exit code as its supervisor recorded it (negative: killed by that signal)."""
+        """The worker's exit code as recorded in worker.json (negative: killed by that signal); None if nobody did.
+
+        The supervisor's own exit status is not the worker's: a supervisor killed with kill -9 says nothing about
+        how its worker ended, so only what the worker or its supervisor wrote down counts.
+        """
         recorded = self.run.read_worker().get("exit_code")
-        if recorded is not None:
-            return int(recorded)
-        return self.process.poll() if self.process is not None else None
+        return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
 
     def _death_event(self) -> JobError:
         code = self.exit_code()
+        worker = self.run.read_worker()
+        pid = self.run.worker_pid()
+        who = f"The worker process{f' (pid {pid})' if pid else ''}"
         if code is None:
-            described = "an unknown exit code (it was killed or crashed)"
-        elif code < 0:
-            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
-            described = f"exit code {code}: killed by {name}"
-            if -code == signal.SIGKILL:
-                described += " (kill -9, or the kernel's out-of-memory killer)"
+            supervisor = ""
+            if self.process is not None and self.process.poll() is not None and self.process.returncode < 0:
+                supervisor = f"; its supervisor (pid {self.process.pid}) was killed by {_signal_name(-self.process.returncode)}"
+            message = (f"{who} is gone and nobody recorded how it ended{supervisor}, so its exit code is unknown "
+                       "(it may have been killed together with its supervisor, or the machine restarted). ")
         else:
-            described = f"exit code {code}"
-        tail = tail_lines(self.run.log_path, 15)
-        message = (
-            f"The worker process stopped with {described} before the job ended. The run is kept in {self.run.path}; "
-            "resume it, or read worker.log for the cause."
-        )
-        return JobError(message=message, traceback="\n".join(tail))
+            if code < 0:
+                described = f"exit code {code}: killed by {_signal_name(-code)}"
+                if -code == signal.SIGKILL:
+                    described += " (kill -9, or the kernel's out-of-memory killer)"
+            else:
+                described = f"exit code {code}"
+                meaning = next((item.meaning for item in EXIT_CODES if item.code == code and code != 0), None)
+                if meaning:
+                    described += f" ({meaning})"
+            message = f"{who} stopped with {described} before its journal recorded the end of the job. "
+            if isinstance(worker.get("error"), str) and worker["error"]:
+                message += f"It said: {worker['error']} "
+        message += f"The run is kept in {self.run.path}; resume it, or read worker.log for the cause."
+        return JobError(message=message, traceback="\n".join(tail_lines(self.run.log_path, 15)),
+                        exit_code=code if code is not None and code > 0 else None)
 
     def events(self, follow: bool = True, poll_seconds: float = 0.1,
                stop: Callable[[], bool] | None = None) -> Iterator[Event]:
@@ -94,7 +111,10 @@ class JobHandle:
             time.sleep(poll_seconds)
 
     def _worker_pid(self) -> int | None:
-        return self.run.read_worker().get("pid") or (self.process.pid if self.process is not None else None)
+        """The worker's pid, or while it has not written worker.json yet, the supervisor's (which forwards)."""
+        if self.run.worker_alive():
+            return self.run.worker_pid()
+        return self.process.pid if self.supervisor_alive() and self.process is not None else None
 
     def request_cancel(self) -> bool:
         """Ask the worker to stop gracefully (abandon the trial in flight, persist, report). False if not running."""
@@ -108,13 +128,18 @@ class JobHandle:
         return True
 
     def kill(self) -> None:
-        """Stop the worker at once (after a graceful cancel did not finish in time); its supervisor records it."""
-        pid = self._worker_pid()
-        if pid and self.alive():
-            try:
+        """Stop the worker at once (after a graceful cancel did not finish in time); its supervisor records it.
+
+        Before the worker has written worker.json its pid is not known yet, so the supervisor's whole process group
+        (the supervisor and the worker it forked) is killed instead.
+        """
+        try:
+            if self.run.worker_alive() and (pid := self.run.worker_pid()):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            elif self.supervisor_alive() and self.process is not None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def cancel(self, grace_seconds: float = 60.0) -> None:
         """Graceful cancel, then a hard kill if the worker has not exited within ``grace_seconds``."""
@@ -134,6 +159,10 @@ class JobHandle:
                 return None
             time.sleep(0.1)
         return self.exit_code()
+
+
+def _signal_name(number: int) -> str:
+    return signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
 
 
 def attach(path: str | Path) -> JobHandle:
