@@ -30,7 +30,14 @@ from heretic_tui.core.runs.lifecycle import prepare_run, start_job
 from heretic_tui.core.models.batch_size import choose_batch_size
 from heretic_tui.core.models.chat_template import format_chat
 from heretic_tui.core.models.layers import text_config
-from heretic_tui.core.models.loading import LoadedModel, check_model, load_model
+from heretic_tui.core.models.loading import (
+    LoadedModel,
+    check_model,
+    context_length,
+    load_config,
+    load_model,
+    resolve_model_location,
+)
 from heretic_tui.core.models.residuals import last_token_residuals
 from heretic_tui.core.abliteration.study import (
     SAMPLER,
@@ -44,7 +51,7 @@ from heretic_tui.core.abliteration.study import (
     random_trial_count,
     trial_result,
 )
-from heretic_tui.core.abliteration.prompts import load_prompts, resolve_auto
+from heretic_tui.core.abliteration.prompts import Prompt, check_prompts_fit, load_prompt_records, resolve_auto
 from heretic_tui.core.settings import Settings
 from heretic_tui.core.runs.worker import JobContext
 
@@ -58,23 +65,48 @@ def resolved_sources(settings: Settings) -> dict[str, str]:
 
 
 def load_all_prompts(settings: Settings) -> dict[str, list[str]]:
+    return {name: [record.text for record in records] for name, records in load_all_prompt_records(settings).items()}
+
+
+def load_all_prompt_records(settings: Settings) -> dict[str, list[Prompt]]:
     prompts = {}
     for name, source in resolved_sources(settings).items():
         limit = settings.prompts.max_direction_prompts if name in ("good_prompts", "bad_prompts") else settings.prompts.max_eval_prompts
-        prompts[name] = load_prompts(source, limit, origin=f"prompts.{name} ({source})")
+        prompts[name] = load_prompt_records(source, limit, origin=_origin(name, source))
     return prompts
 
 
+def _origin(name: str, source: str) -> str:
+    return f"prompts.{name} ({source})"
+
+
+def check_prompt_lengths(tokenizer: Any, config: Any, settings: Settings, prompts: dict[str, list[Prompt]]) -> None:
+    """Every prompt set fits the model's context; the harmful evaluation prompts with room for the judged answer."""
+    context = context_length(config)
+    sources = resolved_sources(settings)
+    for name, records in prompts.items():
+        answer_tokens = settings.abliteration.refusal_max_tokens if name == "bad_eval_prompts" else 0
+        check_prompts_fit(tokenizer, context, settings.prompts.system_prompt, records, _origin(name, sources[name]),
+                          answer_tokens)
+
+
 def preflight(settings: Settings) -> None:
-    """Every check that needs no weights: model folder and chat template, prompt sources. Raises UserInputError."""
+    """Every check that needs no weights: model folder and chat template, prompt sources, prompt lengths.
+
+    Raises UserInputError. The tokenizer and config are cheap to load; the demo model may not be built yet, so its
+    prompt lengths are checked by the worker right after loading (before any residual is computed).
+    """
     if settings.model.quantization != "none":
         raise UserInputError(
             f"model.quantization = '{settings.model.quantization}' cannot be used for abliteration: it edits the "
             "weights themselves, which needs them unquantized. Set quantization = 'none' (bfloat16 weights); "
             "4-bit loading is for fine-tuning (QLoRA)."
         )
-    check_model(settings.model)
-    load_all_prompts(settings)
+    tokenizer = check_model(settings.model)
+    prompts = load_all_prompt_records(settings)
+    if tokenizer is not None:
+        config = load_config(resolve_model_location(settings.model.model), settings.model)
+        check_prompt_lengths(tokenizer, config, settings, prompts)
 
 
 def start_abliteration(settings: Settings, run_dir: Path | None = None, resume: bool = False,
@@ -208,7 +240,9 @@ def run(context: JobContext) -> dict[str, Any]:
     context.check_cancelled()
 
     with context.phase("prompts", None, "loading prompt sets"):
-        prompts = load_all_prompts(settings)
+        records = load_all_prompt_records(settings)
+        check_prompt_lengths(loaded.tokenizer, loaded.model.config, settings, records)
+        prompts = {name: [record.text for record in items] for name, items in records.items()}
         for name, items in prompts.items():
             context.log(f"{name}: {len(items)} prompts")
 

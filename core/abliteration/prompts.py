@@ -12,8 +12,10 @@ A source is written as one string so it fits a CLI flag, an environment variable
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from heretic_tui.core.errors import UserInputError
 
@@ -85,14 +87,27 @@ def parse_source(text: str) -> PromptSource:
     return PromptSource("file", str(path), split or None, column)
 
 
-def _clean(prompts: list[object], origin: str) -> list[str]:
-    cleaned = [str(item).strip() for item in prompts if item is not None and str(item).strip()]
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt and where it came from ("line 12 of prompts.txt"), so a problem with it can name its place."""
+
+    text: str
+    where: str
+
+
+def _clean(prompts: Sequence[object], origin: str, unit: str, container: str) -> list[Prompt]:
+    """The non-blank prompts, each placed as "<unit> <1-based number> of <container>" (a line, a row)."""
+    cleaned = [
+        Prompt(str(item).strip(), f"{unit} {number} of {container}")
+        for number, item in enumerate(prompts, start=1)
+        if item is not None and str(item).strip()
+    ]
     if not cleaned:
         raise UserInputError(f"{origin} holds no prompts (it is empty or every row is blank). Give a source with prompts.")
     return cleaned
 
 
-def _read_text_file(path: Path, origin: str) -> list[str]:
+def _read_text_file(path: Path, origin: str) -> list[Prompt]:
     data = path.read_bytes()
     if b"\x00" in data[:8192]:
         raise UserInputError(
@@ -103,10 +118,11 @@ def _read_text_file(path: Path, origin: str) -> list[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise UserInputError(f"{origin}: {path} is not UTF-8 text. Save it as UTF-8, one prompt per line.") from None
-    return _clean(text.splitlines(), f"{origin} ({path})")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return _clean(lines, f"{origin} ({path})", "line", str(path))
 
 
-def _column(dataset: object, column: str | None, origin: str) -> list[str]:
+def _column(dataset: Any, column: str | None, origin: str, place: str) -> list[Prompt]:
     names = list(getattr(dataset, "column_names"))
     if column is None:
         if len(names) == 1:
@@ -120,10 +136,10 @@ def _column(dataset: object, column: str | None, origin: str) -> list[str]:
         raise UserInputError(
             f"{origin} has no column '{column}'. Its columns are: {', '.join(names)}. Append '#<column>' with one of them."
         )
-    return _clean(list(dataset[column]), origin)  # type: ignore[index]
+    return _clean(list(dataset[column]), origin, "row", f"{place}, column '{column}'")
 
 
-def _read_table_file(path: Path, source: PromptSource, origin: str) -> list[str]:
+def _read_table_file(path: Path, source: PromptSource, origin: str) -> list[Prompt]:
     import datasets
 
     file_format = TABLE_FORMATS[path.suffix.lower()]
@@ -134,10 +150,10 @@ def _read_table_file(path: Path, source: PromptSource, origin: str) -> list[str]
             f"{origin}: {path} cannot be read as {file_format.upper()} ({type(error).__name__}: {error}). "
             "Check the file's format."
         ) from None
-    return _column(dataset, source.column, f"{origin} ({path})")
+    return _column(dataset, source.column, f"{origin} ({path})", str(path))
 
 
-def _read_disk_dataset(source: PromptSource, origin: str) -> list[str]:
+def _read_disk_dataset(source: PromptSource, origin: str) -> list[Prompt]:
     import datasets
 
     path = Path(source.location)
@@ -153,10 +169,11 @@ def _read_disk_dataset(source: PromptSource, origin: str) -> list[str]:
         if split not in loaded:
             raise UserInputError(f"{origin}: {path} has no split '{split}'; its splits are {', '.join(loaded)}.")
         loaded = loaded[split]
-    return _column(loaded, source.column, f"{origin} ({path})")
+        return _column(loaded, source.column, f"{origin} ({path})", f"{path} (split {split})")
+    return _column(loaded, source.column, f"{origin} ({path})", str(path))
 
 
-def _read_hub_dataset(source: PromptSource, origin: str) -> list[str]:
+def _read_hub_dataset(source: PromptSource, origin: str) -> list[Prompt]:
     import datasets
 
     try:
@@ -168,16 +185,23 @@ def _read_hub_dataset(source: PromptSource, origin: str) -> list[str]:
             "point the setting at a local file instead (a .txt with one prompt per line, or 'data.csv#column'), "
             "or use 'builtin:harmful@train' / 'builtin:harmless@train'."
         ) from None
-    return _column(dataset, source.column or ("text" if "text" in dataset.column_names else None), f"{origin}")
+    return _column(dataset, source.column or ("text" if "text" in dataset.column_names else None), origin,
+                   f"the dataset {source.location} (split {source.split})")
 
 
 def load_prompts(text: str, limit: int | None = None, origin: str = "Prompts") -> list[str]:
     """Load a prompt source into a list of non-empty prompts, at most ``limit`` of them."""
+    return [prompt.text for prompt in load_prompt_records(text, limit, origin)]
+
+
+def load_prompt_records(text: str, limit: int | None = None, origin: str = "Prompts") -> list[Prompt]:
+    """Like :func:`load_prompts`, with where each prompt came from (its line or row)."""
     source = parse_source(text)
     if source.kind == "builtin":
         from heretic_tui.core.abliteration.builtin_prompts import builtin_prompts
 
-        prompts = builtin_prompts(source.location, source.split or "train")
+        prompts = _clean(builtin_prompts(source.location, source.split or "train"), origin, "prompt",
+                         source.describe())
     elif source.kind == "hub":
         prompts = _read_hub_dataset(source, origin)
     elif source.kind == "disk":
@@ -199,3 +223,40 @@ def load_prompts(text: str, limit: int | None = None, origin: str = "Prompts") -
                 )
             prompts = _read_text_file(path, origin)
     return prompts[:limit] if limit else prompts
+
+
+def check_prompts_fit(
+    tokenizer: Any,
+    context_tokens: int | None,
+    system_prompt: str,
+    prompts: Sequence[Prompt],
+    origin: str,
+    answer_tokens: int = 0,
+) -> None:
+    """Raise a UserInputError naming the prompts that do not fit the model's context (with room for the answer).
+
+    Run before any work starts: an overlong prompt otherwise reaches the model and fails as an allocation of
+    terabytes ("tried to allocate 2777705556025 bytes") after the model has loaded, or is silently garbled.
+    ``context_tokens`` None (unknown) checks nothing.
+    """
+    if not context_tokens or not prompts:
+        return
+    from heretic_tui.core.models.chat_template import format_chat
+
+    room = context_tokens - answer_tokens
+    rendered = format_chat(tokenizer, system_prompt, [prompt.text for prompt in prompts])
+    lengths = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
+    too_long = [(prompt, length) for prompt, length in zip(prompts, lengths) if length > room]
+    if not too_long:
+        return
+    first, length = too_long[0]
+    others = ""
+    if len(too_long) > 1:
+        listed = "; ".join(prompt.where for prompt, _ in too_long[1:4])
+        others = f" {len(too_long) - 1} more are too long ({listed}{' ...' if len(too_long) > 4 else ''})."
+    answer = f", less {answer_tokens} for the answer" if answer_tokens else ""
+    raise UserInputError(
+        f"{origin}: the prompt at {first.where} is {length} tokens long once rendered through the chat template, "
+        f"more than the {room} tokens the model has room for ({context_tokens} in its context{answer}).{others} "
+        "Shorten or remove those prompts, or use a model with a longer context."
+    )

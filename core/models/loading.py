@@ -62,12 +62,15 @@ def resolve_model_location(name: str, report: Callable[[str, int, int], None] | 
     return name
 
 
-def check_model(settings: ModelSettings) -> None:
-    """Cheap checks before a job starts: the folder exists, the tokenizer loads and has a chat template."""
+def check_model(settings: ModelSettings) -> Any | None:
+    """Cheap checks before a job starts: the folder exists, the tokenizer loads and has a chat template.
+
+    Returns the tokenizer for further checks (None for the demo model, which may not be built yet).
+    """
     from heretic_tui.core.models.demo import DEMO_MODEL_NAME
 
     if settings.model == DEMO_MODEL_NAME:
-        return
+        return None
     location = resolve_model_location(settings.model)
     if settings.chat_template and not Path(settings.chat_template).expanduser().is_file():
         raise UserInputError(
@@ -80,6 +83,35 @@ def check_model(settings: ModelSettings) -> None:
             f"The model {settings.model} has no chat template, so prompts cannot be rendered as a chat. Use an "
             "instruction-tuned model, or set model.chat_template to a Jinja template file."
         )
+    return tokenizer
+
+
+CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+"""Where configs of the architectures transformers knows keep the context length (the first one present wins)."""
+
+
+def context_length(config: Any) -> int | None:
+    """The longest sequence the model was built for, from its config; None when the config does not say."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in CONTEXT_LENGTH_KEYS:
+        value = getattr(text, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def load_config(location: str, settings: ModelSettings) -> Any:
+    """The model's config alone (no weights), for checks before a job starts."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(location, revision=settings.revision or None,
+                                          trust_remote_code=settings.trust_remote_code)
+    except Exception as error:
+        raise UserInputError(
+            f"The config of {location} could not be loaded ({type(error).__name__}: {str(error)[:300]}). Check that "
+            "the folder or hub id is right and holds config.json, and that the machine is online for hub ids."
+        ) from None
 
 
 def load_tokenizer(location: str, settings: ModelSettings) -> Any:
