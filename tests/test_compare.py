@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from heretic_tui.core.models.references import KIND_DEMO, KIND_FOLDER, KIND_HUB, KIND_TRIAL, parse_model_reference
 from heretic_tui.core.shipping.compare import (
     KIND_ADAPTER,
     KIND_MODEL,
-    KIND_TRIAL,
     KL_NOT_COMPARABLE,
-    canonical,
-    parse_model_reference,
+    comparison_kind,
     render_markdown,
     start_compare,
     tokenizer_fingerprint,
@@ -113,15 +112,17 @@ def test_model_references_are_classified(tmp_path: Path, tiny_models: dict[str, 
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
     run = tmp_path / "run"
-    assert canonical(parse_model_reference(f"{run}/#12")) == f"{run}#12"
+    assert parse_model_reference(f"{run}/#12").canonical == f"{run}#12"
     trial = parse_model_reference(f"{run}#12")
     assert (trial.kind, trial.location, trial.trial, trial.label) == (KIND_TRIAL, str(run), 12, "run#12")
-    assert parse_model_reference(str(adapter)).kind == KIND_ADAPTER
+    assert comparison_kind(trial) == KIND_TRIAL
+    assert comparison_kind(parse_model_reference(str(adapter))) == KIND_ADAPTER
     model = parse_model_reference(str(tiny_models["llama"]))
-    assert (model.kind, model.label) == (KIND_MODEL, "llama")
+    assert (model.kind, model.label, comparison_kind(model)) == (KIND_FOLDER, "llama", KIND_MODEL)
     hub = parse_model_reference("Qwen/Qwen2.5-0.5B-Instruct")
-    assert (hub.kind, hub.location, hub.label) == (KIND_MODEL, "Qwen/Qwen2.5-0.5B-Instruct", hub.text)
-    assert parse_model_reference("demo").label == "demo"
+    assert (hub.kind, hub.location, hub.label, comparison_kind(hub)) == (
+        KIND_HUB, "Qwen/Qwen2.5-0.5B-Instruct", hub.text, KIND_MODEL)
+    assert (parse_model_reference("demo").kind, parse_model_reference("demo").label) == (KIND_DEMO, "demo")
     twins = [parse_model_reference(str(tmp_path / "a" / "model")), parse_model_reference(str(tmp_path / "b" / "model"))]
     assert unique_labels(twins) == ["model (1)", "model (2)"]
     with pytest.raises(UserInputError, match="empty"):

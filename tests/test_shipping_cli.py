@@ -21,7 +21,7 @@ import torch
 from heretic_tui.core.abliteration.ablation import Abliterator
 from heretic_tui.core.abliteration.job import start_abliteration
 from heretic_tui.cli.main import main
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.errors import StorageError, UserInputError
 from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
 from heretic_tui.core.shipping.export import export_loaded_trial
 from heretic_tui.core.atomic_files import write_json_atomically
@@ -176,9 +176,22 @@ def test_export_reloads_and_reproduces_the_run_metrics(
     assert kinds == {"abliterate": "finished", "export": "finished"}, "workers record their runs when they end"
 
 
-@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+class SafetensorLikeError(Exception):
+    """What safetensors raises on a full disk: its own type, the OS error only in its text."""
+
+
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [
+        (OSError(28, "No space left on device"), StorageError),
+        (OSError(30, "Read-only file system"), StorageError),
+        (SafetensorLikeError("Error while serializing: I/O error: No space left on device (os error 28)"), StorageError),
+        (KeyboardInterrupt(), KeyboardInterrupt),
+    ],
+)
 def test_interrupted_export_leaves_no_model_folder(
-    failure: BaseException, abliteration_run: Path, base_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException, raised: type[BaseException], abliteration_run: Path, base_model: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from safetensors.torch import load_file
 
@@ -188,6 +201,7 @@ def test_interrupted_export_leaves_no_model_folder(
     run = RunDirectory.open(abliteration_run)
     study = read_study(run.path)
     real_save = loaded.model.save_pretrained
+    original = {name: tensor.clone() for name, tensor in loaded.model.state_dict().items()}
 
     def save_then_fail(folder: str, **options: object) -> None:
         real_save(folder, **options)
@@ -195,10 +209,102 @@ def test_interrupted_export_leaves_no_model_folder(
 
     monkeypatch.setattr(loaded.model, "save_pretrained", save_then_fail)
     output = tmp_path / "exports" / "model"
-    with pytest.raises(type(failure)):
+    with pytest.raises(raised) as caught:
         export_loaded_trial(None, loaded, abliterator, study, chosen_trial(abliteration_run), output, False, run=run)
+    if raised is StorageError:
+        assert caught.value.exit_code == 3 and str(output) in str(caught.value) and "\n" not in str(caught.value)
     assert not output.exists()
     assert list((tmp_path / "exports").iterdir()) == [], "the temporary folder is removed too"
+    assert all(torch.equal(tensor, original[name]) for name, tensor in loaded.model.state_dict().items()), \
+        "the model in memory is the original again"
+
+
+def test_export_into_or_under_a_file_exits_2_before_loading(
+    abliteration_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    trial = str(chosen_trial(abliteration_run))
+    for output, pattern in ((blocker, r"export folder .*a-file is a file"),
+                            (blocker / "model", r"cannot be created: .*a-file is a file, not a folder")):
+        code, out, error = run_cli(["export", str(abliteration_run), "--trial", trial, "--output", str(output)],
+                                   capsys)
+        assert_clear_error(code, error, pattern)
+        assert out == ""
+    assert blocker.read_text(encoding="utf-8") == "not a folder"
+    assert not (abliteration_run / "jobs").exists() or not any(
+        (job / "worker.log").exists() for job in (abliteration_run / "jobs").iterdir()
+        if job.stat().st_mtime > blocker.stat().st_mtime), "no export job was started"
+
+
+def test_an_export_killed_at_its_rename_is_cleaned_by_the_next(
+    abliteration_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A dead writer's hidden .partial folder (the size of the model) is removed by the next export there."""
+    output = tmp_path / "exports" / "model"
+    leftover = output.with_name(f".{output.name}.partial-{dead_pid()}")
+    leftover.mkdir(parents=True)
+    (leftover / "model.safetensors").write_bytes(b"\0" * 4096)
+    code, out, error = run_cli(["export", str(abliteration_run), "--trial", str(chosen_trial(abliteration_run)),
+                                "--output", str(output), "--adapter"], capsys)
+    assert code == 0, error
+    assert out.strip() == str(output.resolve())
+    assert sorted(path.name for path in output.parent.iterdir()) == ["model"], "the leftover is gone"
+    assert (output / "adapter_model.safetensors").is_file()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (a writer killed mid-export)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+UNSHARE = shutil.which("unshare")
+
+
+def can_mount_private_tmpfs() -> str | None:
+    """None when a private tmpfs can be mounted (``unshare -rm``), else why not (the reason the test skips)."""
+    import subprocess
+
+    if UNSHARE is None:
+        return "the unshare command (util-linux) is not installed"
+    probe = subprocess.run([UNSHARE, "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"this machine does not allow a private tmpfs mount (unshare -rm): {probe.stderr.strip()}"
+    return None
+
+
+@pytest.mark.parametrize(("mount_options", "reason"), [("size=8k", "the disk is full"),
+                                                       ("ro", "the file system is read-only")])
+def test_export_onto_a_full_or_read_only_disk_exits_3_and_leaves_nothing(
+    mount_options: str, reason: str, abliteration_run: Path, tmp_path: Path,
+) -> None:
+    """The real thing: a tiny (or read-only) tmpfs in a private mount namespace, the whole CLI and its worker."""
+    import subprocess
+    import sys
+
+    why_not = can_mount_private_tmpfs()
+    if why_not:
+        pytest.skip(why_not)
+    target = tmp_path / "small-disk"
+    target.mkdir()
+    output = target / "model"
+    script = (
+        f'mount -t tmpfs -o {mount_options} tmpfs "{target}" && '
+        f'"{sys.executable}" -m heretic_tui.cli export "{abliteration_run}" --trial {chosen_trial(abliteration_run)} '
+        f'--output "{output}"; code=$?; echo "LEFT: $(ls -A "{target}" | tr "\\n" " ")"; exit $code'
+    )
+    result = subprocess.run([UNSHARE, "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 3, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert len(errors) == 1 and reason in errors[0] and str(output) in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip().splitlines()[-1].strip() == "LEFT:", "no partial folder is left on the disk"
 
 
 def test_compare_cli_on_merged_adapter_and_trial(
@@ -314,7 +420,8 @@ def test_registry_commands(
     write_json_atomically(gone.job_path, {"kind": "abliterate", "arguments": {}, "created": 1.0, "model": "x/y"})
     runs_flag = ["--set", f"output.runs_directory={root}"]
     code, _, error = run_cli(["registry", *runs_flag, "rebuild"], capsys)
-    assert code == 0 and "4 runs" in error, error
+    jobs = [job for job in (abliteration_run / "jobs").iterdir() if (job / "job.json").is_file()]
+    assert code == 0 and f"{2 + len(jobs)} runs" in error, error
     shutil.rmtree(gone.path)
     code, out, _ = run_cli(["registry", "runs"], capsys)
     statuses = {line.split()[-1]: line.split()[0] for line in out.splitlines()}
@@ -323,14 +430,18 @@ def test_registry_commands(
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("base: ") and lines[1].startswith(f"  -> abliterated: {exports['merged']}")
     code, out, _ = run_cli(["registry", "models", "--role", "abliterated"], capsys)
-    assert {line.split()[2] for line in out.splitlines()} == {str(folder) for folder in exports.values()}
+    exported = {str(Path(job["arguments"]["output"])) for job in (json.loads((folder / "job.json").read_text())
+                                                                   for folder in jobs)
+                if (Path(job["arguments"]["output"]) / "heretic.json").is_file()}
+    assert {str(folder) for folder in exports.values()} <= exported
+    assert {line.split()[2] for line in out.splitlines()} == exported, "every export job's model, nothing else"
     code, _, error = run_cli(["registry", "lineage", str(tmp_path / "unknown")], capsys)
     assert_clear_error(code, error, r"is not in the registry.*registry rebuild")
 
 
 def test_missing_registry_action_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, error = run_cli(["registry"], capsys)
-    assert code == 2 and "ACTION" in error
+    assert code == 2 and "required" in error and "rebuild" in error, error
 
 
 def test_token_is_never_asked_for_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

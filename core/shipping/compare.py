@@ -5,7 +5,8 @@ it holds one model in memory at a time: each model answers every prompt, its fir
 for the first model (the reference for KL), and it is released before the next one loads.
 
 A model is named as elsewhere in heretic-tui (a folder, a hub id, ``demo``), as a LoRA adapter folder (loaded on its
-base model), or as ``RUN_DIR#TRIAL`` for one trial of an abliteration run. Each model renders the prompts through
+base model), or as ``RUN_DIR#TRIAL`` for one trial of an abliteration run; :mod:`heretic_tui.core.models.references`
+tells them apart, as it does for loading and the registry. Each model renders the prompts through
 its own chat template and tokenizer. KL divergence needs both distributions over the same vocabulary, so a model
 whose tokenizer differs from the first model's gets no KL (null, with a note) while its answers, refusals and
 perplexity are still compared.
@@ -21,7 +22,6 @@ import gc
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ import torch
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
 from heretic_tui.core.runs.events import ArtifactWritten, Metrics
-from heretic_tui.core.atomic_files import write_json_atomically
+from heretic_tui.core.atomic_files import write_json_atomically, write_text_atomically
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import start_job
 from heretic_tui.core.runs.run_directory import RunDirectory, runs_root
@@ -42,6 +42,13 @@ from heretic_tui.core.models.chat_template import format_chat
 from heretic_tui.core.models.generation import first_token_log_probabilities, generate_until_verdict
 from heretic_tui.core.models.loading import LoadedModel, check_model, load_model, load_tokenizer
 from heretic_tui.core.abliteration.prompts import load_prompts
+from heretic_tui.core.models.references import (
+    DEMO_MODEL_NAME,
+    KIND_TRIAL,
+    ModelReference,
+    adapter_base_model,
+    parse_model_reference,
+)
 from heretic_tui.core.settings import Settings
 from heretic_tui.core.runs.worker import JobContext
 
@@ -51,11 +58,9 @@ DEFAULT_MAX_NEW_TOKENS = 128
 MAX_PERPLEXITY_TOKENS = 1024
 COMPARISON_MARKDOWN = "comparison.md"
 COMPARISON_JSON = "comparison.json"
-DEMO_MODEL_NAME = "demo"
-
 KIND_MODEL = "model"
 KIND_ADAPTER = "adapter"
-KIND_TRIAL = "trial"
+"""What a column of a comparison is (comparison.json "kind"): a model, an adapter on its base, or a run's trial."""
 
 BUILTIN_HELD_OUT = "builtin"
 HELD_OUT_TEXT = (
@@ -78,25 +83,6 @@ KL_NOT_COMPARABLE = (
 PERPLEXITY_NOTE = "Perplexity is per token of each model's own tokenizer, so it compares best between equal tokenizers."
 
 
-@dataclass(frozen=True)
-class ModelReference:
-    """One model to compare, as the user named it, with what kind of thing it is."""
-
-    text: str
-    kind: str
-    location: str
-    trial: int | None = None
-
-    @property
-    def label(self) -> str:
-        """A short name for tables: the folder's or run's name, the hub id, or ``demo``."""
-        if self.kind == KIND_TRIAL:
-            return f"{Path(self.location).name}#{self.trial}"
-        if Path(self.location).is_absolute():
-            return Path(self.location).name
-        return self.location
-
-
 @dataclass
 class ModelResult:
     """What one model did on the prompt set."""
@@ -117,41 +103,10 @@ class ModelResult:
         return {key: value for key, value in dataclasses.asdict(self).items() if key != "answers"}
 
 
-def parse_model_reference(text: str) -> ModelReference:
-    """Classify and canonicalise one model argument (paths become absolute, so the worker and registry agree)."""
-    text = text.strip()
-    if not text:
-        raise UserInputError("A model to compare is empty. Give a model folder, a hub id, 'demo' or RUN_DIR#TRIAL.")
-    head, separator, tail = text.rpartition("#")
-    if separator and tail.strip().isdigit():
-        return ModelReference(text, KIND_TRIAL, str(Path(head).expanduser().resolve()), int(tail))
-    if text == DEMO_MODEL_NAME:
-        return ModelReference(text, KIND_MODEL, text)
-    path = Path(text).expanduser()
-    if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
-        return ModelReference(text, KIND_ADAPTER, str(path.resolve()))
-    if path.exists():
-        return ModelReference(text, KIND_MODEL, str(path.resolve()))
-    return ModelReference(text, KIND_MODEL, text)
-
-
-def canonical(reference: ModelReference) -> str:
-    """The reference as stored in job.json and the registry: absolute paths, ``RUN#TRIAL`` for trials."""
-    return f"{reference.location}#{reference.trial}" if reference.kind == KIND_TRIAL else reference.location
-
-
-def _adapter_base(folder: Path) -> str:
-    try:
-        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise UserInputError(f"{folder / 'adapter_config.json'} cannot be read ({error}). Save the adapter again.") from None
-    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
-    if not base:
-        raise UserInputError(
-            f"The adapter {folder} does not name its base model (base_model_name_or_path in adapter_config.json). "
-            "Add it, or compare the merged model folder instead."
-        )
-    return str(base)
+def comparison_kind(reference: ModelReference) -> str:
+    if reference.kind == KIND_TRIAL:
+        return KIND_TRIAL
+    return KIND_ADAPTER if reference.is_adapter else KIND_MODEL
 
 
 def check_model_reference(reference: ModelReference, settings: Settings) -> None:
@@ -169,8 +124,8 @@ def check_model_reference(reference: ModelReference, settings: Settings) -> None
         study = read_study(run.path)
         find_trial(study, int(reference.trial or 0))
         return
-    if reference.kind == KIND_ADAPTER:
-        base = _adapter_base(Path(reference.location))
+    if reference.is_adapter:
+        base = adapter_base_model(Path(reference.location))
         if base != DEMO_MODEL_NAME:
             check_model(dataclasses.replace(settings.model, model=base))
         return
@@ -215,11 +170,11 @@ def start_compare(
     """Check the request, then compare in a worker job with its own run folder under the runs root."""
     references = preflight(models, prompts, settings, max_new_tokens, held_out)
     job_settings = copy.deepcopy(settings)
-    job_settings.model.model = canonical(references[0])
+    job_settings.model.model = references[0].canonical
     name = "compare-" + "-vs-".join(reference.label.replace("/", "-") for reference in references)
     run = RunDirectory.create(runs_root(settings), name, exact=Path(run_dir) if run_dir else None)
     arguments = {
-        "models": [canonical(reference) for reference in references],
+        "models": [reference.canonical for reference in references],
         "prompts": prompts,
         "max_new_tokens": max_new_tokens,
         "held_out": held_out or BUILTIN_HELD_OUT,
@@ -235,12 +190,12 @@ def load_compared_model(reference: ModelReference, settings: Settings, log: Call
 
         model, tokenizer = load_trial_model(reference.location, int(reference.trial or 0))
         dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-        return LoadedModel(model, tokenizer, canonical(reference), dtype, time.perf_counter() - started)
-    if reference.kind == KIND_ADAPTER:
+        return LoadedModel(model, tokenizer, reference.canonical, dtype, time.perf_counter() - started)
+    if reference.is_adapter:
         from peft import PeftModel
 
         folder = Path(reference.location)
-        base = load_model(dataclasses.replace(settings.model, model=_adapter_base(folder)), log=log)
+        base = load_model(dataclasses.replace(settings.model, model=adapter_base_model(folder)), log=log)
         tokenizer = base.tokenizer
         if (folder / "tokenizer_config.json").is_file():
             tokenizer = load_tokenizer(str(folder), settings.model)
@@ -343,7 +298,7 @@ def run(context: JobContext) -> dict[str, Any]:
             context.warn(f"{label}: {note}")
         with context.phase(f"{prefix}: perplexity", len(held_out), "perplexity on the held-out text") as progress:
             model_perplexity = perplexity(loaded, held_out, progress)
-        result = ModelResult(canonical(reference), label, reference.kind, loaded.dtype,
+        result = ModelResult(reference.canonical, label, comparison_kind(reference), loaded.dtype,
                              sum(1 for _, refused in answers if refused), len(answers), kl, model_perplexity,
                              fingerprint, note, answers)
         results.append(result)
@@ -386,9 +341,7 @@ def _write_results(context: JobContext, results: list[ModelResult], prompts: lis
     json_path = context.run.path / COMPARISON_JSON
     markdown_path = context.run.path / COMPARISON_MARKDOWN
     write_json_atomically(json_path, document)
-    temporary = markdown_path.with_name(f".{markdown_path.name}.tmp-{os.getpid()}")
-    temporary.write_text(render_markdown(document), encoding="utf-8")
-    os.replace(temporary, markdown_path)
+    write_text_atomically(markdown_path, render_markdown(document))
     context.emit(ArtifactWritten(name=COMPARISON_MARKDOWN, path=str(markdown_path)))
     context.emit(ArtifactWritten(name=COMPARISON_JSON, path=str(json_path)))
     summary = {

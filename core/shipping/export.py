@@ -1,47 +1,44 @@
 """Exporting a trial of an abliteration run as an ordinary Hugging Face model folder (merged) or a LoRA adapter.
 
-Everything is written into a temporary sibling folder that is renamed into place only when complete, so a failed
-or killed export never leaves a folder that looks like a model.
+Everything is written into a hidden sibling folder that is renamed into place only when complete
+(:func:`heretic_tui.core.atomic_files.write_folder_atomically`), so a failed or killed export never leaves a folder
+that looks like a model, and the model-sized leftover of an export killed at its rename is removed by the next
+export into the same place. A full disk or a read-only folder is one StorageError paragraph (exit 3); an output
+that is a file, or under one, is refused before the model is loaded (exit 2). The run's study is only read (its
+journal is never appended to by an export).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
+import errno
 import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters, rank_one_factors
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.atomic_files import describe_storage_error, write_folder_atomically
+from heretic_tui.core.errors import StorageError, UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import start_job
 from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.models.loading import LoadedModel, load_model
+from heretic_tui.core.shipping.metadata import (
+    FORMAT_ADAPTER,
+    FORMAT_MERGED,
+    METADATA_FILE,  # noqa: F401 (where callers have always found the file name)
+    METHOD_ABLITERATION,
+    created_now,
+    library_versions,
+    write_metadata,
+)
 from heretic_tui.core.shipping.model_card import copy_processor_files, write_model_card
 from heretic_tui.core.abliteration.study import find_trial, read_study, trial_result
 from heretic_tui.core.runs.registry import ROLE_ABLITERATED, record_produced_model
 from heretic_tui.core.settings import Settings, load_settings
 from heretic_tui.core.runs.worker import JobContext
-
-METADATA_FILE = "heretic.json"
-LIBRARIES = ("heretic-tui", "torch", "transformers", "peft", "optuna", "safetensors", "tokenizers")
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
 
 def run_settings(run: RunDirectory) -> Settings:
     return load_settings(run.config_path, environ={}, search_default_paths=False)
@@ -56,7 +53,31 @@ def open_abliteration_run(run_dir: str | Path) -> RunDirectory:
 
 
 def check_output(output: Path) -> None:
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+    """The export folder must be a new or empty folder whose parents are folders; else one sentence, exit 2.
+
+    Checked before the model is loaded, so a typo costs nothing; a parent that cannot be written (a read-only
+    disk) is a StorageError (exit 3) for the same reason.
+    """
+    output = Path(output).expanduser().absolute()
+    if output.exists() and not output.is_dir():
+        raise UserInputError(
+            f"The export folder {output} is a file. Choose a path for a new folder with --output (the export writes "
+            "a whole model folder there)."
+        )
+    for parent in output.parents:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise UserInputError(
+                f"The export folder {output} cannot be created: {parent} is a file, not a folder. Choose an --output "
+                "path that does not pass through a file."
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            number = errno.EROFS if os.statvfs(parent).f_flag & os.ST_RDONLY else errno.EACCES
+            raise StorageError(describe_storage_error(OSError(number, os.strerror(number)), output,
+                                                      "create the export folder"))
+        break
+    if output.is_dir() and any(output.iterdir()):
         raise UserInputError(
             f"The export folder {output} already exists and is not empty. Choose a new --output folder or remove it."
         )
@@ -88,8 +109,8 @@ def _metadata(settings: Settings, loaded: LoadedModel, run: RunDirectory, frozen
     result = trial_result(frozen)
     report = run.read_report() or {}
     return {
-        "method": "abliteration",
-        "format": "adapter" if adapter else "merged",
+        "method": METHOD_ABLITERATION,
+        "format": FORMAT_ADAPTER if adapter else FORMAT_MERGED,
         "source_model": settings.model.model,
         "source_location": loaded.location,
         "source_revision": settings.model.revision or None,
@@ -105,7 +126,7 @@ def _metadata(settings: Settings, loaded: LoadedModel, run: RunDirectory, frozen
         "system_prompt": settings.prompts.system_prompt,
         "prompt_sources": report.get("prompt_sources"),
         "dtype": loaded.dtype,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": created_now(),
         "versions": library_versions(),
     }
 
@@ -158,30 +179,24 @@ def export_loaded_trial(
     check_output(output)
     frozen = find_trial(study, trial)
     parameters = TrialParameters.from_flat(frozen.user_attrs["parameters"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.partial-{os.getpid()}")
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir()
-    try:
+    metadata = _metadata(settings, loaded, run, frozen, adapter)
+
+    def write(folder: Path) -> None:
         if adapter:
             abliterator.reset()
-            _save_adapter(loaded, abliterator, parameters, temporary)
+            _save_adapter(loaded, abliterator, parameters, folder)
         else:
             abliterator.apply(parameters)
-            loaded.model.save_pretrained(str(temporary), max_shard_size=settings.output.shard_size)
-            abliterator.reset()
-        loaded.tokenizer.save_pretrained(str(temporary))
-        metadata = _metadata(settings, loaded, run, frozen, adapter)
-        (temporary / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
-        copy_processor_files(loaded.location, temporary, settings.model.revision)
-        write_model_card(temporary, metadata, run.config_path.read_text(encoding="utf-8"), name=output.name)
-        if output.exists():
-            output.rmdir()
-        os.replace(temporary, output)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+            try:
+                loaded.model.save_pretrained(str(folder), max_shard_size=settings.output.shard_size)
+            finally:
+                abliterator.reset()
+        loaded.tokenizer.save_pretrained(str(folder))
+        write_metadata(folder, metadata)
+        copy_processor_files(loaded.location, folder, settings.model.revision)
+        write_model_card(folder, metadata, run.config_path.read_text(encoding="utf-8"), name=output.name)
+
+    write_folder_atomically(output, write, replace=False)
     record_produced_model(output, metadata, role=ROLE_ABLITERATED, warn=context.warn if context else None)
     if context is not None:
         context.emit(ArtifactWritten(name="export", path=str(output)))
