@@ -640,3 +640,32 @@ def test_whoami_failure_before_the_job_is_exit_4_and_creates_no_run(
     assert code == 4 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert "whoami" in err and "refused the connection" in err and TOKEN not in out + err
     assert not (Path(os.environ["XDG_DATA_HOME"]) / "heretic-tui" / "runs").exists()
+
+
+def test_ctrl_c_while_the_command_waits_for_the_hub_is_a_clean_cancel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The user-name lookup (no --repo) hangs on a Hub that never answers; Ctrl-C ends the command with 130."""
+    import signal
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    accepted: list[socket.socket] = []
+
+    def accept_then_interrupt() -> None:
+        connection, _ = listener.accept()
+        accepted.append(connection)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=accept_then_interrupt, daemon=True).start()
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    folder = make_model_folder(tmp_path / "models")
+    try:
+        code, out, err = run_upload_cli([str(folder)], capfd, monkeypatch)
+    finally:
+        for connection in accepted:
+            connection.close()
+        listener.close()
+    assert code == 130 and accepted, err
+    assert "cancelled before the upload started" in err and "Traceback" not in err and TOKEN not in out + err

@@ -128,9 +128,9 @@ def run(arguments: argparse.Namespace) -> int:
     if arguments.repo:
         validate_repo_name(arguments.repo)
     settings = settings_from_arguments(arguments, resumed_config(arguments, "an upload"))
-    token = read_token(arguments)
     repo = arguments.repo
     try:
+        token = read_token(arguments)
         if repo is None and folder is not None and not arguments.resume:
             repo = default_repo_name(hub_user_name(token, settings=settings.hub), folder)
         handle = start_upload(folder, repo, private=not arguments.public, token=token, run_dir=run_dir_path(arguments),

@@ -21,6 +21,7 @@ from huggingface_hub.utils import validate_repo_id
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.models.demo import DEMO_MODEL_NAME
+from heretic_tui.core.shipping.metadata import has_metadata
 
 KIND_DEMO = "demo"
 KIND_HUB = "hub"
@@ -29,8 +30,6 @@ KIND_TRIAL = "trial"
 
 MODEL_CONFIG_FILE = "config.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
-EXPORT_METADATA_FILE = "heretic.json"
-"""Same name as :data:`heretic_tui.core.shipping.metadata.METADATA_FILE`; repeated so this module stays cheap."""
 
 _WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
 _PATH_PREFIXES = (".", "/", "~")
@@ -91,7 +90,7 @@ class ModelReference:
     @property
     def is_export(self) -> bool:
         """A folder heretic-tui wrote (an abliteration export or a fine-tune output): it has heretic.json."""
-        return self.kind == KIND_FOLDER and (Path(self.location) / EXPORT_METADATA_FILE).is_file()
+        return self.kind == KIND_FOLDER and has_metadata(Path(self.location))
 
     @property
     def canonical(self) -> str:
