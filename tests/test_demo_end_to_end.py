@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,12 @@ def test_demo_abliterates_and_the_export_reproduces_the_report(tmp_path: Path) -
     assert chosen["refusals"] <= 0.05 * total, chosen
     assert chosen["kl"] <= 0.05, chosen
     assert report["chosen_trial"] in report["pareto"]
-    for key in ("load", "residuals", "per_trial_median", "apply_reset_median"):
-        assert report["timings"][key] >= 0
+    timings = report["timings"]
+    for key in ("load", "residuals", "baseline_generation", "per_trial_median", "apply_reset_median"):
+        assert timings[key] > 0, (key, timings)
+    assert timings["apply_reset_median"] < timings["per_trial_median"], "apply and reset are part of each trial"
+    assert timings["per_trial_median"] == statistics.median(trial["seconds"] for trial in report["trials"])
+    assert all(0 < trial["apply_reset_seconds"] < trial["seconds"] for trial in report["trials"])
 
     exported = run_dir / "model"
     metadata = json.loads((exported / METADATA_FILE).read_text())

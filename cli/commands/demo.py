@@ -35,8 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(arguments: argparse.Namespace) -> int:
     from heretic_tui.core.abliteration.job import start_abliteration
 
-    extra = {"model.model": "demo", "optimization.trials": str(arguments.trials or DEMO_TRIALS),
-             "optimization.startup_trials": "15"}
+    extra = {"model.model": "demo", "optimization.trials": str(arguments.trials or DEMO_TRIALS)}
     settings = settings_from_arguments(arguments, extra=extra)
     settings.model.model = "demo"
     handle = start_abliteration(settings, run_dir_path(arguments), export_chosen=True)
