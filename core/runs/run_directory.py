@@ -32,7 +32,7 @@ from typing import Any
 import platformdirs
 import psutil
 
-from heretic_tui.core.atomic_files import read_json_object, remove_leftovers
+from heretic_tui.core.atomic_files import read_json_object, remove_leftovers, storage_errors
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import Event, JobCancelled, JobFinished
 from heretic_tui.core.runs.job_kinds import JOB_KINDS
@@ -180,7 +180,8 @@ class RunDirectory:
             while path.exists():
                 suffix += 1
                 path = root / f"{stamp}-{slugify(model)}-{suffix}"
-        path.mkdir(parents=True, exist_ok=True)
+        with storage_errors(path, "create the run folder"):
+            path.mkdir(parents=True, exist_ok=True)
         return cls(path.resolve())
 
     @classmethod
@@ -190,6 +191,12 @@ class RunDirectory:
         if not path.is_dir():
             raise UserInputError(f"Run directory {path} does not exist. Pass the folder of a run (it holds job.json).")
         if not (path / JOB_FILE).is_file():
+            remove_leftovers(path)
+            if path.is_dir() and all(child.name == LOCK_FILE for child in path.iterdir()):
+                raise UserInputError(
+                    f"{path} holds no run yet: its start stopped before {JOB_FILE} was written (a full disk or a "
+                    "kill), so there is nothing to resume. Start it again without --resume, with the same --run-dir."
+                )
             raise UserInputError(
                 f"{path} is not a heretic-tui run: it has no {JOB_FILE}. Pass a folder created by a run "
                 "(see the runs list in the TUI, or the path printed when the run started)."

@@ -14,23 +14,24 @@ from shared_cache import SHARED_CACHE
 DEMO_ARGUMENTS = ["--model", "demo", "--set", "abliteration.refusal_max_tokens=4"]
 
 
-def environment(home: Path) -> dict[str, str]:
+def environment(home: Path, **extra: str) -> dict[str, str]:
     """The subprocess environment of a test: its own data folder, the shared cache (demo model), no Hub."""
     variables = {name: value for name, value in os.environ.items() if not name.startswith("HERETIC_")}
     variables.update(XDG_DATA_HOME=str(home / "data"), XDG_CONFIG_HOME=str(home / "config"),
                      XDG_CACHE_HOME=str(SHARED_CACHE), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                      OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    variables.update(extra)
     return variables
 
 
-def cli(arguments: list[str], home: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "heretic_tui.cli", *arguments], cwd=home, env=environment(home),
-                          capture_output=True, text=True, timeout=timeout)
+def cli(arguments: list[str], home: Path, timeout: float = 600, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "heretic_tui.cli", *arguments], cwd=home,
+                          env=environment(home, **extra), capture_output=True, text=True, timeout=timeout)
 
 
-def start_cli(arguments: list[str], home: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "heretic_tui.cli", *arguments], cwd=home, env=environment(home),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_cli(arguments: list[str], home: Path, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "heretic_tui.cli", *arguments], cwd=home,
+                            env=environment(home, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def demo_abliteration(run_dir: Path, home: Path, trials: int = 3, *extra: str) -> subprocess.CompletedProcess[str]:
