@@ -29,7 +29,7 @@ from heretic_tui.core.atomic_files import (
     write_json_atomically,
     write_text_atomically,
 )
-from heretic_tui.core.settings import FinetuneSettings
+from heretic_tui.core.settings import FinetuneSettings, HubSettings
 
 DATA_FOLDER = "data"
 TRAIN_FILE = "train.jsonl"
@@ -165,9 +165,10 @@ def prepare_data(
     tokenizer: Any,
     window: tuple[int, int],
     check_cancelled: Callable[[], None] | None = None,
+    hub: HubSettings | None = None,
 ) -> PreparedData:
     """Read, detect, clean, build examples, remove duplicates and split; raises UserInputError for bad input."""
-    data = clean_sources(read_sources(settings.training_data, check_cancelled))
+    data = clean_sources(read_sources(settings.training_data, check_cancelled, hub))
     mode = resolve_mode(settings.training_mode, data)
     examples = build_examples(data, mode, tokenizer, window[0], window[1], settings.finetune_seed)
     examples, duplicates = remove_duplicates(examples)

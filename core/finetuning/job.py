@@ -77,7 +77,7 @@ def preflight(settings: Settings) -> None:
         config, model = meta_model(location, settings.model)
         sequence_length(finetune, config, name)
         resolve_target_modules(model, finetune.target_modules, name)
-    read_sources(finetune.training_data)
+    read_sources(finetune.training_data, hub=settings.hub)
 
 
 def start_finetune(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
@@ -106,7 +106,8 @@ def _prepared_data(context: JobContext, tokenizer: Any, length: int) -> Prepared
         context.log(f"using the {len(prepared.train) + len(prepared.validation)} examples prepared earlier in this run")
         return prepared
     window = window_sizes(context.settings.finetune, length)
-    prepared = prepare_data(context.settings.finetune, tokenizer, window, context.check_cancelled)
+    prepared = prepare_data(context.settings.finetune, tokenizer, window, context.check_cancelled,
+                            context.settings.hub)
     prepared.save(folder)
     for skipped in prepared.summary.get("skipped", []):
         context.warn(f"skipped {skipped['path']}: {skipped['reason']}")

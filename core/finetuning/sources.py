@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.errors import NetworkError, UserInputError
+from heretic_tui.core.settings import HubSettings
 
 DOCUMENT_SUFFIXES = {".pdf": "pdf", ".txt": "text", ".md": "markdown", ".markdown": "markdown"}
 ROW_SUFFIXES = {".jsonl": "jsonl", ".json": "json"}
@@ -91,9 +92,13 @@ class _RowProblem(Exception):
 
 
 def read_sources(
-    entries: Sequence[str], check_cancelled: Callable[[], None] | None = None
+    entries: Sequence[str], check_cancelled: Callable[[], None] | None = None, hub: HubSettings | None = None
 ) -> SourceData:
-    """Read every source; raise a UserInputError for bad input, or when nothing usable is left."""
+    """Read every source; raise a UserInputError for bad input, or when nothing usable is left.
+
+    ``hub`` bounds the waits for ``hf:`` datasets (defaults otherwise); a Hub that cannot be reached is a
+    NetworkError (exit code 4), a dataset that does not exist a UserInputError.
+    """
     if not entries:
         raise UserInputError(
             "No training data was given. Pass --data PATH (a file or a folder, repeatable) or set "
@@ -104,7 +109,7 @@ def read_sources(
         if check_cancelled:
             check_cancelled()
         if entry.strip().startswith(HUB_PREFIX):
-            _read_hub_source(entry.strip(), data)
+            _read_hub_source(entry.strip(), data, hub or HubSettings())
             continue
         path = Path(entry).expanduser()
         if not path.exists():
@@ -385,13 +390,60 @@ def parse_hub_source(text: str) -> tuple[str, str, str | None]:
     return name.strip(), (split.strip() or "train"), column
 
 
-def _read_hub_source(text: str, data: SourceData) -> None:
+def _check_hub_dataset(name: str, hub: HubSettings) -> None:
+    """Ask the Hub about the dataset before ``datasets`` loads it, so each failure gets its own paragraph.
+
+    ``datasets`` reports a refused connection, a DNS failure, a timeout and a dataset that does not exist all as
+    "Couldn't reach ... on the Hub", after half a minute of retries. Asked directly (bounded waits and retries, see
+    :mod:`heretic_tui.core.hub_network`), an unreachable Hub is a NetworkError naming the endpoint and a missing
+    dataset is a UserInputError naming the dataset. Offline (``HF_HUB_OFFLINE``) the Hub is not asked: a dataset
+    cached earlier still loads.
+    """
+    from huggingface_hub import HfApi, constants, get_token
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from heretic_tui.core.hub_network import configure_hub_client, hub_call
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    configure_hub_client(hub)
+    api = HfApi()
+    token = get_token()
+
+    def exists() -> bool:
+        try:
+            api.dataset_info(name, token=token)
+        except RepositoryNotFoundError:
+            return False
+        return True
+
+    found = hub_call(f"looking up the training dataset {name}", exists, endpoint=api.endpoint, settings=hub,
+                     secrets=[token], repo=name, hint="Then run the same command again, or save the data as a "
+                     "local .jsonl file and pass that file with --data.")
+    if not found:
+        raise UserInputError(
+            f"The Hugging Face dataset '{name}' given as training data was not found on {api.endpoint} (or it is "
+            "private or gated and the token cannot see it). Check the name in 'hf:owner/name@split#column', or log "
+            "in with `hf auth login` (and accept the dataset's terms) for a private or gated dataset."
+        )
+
+
+def _read_hub_source(text: str, data: SourceData, hub: HubSettings) -> None:
     import datasets
 
     name, split, column = parse_hub_source(text)
+    _check_hub_dataset(name, hub)
     try:
         dataset = datasets.load_dataset(name, split=split)
     except Exception as error:
+        from huggingface_hub import constants
+
+        if isinstance(error, ConnectionError) and not constants.HF_HUB_OFFLINE:
+            raise NetworkError(
+                f"The Hugging Face dataset '{name}' (split '{split}') given as training data could not be downloaded "
+                f"from {constants.ENDPOINT} ({str(error)[:200]}). Check the network connection and a proxy, then run "
+                "the same command again; or save the data as a local .jsonl file and pass that file with --data."
+            ) from None
         raise UserInputError(
             f"The Hugging Face dataset '{name}' (split '{split}') given as training data could not be loaded "
             f"({type(error).__name__}: {str(error)[:200]}). If this machine is offline or the dataset is private, "

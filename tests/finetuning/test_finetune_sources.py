@@ -3,12 +3,17 @@ input is one clear error that names the file (and line) and the fix."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.errors import NetworkError, UserInputError
+from heretic_tui.core.settings import HubSettings
 from heretic_tui.core.finetuning.sources import KIND_CHAT, KIND_INSTRUCTION, read_sources
 from finetune_helpers import FACTS, chat_rows, write_jsonl, write_pdf
 
@@ -138,3 +143,57 @@ def test_a_hub_dataset_offline_points_at_local_files() -> None:
         read_sources(["hf:nobody/no-such-dataset@train#text"])
     message = str(raised.value)
     assert "nobody/no-such-dataset" in message and "local .jsonl file" in message
+
+
+@pytest.fixture
+def online_hub(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Let huggingface_hub talk to ``endpoint`` (the suite runs offline): the Hub lookup is what is tested."""
+    from huggingface_hub import constants
+
+    def point_at(endpoint: str) -> None:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+
+    return point_at
+
+
+def test_a_hub_that_refuses_connections_is_a_network_error(online_hub: Callable[[str], None]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    online_hub(f"http://127.0.0.1:{port}")
+    with pytest.raises(NetworkError) as raised:
+        read_sources(["hf:someone/facts@train#text"], hub=HubSettings(request_retries=0, connect_timeout=2))
+    message = str(raised.value)
+    assert f"http://127.0.0.1:{port} refused the connection" in message
+    assert "looking up the training dataset someone/facts" in message and "local .jsonl file" in message
+    assert NetworkError.exit_code == 4
+
+
+def test_a_dataset_the_hub_does_not_know_is_bad_input(online_hub: Callable[[str], None]) -> None:
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"error": "Repository not found"}'
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *arguments: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        online_hub(f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(UserInputError) as raised:
+            read_sources(["hf:someone/no-such-facts@train#text"], hub=HubSettings(request_retries=0))
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(raised.value)
+    assert "The Hugging Face dataset 'someone/no-such-facts' given as training data was not found on " in message
+    assert "hf:owner/name@split#column" in message and not isinstance(raised.value, NetworkError)
