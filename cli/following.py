@@ -108,8 +108,8 @@ def follow(handle: JobHandle, on_event: Callable[[Event], None]) -> tuple[int, E
         except KeyboardInterrupt:
             interrupts += 1
             if interrupts == 1:
-                print("cancelling: finishing the trial in flight and saving (Ctrl-C again to stop at once)",
-                      file=sys.stderr, flush=True)
+                print("cancelling: the worker finishes the trial or step in flight and saves (Ctrl-C again to stop "
+                      "at once)", file=sys.stderr, flush=True)
                 handle.request_cancel()
             else:
                 handle.kill()

@@ -13,6 +13,7 @@ import functools
 import importlib
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -55,8 +56,11 @@ def command_modules() -> dict[str, ModuleType]:
 
 
 def command_description(module: ModuleType) -> str:
-    """A command's ``DESCRIPTION`` (a few wrapped lines), or its one-line ``HELP`` as a sentence."""
-    return getattr(module, "DESCRIPTION", None) or module.HELP[0].upper() + module.HELP[1:] + "."
+    """A command's ``DESCRIPTION`` (a few wrapped lines), or its one-line ``HELP`` as a sentence, wrapped."""
+    description = getattr(module, "DESCRIPTION", None)
+    if description:
+        return description
+    return textwrap.fill(module.HELP[0].upper() + module.HELP[1:] + ".", 79)
 
 
 def build_parser(commands: dict[str, ModuleType] | None = None, width: int | None = None) -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,32 @@ def test_headless_commands_load_no_textual(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "LOADED []" in result.stdout
+
+
+def test_a_headless_fine_tune_loads_no_textual(tmp_path: Path) -> None:
+    """A real headless job end to end (start, follow, summary), not only a listing, keeps the UI unimported."""
+    from finetuning.finetune_helpers import FACTS, build_model
+
+    model = build_model(tmp_path / "model")
+    data = tmp_path / "facts.txt"
+    data.write_text(" ".join(FACTS * 6), encoding="utf-8")
+    arguments = ["finetune", "--headless", "--model", str(model), "--data", str(data), "--run-dir",
+                 str(tmp_path / "run"), "--max-steps", "1", "--set", "finetune.chunk_tokens=24", "--set",
+                 "finetune.chunk_overlap=6", "--set", "finetune.knowledge_test_tokens=4"]
+    code = (
+        "import sys\n"
+        "from heretic_tui.cli.main import dispatch\n"
+        f"code = dispatch({arguments!r})\n"
+        "loaded = sorted(name for name in sys.modules if name.split('.')[0] == 'textual' or name.startswith('heretic_tui.tui'))\n"
+        "print('LOADED', loaded)\n"
+        "sys.exit(code or (1 if loaded else 0))\n"
+    )
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env=environment)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    assert "LOADED []" in result.stdout
+    assert (tmp_path / "run" / "report.json").is_file()
 
 
 def test_the_repository_folders_are_not_importable_names(tmp_path: Path) -> None:

@@ -119,11 +119,15 @@ def test_invalid_toml_config_exits_2(tmp_path: Path, tiny_models: dict[str, Path
 
 
 def test_a_folder_that_is_not_a_run_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, error = run_cli(["export", str(tmp_path), "--trial", "0", "--output", str(tmp_path / "out")], capsys)
-    assert code == 2 and "is not a heretic-tui run" in error
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a run\n")
+    code, error = run_cli(["export", str(folder), "--trial", "0", "--output", str(tmp_path / "out")], capsys)
+    assert code == 2 and f"{folder} is not a heretic-tui run: it has no job.json" in error, error
     assert not (tmp_path / "out").exists()
-    code, error = run_cli(["abliterate", "--headless", "--resume", "--run-dir", str(tmp_path)], capsys)
-    assert code == 2 and "is not a heretic-tui run" in error
+    code, error = run_cli(["abliterate", "--headless", "--resume", "--run-dir", str(folder)], capsys)
+    assert code == 2 and f"{folder} is not a heretic-tui run: it has no job.json" in error, error
+    assert sorted(path.name for path in folder.iterdir()) == ["notes.txt"]
 
 
 def test_hub_dataset_offline_points_at_local_files() -> None:
