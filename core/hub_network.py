@@ -334,3 +334,33 @@ def describe_hub_failure(
         text = (f"The connection to the Hugging Face Hub endpoint {endpoint} failed ({where}{tried}: "
                 f"{type(error).__name__}: {reason}) while {action}. Check the network connection and a proxy. {hint}")
     return NetworkError(scrub_secrets(text, secrets))
+
+
+def raise_if_hub_failure(error: BaseException, action: str, *, endpoint: str | None = None,
+                         settings: HubSettings | None = None) -> None:
+    """Raise the paragraph for ``error`` when the Hub or the network is behind it; otherwise return.
+
+    For callers that reach the Hub through another library (transformers' ``from_pretrained`` of a hub id,
+    datasets): their exceptions wrap huggingface_hub's, and a user needs exit 4 and "the Hub refused the
+    connection", not exit 2 and a library's message about missing files.
+    """
+    cause = network_cause(error)
+    if cause is None:
+        return
+    from huggingface_hub import constants
+
+    raise describe_hub_failure(cause, action, endpoint=endpoint or _origin(cause) or constants.ENDPOINT,
+                               settings=settings or HubSettings()) from None
+
+
+def _origin(error: BaseException) -> str | None:
+    """``https://huggingface.co`` of the request that failed, when the error knows its request."""
+    response = getattr(error, "response", None)
+    try:
+        request = response.request if response is not None else getattr(error, "request", None)
+    except RuntimeError:
+        return None
+    if request is None:
+        return None
+    url = request.url
+    return f"{url.scheme}://{url.netloc.decode('ascii')}"

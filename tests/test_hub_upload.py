@@ -669,3 +669,4 @@ def test_ctrl_c_while_the_command_waits_for_the_hub_is_a_clean_cancel(
         listener.close()
     assert code == 130 and accepted, err
     assert "cancelled before the upload started" in err and "Traceback" not in err and TOKEN not in out + err
+

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.hub_network import raise_if_hub_failure
 from heretic_tui.core.models.references import is_hub_id_shape
 from heretic_tui.core.settings import ModelSettings
 
@@ -108,6 +109,7 @@ def load_config(location: str, settings: ModelSettings) -> Any:
         return AutoConfig.from_pretrained(location, revision=settings.revision or None,
                                           trust_remote_code=settings.trust_remote_code)
     except Exception as error:
+        raise_if_hub_failure(error, f"loading the config of {location}")
         raise UserInputError(
             f"The config of {location} could not be loaded ({type(error).__name__}: {str(error)[:300]}). Check that "
             "the folder or hub id is right and holds config.json, and that the machine is online for hub ids."
@@ -122,6 +124,7 @@ def load_tokenizer(location: str, settings: ModelSettings) -> Any:
             location, revision=settings.revision or None, trust_remote_code=settings.trust_remote_code
         )
     except Exception as error:
+        raise_if_hub_failure(error, f"loading the tokenizer of {location}")
         raise UserInputError(
             f"The tokenizer of {location} could not be loaded ({type(error).__name__}: {str(error)[:300]}). "
             "Check that the folder or hub id is right and complete (tokenizer.json or tokenizer.model), and that "
@@ -189,6 +192,7 @@ def load_model(
                 quantization_config=quantization,
             )
         except (OSError, ValueError) as error:
+            raise_if_hub_failure(error, f"downloading the weights of {location}")
             if "does not appear to have" in str(error) or "no file named" in str(error).lower():
                 raise UserInputError(
                     f"The model folder {location} has no weights ({str(error)[:200]}). Give a complete model folder."

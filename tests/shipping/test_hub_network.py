@@ -56,3 +56,26 @@ def test_other_failures_are_not_the_networks() -> None:
 
     with pytest.raises(KeyError):
         hub_call("doing x", bug, endpoint="http://hub.test", settings=HubSettings(), sleep=lambda seconds: None)
+
+
+def test_a_library_error_wrapping_a_hub_failure_becomes_the_paragraph() -> None:
+    """transformers raises OSError("We couldn't connect ...") from huggingface_hub's error from httpx2's."""
+    from heretic_tui.core.hub_network import raise_if_hub_failure
+
+    request = httpx2.Request("GET", "https://hub.example:8443/api/models/someone/model/revision/main?x=1")
+    try:
+        try:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except ConnectionRefusedError as refused:
+                raise httpx2.ConnectError("[Errno 111] Connection refused", request=request) from refused
+        except httpx2.ConnectError as connect:
+            raise OSError("We couldn't connect to 'https://hub.example:8443' to load the files") from connect
+    except OSError as wrapped:
+        with pytest.raises(NetworkError) as caught:
+            raise_if_hub_failure(wrapped, "loading the tokenizer of someone/model")
+    message = str(caught.value)
+    assert message.startswith("The Hugging Face Hub endpoint https://hub.example:8443 refused the connection (GET "
+                              "https://hub.example:8443/api/models/someone/model/revision/main) while loading the "
+                              "tokenizer of someone/model")
+    raise_if_hub_failure(OSError("no file named config.json"), "loading")  # not the network's: nothing raised
