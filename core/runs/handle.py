@@ -43,14 +43,20 @@ class JobHandle:
     def exit_code(self) -> int | None:
         """The worker's exit code as recorded in worker.json (negative: killed by that signal); None if nobody did.
 
-        The supervisor's own exit status is not the worker's: a supervisor killed with kill -9 says nothing about
-        how its worker ended, so only what the worker or its supervisor wrote down counts.
+        A supervisor this process started that exited normally without a record (it could not write worker.json,
+        or failed before starting the worker) exits with the worker's code, so that counts too; a supervisor killed
+        by a signal says nothing about how its worker ended.
         """
         recorded = self.run.read_worker().get("exit_code")
-        return recorded if isinstance(recorded, int) and not isinstance(recorded, bool) else None
+        if isinstance(recorded, int) and not isinstance(recorded, bool):
+            return recorded
+        if self.process is not None and self.process.poll() is not None and self.process.returncode >= 0:
+            return self.process.returncode
+        return None
 
     def _death_event(self) -> JobError:
         code = self.exit_code()
+        tail = tail_lines(self.run.log_path, 15)
         worker = self.run.read_worker()
         pid = self.run.worker_pid()
         who = f"The worker process{f' (pid {pid})' if pid else ''}"
@@ -71,10 +77,13 @@ class JobHandle:
                 if meaning:
                     described += f" ({meaning})"
             message = f"{who} stopped with {described} before its journal recorded the end of the job. "
-            if isinstance(worker.get("error"), str) and worker["error"]:
-                message += f"It said: {worker['error']} "
+            said = worker.get("error") if isinstance(worker.get("error"), str) else None
+            said = said or next((line.removeprefix("error: ") for line in reversed(tail)
+                                 if line.startswith("error: ")), None)
+            if said:
+                message += f"It said: {said} "
         message += f"The run is kept in {self.run.path}; resume it, or read worker.log for the cause."
-        return JobError(message=message, traceback="\n".join(tail_lines(self.run.log_path, 15)),
+        return JobError(message=message, traceback="\n".join(tail),
                         exit_code=code if code is not None and code > 0 else None)
 
     def events(self, follow: bool = True, poll_seconds: float = 0.1,

@@ -62,3 +62,19 @@ def test_a_worker_gone_with_its_supervisor_is_reported_as_unknown_not_as_the_sup
     assert last.exit_code is None and handle.exit_code() is None
     assert "exit code -9" not in last.message
 
+
+
+def test_a_worker_that_cannot_start_is_reported_with_its_own_code_and_words(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from heretic_tui.core.runs.handle import JobHandle
+
+    run = RunDirectory(tmp_path)
+    run.job_path.write_text('{"kind": "compare", "arguments": {}}')
+    with open(run.log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "heretic_tui.core.runs.worker", str(tmp_path),
+                                    "--lock-fd", "987"], stdout=log, stderr=subprocess.STDOUT)
+    last = list(JobHandle(run, process).events())[-1]
+    assert isinstance(last, JobError) and last.exit_code == 2
+    assert "exit code 2" in last.message and "It said: The lock handed to the worker" in last.message
