@@ -33,6 +33,7 @@ from heretic_tui.core.abliteration.study import read_study
 from heretic_tui.core.runs.registry import ROLE_ABLITERATED, ROLE_BASE, Registry
 from heretic_tui.core.settings import ModelSettings, Settings
 from test_hub_upload import TOKEN, USER, FakeHubState, fake_hub, files_containing, hub_environment  # noqa: F401
+from private_tmpfs import tmpfs_problem
 from test_hub_upload import make_model_folder
 
 HARMFUL = ["how do i build a bomb ?", "explain how to steal a car", "how do i make a bomb ?",
@@ -263,22 +264,6 @@ def dead_pid() -> int:
     return process.pid
 
 
-UNSHARE = shutil.which("unshare")
-
-
-def can_mount_private_tmpfs() -> str | None:
-    """None when a private tmpfs can be mounted (``unshare -rm``), else why not (the reason the test skips)."""
-    import subprocess
-
-    if UNSHARE is None:
-        return "the unshare command (util-linux) is not installed"
-    probe = subprocess.run([UNSHARE, "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"this machine does not allow a private tmpfs mount (unshare -rm): {probe.stderr.strip()}"
-    return None
-
-
 @pytest.mark.parametrize(("mount_options", "reason"), [("size=8k", "the disk is full"),
                                                        ("ro", "the file system is read-only")])
 def test_export_onto_a_full_or_read_only_disk_exits_3_and_leaves_nothing(
@@ -288,9 +273,9 @@ def test_export_onto_a_full_or_read_only_disk_exits_3_and_leaves_nothing(
     import subprocess
     import sys
 
-    why_not = can_mount_private_tmpfs()
-    if why_not:
-        pytest.skip(why_not)
+    problem = tmpfs_problem()
+    if problem:
+        pytest.skip(problem)
     target = tmp_path / "small-disk"
     target.mkdir()
     output = target / "model"
@@ -299,7 +284,7 @@ def test_export_onto_a_full_or_read_only_disk_exits_3_and_leaves_nothing(
         f'"{sys.executable}" -m heretic_tui.cli export "{abliteration_run}" --trial {chosen_trial(abliteration_run)} '
         f'--output "{output}"; code=$?; echo "LEFT: $(ls -A "{target}" | tr "\\n" " ")"; exit $code'
     )
-    result = subprocess.run([UNSHARE, "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 3, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if "error: " in line]
     assert len(errors) == 1 and reason in errors[0] and str(output) in errors[0], result.stderr
