@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from heretic_tui.cli.main import main
 from heretic_tui.core.abliteration.prompts import load_prompts
+from heretic_tui.core.errors import UserInputError
 
 
 def run_cli(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -105,7 +107,7 @@ def test_bad_abliterate_input_exits_2_with_a_clear_message(
     assert code == 2, error
     assert error.startswith("error: ") and "Traceback" not in error
     assert len(error.strip().splitlines()) == 1
-    assert pytest.importorskip("re").search(pattern, error), error
+    assert re.search(pattern, error), error
     assert runs_written(isolated_home) == []
 
 
@@ -131,8 +133,10 @@ def test_a_folder_that_is_not_a_run_is_rejected(tmp_path: Path, capsys: pytest.C
 
 
 def test_hub_dataset_offline_points_at_local_files() -> None:
-    with pytest.raises(Exception, match=r"could not be loaded.*point the setting at a local file"):
+    with pytest.raises(UserInputError, match=r"'someone/unreachable-dataset' \(split 'train'\) could not be "
+                                             r"loaded.*point the setting at a local file") as raised:
         load_prompts("hf:someone/unreachable-dataset@train#text")
+    assert raised.value.exit_code == 2 and "\n" not in str(raised.value)
 
 
 def test_table_and_builtin_sources_load(prompt_files: dict[str, Path]) -> None:

@@ -101,6 +101,28 @@ def test_prepared_data_previews_through_the_chat_template(tiny_model: Path, toke
     prepared.save(tmp_path / "data")
     reloaded = type(prepared).load(tmp_path / "data")
     assert (reloaded.mode, reloaded.train, reloaded.validation) == (prepared.mode, prepared.train, prepared.validation)
+    assert sorted(path.name for path in (tmp_path / "data").iterdir()) == ["summary.json", "train.jsonl",
+                                                                         "validation.jsonl"]
+
+
+def test_prepared_data_that_was_cut_short_or_damaged_is_prepared_again(tiny_model: Path, tokenizer,
+                                                                        tmp_path: Path) -> None:
+    """A resume trusts data/ only when it reads back whole; otherwise the sources are read again (None)."""
+    path = write_jsonl(tmp_path / "chat.jsonl", chat_rows())
+    prepared = prepare_data(finetune_settings(tiny_model, [str(path)]).finetune, tokenizer, (24, 6))
+    folder = tmp_path / "data"
+    prepared.save(folder)
+    train = folder / "train.jsonl"
+    train.write_text(train.read_text()[:-20], encoding="utf-8")
+    assert type(prepared).load(folder) is None
+    prepared.save(folder)
+    train.write_text('"a string, not an example"\n', encoding="utf-8")
+    assert type(prepared).load(folder) is None
+    prepared.save(folder)
+    (folder / "summary.json").write_text('{"mode": "ch', encoding="utf-8")
+    assert type(prepared).load(folder) is None
+    (folder / "summary.json").unlink()
+    assert type(prepared).load(folder) is None
 
 
 def test_our_assistant_mask_matches_trls_on_a_marked_template(tiny_model: Path, marked_model: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from heretic_tui.core.runs.events import LogLine, Metrics, TrainingStep
+from heretic_tui.core.runs.events import JobWarning, LogLine, Metrics, TrainingStep
 from heretic_tui.core.finetuning.job import run
 from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.runs.worker import JobContext
@@ -107,6 +107,7 @@ def test_a_run_stopped_after_training_finishes_from_its_final_checkpoint(tiny_mo
     settings = finetune_settings(tiny_model, [str(documents)], max_steps=8, checkpoint_steps=4)
     first, run_directory = run_in_process(settings, tmp_path)
     run_directory.report_path.unlink()
+    (run_directory.path / "state.json").write_text('{"before": {"eval_loss": 4.', encoding="utf-8")
     context = JobContext(run_directory, settings, {"resume": True})
     try:
         second = run(context)
@@ -114,8 +115,11 @@ def test_a_run_stopped_after_training_finishes_from_its_final_checkpoint(tiny_mo
         context.close()
     report = run_directory.read_report()
     assert report["resumed_from"] == "checkpoint-8" and report["steps"] == 8
-    assert second["eval_loss_before"] == first["eval_loss_before"]
+    assert second["eval_loss_before"] == pytest.approx(first["eval_loss_before"])
     assert second["eval_loss_after"] == pytest.approx(first["eval_loss_after"])
+    warnings = [item.message for item in run_directory.read_events() if isinstance(item, JobWarning)]
+    assert "state.json could not be read back (damaged or empty); the model is measured again before training" \
+        in warnings
 
 
 def test_resuming_a_finished_run_mid_epoch_trains_no_extra_step(tiny_model: Path, tmp_path: Path) -> None:
