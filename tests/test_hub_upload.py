@@ -670,3 +670,21 @@ def test_ctrl_c_while_the_command_waits_for_the_hub_is_a_clean_cancel(
     assert code == 130 and accepted, err
     assert "cancelled before the upload started" in err and "Traceback" not in err and TOKEN not in out + err
 
+
+
+def test_a_read_only_folder_still_gets_its_model_card_on_the_hub(
+    fake_hub: FakeHubState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The card cannot be written into the folder (a read-only mount of a model): it is sent from memory."""
+    from heretic_tui.core.errors import StorageError
+    from heretic_tui.core.shipping import hub
+
+    def read_only(folder: Path, *arguments: Any, **options: Any) -> Path:
+        raise StorageError(f"Could not write {folder}: the file system is read-only.")
+
+    monkeypatch.setattr(hub, "write_model_card", read_only)
+    folder = make_model_folder(tmp_path)
+    upload_model_folder(folder, f"{USER}/read-only", token=TOKEN, endpoint=fake_hub.base_url)
+    assert not (folder / "README.md").exists()
+    sent = fake_hub.repos[f"{USER}/read-only"].files["README.md"].decode()
+    assert ModelCard(sent).data.base_model == "Qwen/Qwen2.5-0.5B-Instruct" and "trial 12" in sent
