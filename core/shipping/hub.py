@@ -28,6 +28,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, RepoFile
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
+from rich.filesize import decimal
 
 from heretic_tui.core.errors import StorageError, UserInputError
 from heretic_tui.core.hub_network import LOGIN_HELP, TOKEN_SETTINGS_URL, configure_hub_client, hub_call
@@ -384,7 +385,7 @@ def upload_model_folder(
         remote = call(f"listing the files already in {repo}", lambda: _remote_files(api, repo, files, token))
     operations: list[CommitOperationAdd] = []
     done = 0
-    with observer.phase("upload", len(files), f"sending {len(files)} files ({total} bytes) to {repo}") as progress:
+    with observer.phase("upload", len(files), f"sending {len(files)} files ({decimal(total)}) to {repo}") as progress:
         for number, name in enumerate(files, 1):
             local: Path | bytes = card if name == MODEL_CARD_FILE and card is not None else folder / name
             if _already_uploaded(local, remote.get(name)):
