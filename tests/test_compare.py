@@ -16,6 +16,8 @@ from heretic_tui.core.shipping.compare import (
     KIND_ADAPTER,
     KIND_MODEL,
     KL_NOT_COMPARABLE,
+    ModelResult,
+    comparison_document,
     comparison_kind,
     render_markdown,
     start_compare,
@@ -138,18 +140,13 @@ def test_tokenizer_fingerprints(tiny_models: dict[str, Path], tmp_path: Path) ->
 
 
 def test_markdown_keeps_every_answer_in_its_cell() -> None:
-    document = {
-        "prompts_source": "builtin:harmful@test",
-        "held_out_source": "builtin",
-        "max_new_tokens": 8,
-        "models": [
-            {"label": "base", "refusals": 1, "total": 1, "kl_vs_first": 0.0, "perplexity": 12.345},
-            {"label": "a|b", "refusals": 0, "total": 1, "kl_vs_first": None, "perplexity": None},
-        ],
-        "answers": [{"prompt": "two\nlines", "responses": [{"text": "I can't | won't", "refused": True},
-                                                            {"text": "", "refused": True}]}],
-        "notes": ["a note"],
-    }
+    """The document is the one the job writes (comparison_document), with answers that would break a table."""
+    results = [
+        ModelResult("base", "base", KIND_MODEL, "float32", 1, 1, 0.0, 12.345, "f1", None, [("I can't | won't", True)]),
+        ModelResult("/x/a|b", "a|b", KIND_ADAPTER, "float32", 0, 1, None, None, "f2", KL_NOT_COMPARABLE, [("", True)]),
+    ]
+    document = comparison_document(results, ["two\nlines"], "builtin:harmful@test", "builtin", 8, "Be helpful.")
+    assert document["notes"][-1] == f"a|b: {KL_NOT_COMPARABLE}"
     markdown = render_markdown(document)
     assert "| 1 | base | 1/1 | 0 (reference) | 12.35 |" in markdown
     assert "| 2 | a\\|b | 0/1 | n/a (different tokenizer) | n/a |" in markdown
