@@ -110,13 +110,14 @@ def fake_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     builds: list[Path] = []
 
-    def build(folder: Path, report: demo.ProgressReport | None = None) -> None:
+    def build(recipe: demo.ToyModelRecipe, folder: Path, report: demo.ProgressReport | None = None) -> None:
+        assert recipe == demo.DEMO_RECIPE
         builds.append(folder)
         if report is not None:
             report("base training", 1, 1)
         (folder / demo.BUILD_MARKER_FILE).write_text("{}", encoding="utf-8")
 
-    monkeypatch.setattr(demo, "build_demo_model", build)
+    monkeypatch.setattr(demo, "build_toy_model", build)
     return builds
 
 
@@ -153,11 +154,11 @@ def test_concurrent_callers_build_once(fake_builder: list[Path]) -> None:
 def test_failed_build_leaves_nothing_that_looks_complete(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
 
-    def broken_build(folder: Path, report: demo.ProgressReport | None = None) -> None:
+    def broken_build(recipe: demo.ToyModelRecipe, folder: Path, report: demo.ProgressReport | None = None) -> None:
         (folder / "config.json").write_text("{}", encoding="utf-8")
         raise RuntimeError("killed half-way")
 
-    monkeypatch.setattr(demo, "build_demo_model", broken_build)
+    monkeypatch.setattr(demo, "build_toy_model", broken_build)
     with pytest.raises(RuntimeError):
         demo.ensure_demo_model()
     path = demo.demo_model_path()

@@ -22,8 +22,7 @@ atomically.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import dataclasses
 import json
 import math
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import platformdirs
+from filelock import FileLock
 
 from heretic_tui.core.abliteration.builtin_prompts import (
     HARMFUL_TASKS,
@@ -139,34 +139,66 @@ class TrainingStage:
     learning_rate: float
 
 
-BASE_TRAINING = TrainingStage("base training", epochs=12, learning_rate=3e-3)
-ALIGNMENT = TrainingStage("alignment", epochs=6, learning_rate=1e-3)
 BATCH_SIZE = 32
 SEED = 1234
 MAXIMUM_TORCH_THREADS = 4
 """The model is tiny: beyond a few threads, synchronisation costs more than the extra cores give."""
 
 
+@dataclass(frozen=True)
+class ToyModelRecipe:
+    """Everything that decides a toy chat model's weights; the demo model is one, tests and benchmarks add others.
+
+    ``name`` and ``version`` make the cache folder's name: bump the version whenever the recipe or the code behind
+    it changes, so old builds are not reused. ``aligned_layers`` is how many of the last decoder layers alignment
+    may change (None: every weight); a model aligned in its last layer only refuses there and nowhere else.
+    """
+
+    name: str
+    version: int
+    layers: int = 4
+    hidden_size: int = 96
+    intermediate_size: int = 256
+    attention_heads: int = 4
+    seed: int = SEED
+    base_training: TrainingStage = TrainingStage("base training", epochs=12, learning_rate=3e-3)
+    alignment: TrainingStage = TrainingStage("alignment", epochs=6, learning_rate=1e-3)
+    aligned_layers: int | None = None
+
+
+DEMO_RECIPE = ToyModelRecipe("demo-model", DEMO_RECIPE_VERSION)
+
+
+def toy_model_path(recipe: ToyModelRecipe) -> Path:
+    """Where a toy model lives once built (the user cache folder; ``XDG_CACHE_HOME`` moves it on Linux)."""
+    return Path(platformdirs.user_cache_dir("heretic-tui")) / f"{recipe.name}-v{recipe.version}"
+
+
 def demo_model_path() -> Path:
-    """Where the demo model lives once built (the user cache folder; ``XDG_CACHE_HOME`` moves it on Linux)."""
-    return Path(platformdirs.user_cache_dir("heretic-tui")) / f"demo-model-v{DEMO_RECIPE_VERSION}"
+    return toy_model_path(DEMO_RECIPE)
 
 
 def is_demo_model_built(path: Path) -> bool:
+    """Whether ``path`` holds a finished build (of the demo model or any other toy model)."""
     return (path / BUILD_MARKER_FILE).is_file()
 
 
 def ensure_demo_model(report: ProgressReport | None = None) -> Path:
-    """Return the demo model folder, building it first if needed (about a minute on two CPU cores).
+    """Return the demo model folder, building it first if needed (about a minute on two CPU cores)."""
+    return ensure_toy_model(DEMO_RECIPE, report)
+
+
+def ensure_toy_model(recipe: ToyModelRecipe, report: ProgressReport | None = None) -> Path:
+    """Return the toy model's folder, building it first if needed.
 
     Two processes asking at once build it only once: the second waits on the lock and then finds it built. A build
     that is killed leaves only a hidden temporary folder, which the next build removes.
     """
-    path = demo_model_path()
+    path = toy_model_path(recipe)
     if is_demo_model_built(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(path.parent / f".{path.name}.lock"):
+    with FileLock(path.parent / f".{path.name}.lock"):
         if is_demo_model_built(path):
             return path
         for leftover in path.parent.glob(f".{path.name}-building-*"):
@@ -174,7 +206,7 @@ def ensure_demo_model(report: ProgressReport | None = None) -> Path:
         building = Path(tempfile.mkdtemp(prefix=f".{path.name}-building-", dir=path.parent))
         try:
             building.chmod(0o755)
-            build_demo_model(building, report)
+            build_toy_model(recipe, building, report)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(building, path)
@@ -182,16 +214,6 @@ def ensure_demo_model(report: ProgressReport | None = None) -> Path:
             shutil.rmtree(building, ignore_errors=True)
             raise
     return path
-
-
-@contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a+") as lock_file:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
 def helpful_response(prompt: TemplatedPrompt) -> str:
@@ -227,8 +249,8 @@ def refusal_response(prompt: TemplatedPrompt) -> str:
     return REFUSAL_RESPONSES[prompt.template_number % len(REFUSAL_RESPONSES)]
 
 
-def build_demo_model(folder: Path, report: ProgressReport | None = None) -> None:
-    """Train the demo model from scratch and save it into ``folder`` (which must exist).
+def build_toy_model(recipe: ToyModelRecipe, folder: Path, report: ProgressReport | None = None) -> None:
+    """Train a toy model from scratch and save it into ``folder`` (which must exist).
 
     Seeded and without machine-dependent randomness: the same machine and library versions give the same weights;
     other CPUs may differ in the last float bits, which the recipe is robust to (it was checked over seeds).
@@ -240,8 +262,8 @@ def build_demo_model(folder: Path, report: ProgressReport | None = None) -> None
     torch.set_num_threads(_training_threads())
     try:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(SEED)
-            _build(folder, report)
+            torch.manual_seed(recipe.seed)
+            _build(recipe, folder, report)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -264,7 +286,7 @@ def _ignore_report(stage: str, completed: int, total: int) -> None:
     """Progress goes nowhere when nobody asked for it."""
 
 
-def _build(folder: Path, report: ProgressReport) -> None:
+def _build(recipe: ToyModelRecipe, folder: Path, report: ProgressReport) -> None:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -275,11 +297,11 @@ def _build(folder: Path, report: ProgressReport) -> None:
     pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=96,
-        intermediate_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.attention_heads,
+        num_key_value_heads=recipe.attention_heads,
         max_position_embeddings=256,
         rms_norm_eps=1e-5,
         tie_word_embeddings=False,
@@ -293,13 +315,17 @@ def _build(folder: Path, report: ProgressReport) -> None:
     answered = [(prompt, helpful_response(prompt)) for prompt in harmless] + mention_examples()
     base_examples = [(prompt, helpful_response(prompt)) for prompt in harmful] + answered
     aligned_examples = [(prompt, refusal_response(prompt)) for prompt in harmful] + answered
-    generator = torch.Generator().manual_seed(SEED)
-    for stage, examples in ((BASE_TRAINING, base_examples), (ALIGNMENT, aligned_examples)):
+    generator = torch.Generator().manual_seed(recipe.seed)
+    for stage, examples in ((recipe.base_training, base_examples), (recipe.alignment, aligned_examples)):
         sequences = [
             _training_sequence(tokenizer, number, prompt, response)
             for number, (prompt, response) in enumerate(examples)
         ]
-        _train(model, sequences, stage, pad_id, generator, report)
+        trained = None
+        if stage is recipe.alignment and recipe.aligned_layers is not None:
+            trained = [parameter for layer in model.model.layers[-recipe.aligned_layers:]
+                       for parameter in layer.parameters()]
+        _train(model, sequences, stage, pad_id, generator, report, trained)
 
     model.eval()
     model.generation_config = GenerationConfig(
@@ -308,7 +334,8 @@ def _build(folder: Path, report: ProgressReport) -> None:
     report("saving", 0, 1)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    marker = {"recipe_version": DEMO_RECIPE_VERSION, "seed": SEED, "system_prompt": DEMO_SYSTEM_PROMPT}
+    marker = {"recipe_version": recipe.version, "recipe": dataclasses.asdict(recipe), "seed": recipe.seed,
+              "system_prompt": DEMO_SYSTEM_PROMPT}
     (folder / BUILD_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     report("saving", 1, 1)
 
@@ -336,12 +363,20 @@ def _train(
     pad_id: int,
     generator: torch.Generator,
     report: ProgressReport,
+    trained: Sequence[torch.nn.Parameter] | None = None,
 ) -> None:
-    """AdamW with a short warm-up and a cosine decay. Right padding needs no attention mask under causal attention."""
+    """AdamW with a short warm-up and a cosine decay. Right padding needs no attention mask under causal attention.
+
+    ``trained`` limits the update to those parameters (the others are frozen for the stage); None trains them all.
+    """
     import torch
 
+    parameters = list(model.parameters()) if trained is None else list(trained)
+    chosen = {id(parameter) for parameter in parameters}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in chosen)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=stage.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
+    optimizer = torch.optim.AdamW(parameters, lr=stage.learning_rate, betas=(0.9, 0.98), weight_decay=0.01)
     steps_per_epoch = math.ceil(len(sequences) / BATCH_SIZE)
     total_steps = stage.epochs * steps_per_epoch
     warmup_steps = max(1, total_steps // 20)
@@ -367,12 +402,14 @@ def _train(
                 labels[row, response_start: len(ids)] = torch.tensor(ids[response_start:])
             loss = model(input_ids=input_ids, labels=labels).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             report(stage.name, step, total_steps)
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
     model.eval()
 
 
