@@ -132,6 +132,8 @@ def prepare_run(
     holds the lock that makes sure of it).
     """
     if not resume:
+        if run_dir is not None and (existing := RunDirectory(Path(run_dir).expanduser().resolve())).worker_alive():
+            raise UserInputError(held_message(existing))
         preflight(settings)
         return RunDirectory.create(runs_root(settings), settings.model.model, exact=run_dir)
     if run_dir is None:

@@ -119,7 +119,7 @@ def test_two_resumes_started_together_run_once_and_the_other_exits_2_naming_the_
     assert len(started) == 4, "one session per round plus the first run, never two at once"
 
 
-def test_a_resume_of_a_live_run_is_refused_before_it_writes_anything(tmp_path: Path) -> None:
+def test_a_resume_or_a_new_start_on_a_live_run_is_refused_before_it_writes_anything(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     made = demo_abliteration(run_dir, tmp_path, trials=2)
     assert made.returncode == 0, made.stderr[-3000:]
@@ -139,6 +139,11 @@ def test_a_resume_of_a_live_run_is_refused_before_it_writes_anything(tmp_path: P
                                 cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300)
         assert second.returncode == 2, second.stderr
         assert re.search(r"worker pid \d+", second.stderr) and "heretic-tui attach" in second.stderr
+        fresh = subprocess.run([sys.executable, "-m", "heretic_tui.cli", "abliterate", "--headless", "--model", "demo",
+                                "--run-dir", str(run_dir), "--trials", "5"],
+                               cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300)
+        assert fresh.returncode == 2, fresh.stderr
+        assert re.search(r"worker pid \d+", fresh.stderr) and "heretic-tui attach" in fresh.stderr, fresh.stderr
         assert (run.job_path.read_bytes(), run.config_path.read_bytes(), run.worker_path.read_bytes()) == (
             job_before, config_before, worker_before)
     finally:
