@@ -25,6 +25,7 @@ from heretic_tui.core.models.browser import (
     model_setting_for,
 )
 from heretic_tui.core.models.chat import ChatError, ChatModel, ChatSession
+from heretic_tui.core.models.references import KIND_DEMO, KIND_HUB, ModelReference, parse_model_reference
 from heretic_tui.core.runs.handle import JobHandle, attach
 from heretic_tui.core.runs.job_kinds import JOB_KINDS, JobKind, job_kind, start_job_of_kind
 from heretic_tui.core.runs.journal import tail_lines
@@ -32,6 +33,7 @@ from heretic_tui.core.runs.lifecycle import delete_run
 from heretic_tui.core.runs.registry import STATUS_MISSING, ModelRecord, Registry, RunRecord
 from heretic_tui.core.runs.run_directory import (
     STATUS_CANCELLED,
+    STATUS_DAMAGED,
     STATUS_FAILED,
     STATUS_FINISHED,
     STATUS_RUNNING,
@@ -54,9 +56,12 @@ __all__ = [
     "DEMO_DEFAULTS",
     "HUB_PREFIX",
     "JOB_KINDS",
+    "KIND_DEMO",
+    "KIND_HUB",
     "MODEL_CARD_FILE",
     "PUBLIC_DEFAULTS",
     "STATUS_CANCELLED",
+    "STATUS_DAMAGED",
     "STATUS_FAILED",
     "STATUS_FINISHED",
     "STATUS_MISSING",
@@ -67,6 +72,7 @@ __all__ = [
     "JobHandle",
     "JobKind",
     "ModelInfo",
+    "ModelReference",
     "ModelRecord",
     "Registry",
     "RunDirectory",
@@ -80,6 +86,7 @@ __all__ = [
     "job_kind",
     "list_runs",
     "model_setting_for",
+    "parse_model_reference",
     "resolve_token",
     "runs_root",
     "start_compare",

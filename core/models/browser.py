@@ -1,23 +1,24 @@
 """Finding the models already on this machine and describing them without loading a single weight.
 
 A GPU box collects models in three places: the Hugging Face cache, folders the user keeps models in
-(``output.model_directories``) and the exports of earlier runs. The browser lists all of them with what a person
-needs to pick one (architecture, parameter count, dtype, size, whether it has a chat template). Parameter counts
-and dtypes come from the safetensors headers (a few kilobytes per shard), never from loading tensors, so a scan
-of a cache holding hundreds of gigabytes stays a matter of milliseconds per model.
+(``output.model_directories``) and the outputs of earlier runs (merged exports, LoRA adapters of a trial or a
+fine-tune). The browser lists all of them with what a person needs to pick one (architecture, parameter count,
+dtype, size, whether it has a chat template; for an adapter, the base model it goes on). Parameter counts and
+dtypes come from the safetensors headers (``safetensors.safe_open`` reads only the header of each shard), never
+from loading tensors, so a scan of a cache holding hundreds of gigabytes stays a matter of milliseconds per model.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from safetensors import SafetensorError, safe_open
 
 from heretic_tui.core.atomic_files import read_json_object
 from heretic_tui.core.runs.run_directory import list_runs, runs_root
@@ -27,6 +28,10 @@ SOURCE_HUB_CACHE = "hf cache"
 SOURCE_FOLDER = "folder"
 SOURCE_RUN = "run output"
 SOURCE_DEMO = "built-in"
+ADAPTER_CONFIG = "adapter_config.json"
+TRAINER_CHECKPOINT_PREFIX = "checkpoint-"
+"""Trainer checkpoints (``checkpoint-120``) hold an adapter too, but they are a run's resume points, not outputs;
+hidden folders are half-written exports (``.partial-PID``)."""
 
 SAFETENSORS_DTYPES: dict[str, str] = {
     "BF16": "bfloat16",
@@ -42,7 +47,6 @@ SAFETENSORS_DTYPES: dict[str, str] = {
     "I64": "int64",
     "BOOL": "bool",
 }
-LARGEST_HEADER_BYTES = 100 * 1024 * 1024
 RUN_OUTPUT_DEPTH = 3
 MODEL_DIRECTORY_DEPTH = 2
 
@@ -63,11 +67,26 @@ class ModelInfo:
     modified: float
     has_weights: bool
     quantization: str | None = None
+    base_model: str | None = None
+    """For a LoRA (or other PEFT) adapter: the model it is loaded on top of, as its adapter_config.json names it."""
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.base_model is not None
 
 
 def is_model_folder(path: Path) -> bool:
     """A Hugging Face model folder is recognised by its config.json, the same rule the loader uses."""
     return (path / "config.json").is_file()
+
+
+def is_adapter_folder(path: Path) -> bool:
+    """A PEFT adapter folder (what a LoRA export or a fine-tune writes) has adapter_config.json instead."""
+    return (path / ADAPTER_CONFIG).is_file() and not is_model_folder(path)
+
+
+def is_listed_folder(path: Path) -> bool:
+    return is_model_folder(path) or is_adapter_folder(path)
 
 
 def hub_cache_directory() -> Path:
@@ -83,18 +102,6 @@ def hub_cache_directory() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of one safetensors file: tensor names with dtype and shape (no tensor data is read)."""
-    with open(path, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) != 8:
-            raise ValueError(f"{path} is too short to be a safetensors file")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > LARGEST_HEADER_BYTES:
-            raise ValueError(f"{path} declares a {length}-byte header, which is not a safetensors file")
-        return json.loads(handle.read(length))
-
-
 def _weight_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors"))
 
@@ -108,13 +115,13 @@ def count_parameters(folder: Path) -> tuple[int | None, str | None]:
     by_dtype: Counter[str] = Counter()
     try:
         for file in files:
-            for name, entry in read_safetensors_header(file).items():
-                if name == "__metadata__" or not isinstance(entry, dict):
-                    continue
-                count = math.prod(entry.get("shape") or [1])
-                total += count
-                by_dtype[entry.get("dtype", "?")] += count
-    except (OSError, ValueError):
+            with safe_open(str(file), framework="numpy") as shard:
+                for name in shard.keys():
+                    tensor = shard.get_slice(name)
+                    count = math.prod(tensor.get_shape())
+                    total += count
+                    by_dtype[tensor.get_dtype()] += count
+    except (OSError, SafetensorError):
         return None, None
     if not by_dtype:
         return 0, None
@@ -145,8 +152,11 @@ def folder_size_and_modified(folder: Path) -> tuple[int, float]:
 
 
 def describe_model(folder: Path, name: str | None = None, source: str = SOURCE_FOLDER) -> ModelInfo:
-    """Everything the browser shows about one model folder; missing metadata becomes None, never an error."""
+    """Everything the browser shows about one model or adapter folder; missing metadata becomes None, never an
+    error."""
     folder = Path(folder)
+    if is_adapter_folder(folder):
+        return describe_adapter(folder, name, source)
     config = read_json_object(folder / "config.json")
     architectures = config.get("architectures") or []
     parameters, dtype = count_parameters(folder)
@@ -172,6 +182,30 @@ def describe_model(folder: Path, name: str | None = None, source: str = SOURCE_F
     )
 
 
+def describe_adapter(folder: Path, name: str | None = None, source: str = SOURCE_FOLDER) -> ModelInfo:
+    """An adapter: its kind (LoRA rank), the base model it belongs to, and its own (small) weights."""
+    config = read_json_object(folder / ADAPTER_CONFIG)
+    peft_type = str(config.get("peft_type") or "PEFT")
+    rank = config.get("r")
+    kind = f"{peft_type} adapter" + (f", rank {rank}" if isinstance(rank, int) else "")
+    parameters, dtype = count_parameters(folder)
+    size, modified = folder_size_and_modified(folder)
+    return ModelInfo(
+        name=name or folder.name,
+        path=folder,
+        source=source,
+        architecture=kind,
+        model_type=str(config["task_type"]) if config.get("task_type") else None,
+        parameter_count=parameters,
+        dtype=dtype,
+        size_bytes=size,
+        has_chat_template=has_chat_template(folder),
+        modified=modified,
+        has_weights=bool(_weight_files(folder)) or any(folder.glob("adapter_model.bin")),
+        base_model=str(config.get("base_model_name_or_path") or "?"),
+    )
+
+
 def scan_hub_cache(cache_directory: Path | None = None) -> list[ModelInfo]:
     """Models in the Hugging Face cache, one per repository (the revision ``main`` points at, else the newest)."""
     from huggingface_hub import scan_cache_dir
@@ -189,22 +223,23 @@ def scan_hub_cache(cache_directory: Path | None = None) -> list[ModelInfo]:
             continue
         revisions = sorted(repository.revisions, key=lambda revision: revision.last_modified, reverse=True)
         chosen = next((revision for revision in revisions if "main" in revision.refs), revisions[0])
-        if is_model_folder(chosen.snapshot_path):
+        if is_listed_folder(chosen.snapshot_path):
             models.append(describe_model(chosen.snapshot_path, repository.repo_id, SOURCE_HUB_CACHE))
     return models
 
 
 def _model_folders(root: Path, depth: int) -> Iterable[Path]:
-    """Model folders at or below root, not descending into a model folder (its subfolders are its own parts)."""
+    """Model and adapter folders at or below root, not descending into one (its subfolders are its own parts)."""
     if not root.is_dir():
         return
-    if is_model_folder(root):
+    if is_listed_folder(root):
         yield root
         return
     if depth <= 0:
         return
     try:
-        children = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
+        children = sorted(child for child in root.iterdir()
+                          if child.is_dir() and not child.name.startswith((".", TRAINER_CHECKPOINT_PREFIX)))
     except OSError:
         return
     for child in children:
@@ -221,7 +256,7 @@ def scan_model_directories(directories: Iterable[str | Path]) -> list[ModelInfo]
 
 
 def scan_run_outputs(root: Path) -> list[ModelInfo]:
-    """Models exported by earlier runs, named ``<run>/<folder>`` so they can be told apart."""
+    """Models and adapters written by earlier runs, named ``<run>/<folder>`` so they can be told apart."""
     models: list[ModelInfo] = []
     for run in list_runs(root):
         for folder in _model_folders(run.path, RUN_OUTPUT_DEPTH):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tui_helpers import screen_text, settle, wait_until
+from tui_helpers import screen_text, screen_words, settle, wait_for
 from model_folders import SNAPSHOT, build_hub_cache, write_model_files
+from safetensors.numpy import save_file
 from recorded_runs import write_run
 
 from heretic_tui.core.models.browser import (
@@ -18,15 +19,32 @@ from heretic_tui.core.models.browser import (
     count_parameters,
     describe_model,
     find_models,
+    scan_run_outputs,
 )
 from heretic_tui.core.settings import Settings
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.model_actions import ModelActionsScreen
 from heretic_tui.tui.screens.model_browser import ModelBrowserScreen
 from heretic_tui.tui.screens.finetune_wizard import FinetuneWizardScreen
+from heretic_tui.tui.screens.upload import UploadScreen
 from heretic_tui.tui.screens.wizard import WizardScreen
 
 pytestmark = pytest.mark.anyio
+
+LORA_RANK = 8
+HIDDEN = 16
+
+
+def write_adapter(folder: Path, base: str) -> None:
+    """A LoRA adapter folder as PEFT saves one: its own adapter_config.json and the adapter's A and B matrices."""
+    from peft import LoraConfig
+
+    LoraConfig(r=LORA_RANK, lora_alpha=16, target_modules=["q_proj"], base_model_name_or_path=base,
+               task_type="CAUSAL_LM").save_pretrained(str(folder))
+    prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+    save_file({f"{prefix}.lora_A.weight": np.zeros((LORA_RANK, HIDDEN), dtype=np.float32),
+               f"{prefix}.lora_B.weight": np.zeros((HIDDEN, LORA_RANK), dtype=np.float32)},
+              str(folder / "adapter_model.safetensors"))
 
 @pytest.fixture
 def model_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings, runs_folder: Path) -> Settings:
@@ -38,6 +56,8 @@ def model_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Sett
     write_model_files(shelf / "base-model", architecture="MistralForCausalLM", template=False, dtype=np.float32)
     run = write_run(runs_folder, "20260921-141315-demo")
     write_model_files(run.path / "model", architecture="LlamaForCausalLM", template=True)
+    write_adapter(run.path / "exports" / "trial-3-adapter", base="demo")
+    write_adapter(run.path / "checkpoints" / "checkpoint-10", base="demo")
     settings.output.model_directories = [str(shelf)]
     return settings
 
@@ -49,6 +69,24 @@ def test_parameters_and_dtype_come_from_the_safetensors_header(tmp_path: Path) -
     info = describe_model(folder)
     assert info.architecture == "LlamaForCausalLM" and info.has_chat_template and info.has_weights
     assert info.size_bytes > 100 * 16 * 2 * 2
+
+
+def test_an_adapter_is_described_from_its_own_files(tmp_path: Path) -> None:
+    folder = tmp_path / "adapter"
+    write_adapter(folder, base="acme/tiny-chat")
+    info = describe_model(folder)
+    assert info.is_adapter and info.base_model == "acme/tiny-chat"
+    assert info.architecture == f"LORA adapter, rank {LORA_RANK}"
+    assert info.parameter_count == 2 * LORA_RANK * HIDDEN and info.dtype == "float32"
+    assert info.has_weights and info.size_bytes > 2 * LORA_RANK * HIDDEN * 4
+
+
+def test_run_outputs_list_adapter_exports_but_not_trainer_checkpoints(model_places: Settings,
+                                                                       runs_folder: Path) -> None:
+    names = {model.name: model for model in scan_run_outputs(runs_folder)}
+    assert set(names) == {"20260921-141315-demo/model", "20260921-141315-demo/exports/trial-3-adapter"}
+    assert names["20260921-141315-demo/exports/trial-3-adapter"].is_adapter
+    assert not names["20260921-141315-demo/model"].is_adapter
 
 
 def test_every_place_is_scanned(model_places: Settings) -> None:
@@ -67,7 +105,8 @@ async def test_browser_lists_and_opens_a_model(model_places: Settings, make_app:
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("b")
         assert isinstance(app.screen, ModelBrowserScreen)
-        await wait_until(pilot, lambda: app.screen.query_one("#models-table").row_count == 3)
+        await wait_for(pilot, lambda: app.screen.query_one("#models-table").row_count == 4,
+                       "the cache model, the shelf model, the run's model and its adapter export are listed")
         await settle(pilot)
         text = screen_text(app)
         for expected in ("acme/tiny-chat", "shelf/base-model", "20260921-141315-demo/model", "3.2K", "float16"):
@@ -98,3 +137,26 @@ async def test_a_model_folder_on_the_command_line_opens_its_actions(
         assert isinstance(app.screen, ModelActionsScreen)
         text = screen_text(app)
         assert "Qwen3ForCausalLM" in text and "Abliterate" in text and "Upload" in text
+
+
+async def test_an_adapter_export_offers_what_an_adapter_can_do(
+    model_places: Settings, make_app: Callable[..., HereticApp]
+) -> None:
+    app = make_app(settings=model_places)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("b")
+        await wait_for(pilot, lambda: app.screen.query_one("#models-table").row_count == 4, "four models listed")
+        browser = app.screen
+        assert isinstance(browser, ModelBrowserScreen)
+        names = [browser.models[str(key.value)].name for key in browser.query_one("#models-table").rows]
+        browser.query_one("#models-table").focus()
+        await pilot.press("ctrl+home", *(["down"] * names.index("20260921-141315-demo/exports/trial-3-adapter")))
+        await wait_for(pilot, lambda: "Base model demo" in screen_words(app), "the detail pane names the base model")
+        assert "adapter on demo" in screen_text(app)
+        footer = screen_text(app).splitlines()[-1]
+        assert "Upload" in footer and "Abliterate" not in footer and "Chat" not in footer
+        await pilot.press("a")
+        assert app.screen is browser, "an adapter is not abliterated; its base model or a merged export is"
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen), "u opens the upload of the adapter")
+        assert app.screen.query_one("#upload-folder").value.endswith("trial-3-adapter")  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from textual.widgets.option_list import Option
 
 from heretic_tui.core.api import ModelInfo, describe_model, model_setting_for
 from heretic_tui.tui.screens.base import HereticScreen
-from heretic_tui.tui.screens.model_browser import describe_model_markup
+from heretic_tui.tui.screens.model_browser import ADAPTER_ACTIONS, describe_model_markup
 
 MODEL_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("abliterate", "a", "Abliterate: remove refusals (wizard)"),
@@ -69,15 +69,27 @@ class ModelActionsScreen(HereticScreen[None]):
     def _show(self, model: ModelInfo) -> None:
         self.model = model
         self.query_one("#model-info", Static).update(describe_model_markup(model))
+        if model.is_adapter:
+            actions = self.query_one("#model-action-list", OptionList)
+            for action, _, _ in MODEL_ACTIONS:
+                if action not in ADAPTER_ACTIONS:
+                    actions.disable_option(action)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.model is not None and self.model.is_adapter and action in {name for name, _, _ in MODEL_ACTIONS}:
+            return action in ADAPTER_ACTIONS
+        return True
 
     @property
     def model_setting(self) -> str:
         return model_setting_for(self.model) if self.model is not None else str(self.folder)
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter (or a click) on an action runs it, like its key."""
         event.stop()
         if event.option.id:
-            self.run_action(event.option.id)
+            await self.run_action(event.option.id)
 
     def action_abliterate(self) -> None:
         self.heretic.open_wizard(model=self.model_setting)

@@ -1,4 +1,6 @@
-"""Local models (HF cache, model folders, run outputs, the demo) in a table, with a detail pane and actions."""
+"""Local models and adapters (HF cache, model folders, run outputs, the demo) in a table, with a detail pane and
+actions. An adapter can be uploaded and traced (lineage); abliteration, chat and fine-tuning take a full model (its
+base model, or a merged export)."""
 
 from __future__ import annotations
 
@@ -16,22 +18,38 @@ from heretic_tui.tui.formatting import (
     format_bytes,
     format_parameter_count,
     format_timestamp,
+    short_model_name,
 )
 from heretic_tui.tui.screens.base import HereticScreen
 
 
+ADAPTER_ACTIONS = ("actions", "upload", "lineage")
+"""What can be done with an adapter folder itself (the others need a full model)."""
+
+
 def describe_model_markup(model: ModelInfo) -> str:
     """The detail pane text; shared with the model actions screen."""
-    lines = [
-        f"[b]{escape_markup(model.name)}[/b]",
-        "",
-        f"Architecture  {escape_markup(model.architecture or '?')}"
-        + (f" ({escape_markup(model.model_type)})" if model.model_type else ""),
+    lines = [f"[b]{escape_markup(model.name)}[/b]", ""]
+    if model.is_adapter:
+        lines += [
+            f"Kind          {escape_markup(model.architecture or 'adapter')}",
+            f"Base model    {escape_markup(model.base_model or '?')}",
+        ]
+    else:
+        lines.append(f"Architecture  {escape_markup(model.architecture or '?')}"
+                     + (f" ({escape_markup(model.model_type)})" if model.model_type else ""))
+    lines += [
         f"Parameters    {format_parameter_count(model.parameter_count)}",
         f"Dtype         {escape_markup(model.dtype or '?')}"
         + (f" · quantized ({escape_markup(model.quantization)})" if model.quantization else ""),
         f"Size on disk  {format_bytes(model.size_bytes)}",
-        f"Chat template {'yes' if model.has_chat_template else '[$error]no[/] (abliteration needs one)'}",
+    ]
+    if model.is_adapter:
+        lines.append("[$text-muted]An adapter loads on top of its base model: upload it, or export a merged model "
+                     "to chat with, abliterate or fine-tune.[/]")
+    else:
+        lines.append(f"Chat template {'yes' if model.has_chat_template else '[$error]no[/] (abliteration needs one)'}")
+    lines += [
         f"Modified      {format_timestamp(model.modified)}",
         f"Found in      {model.source}",
     ]
@@ -98,11 +116,13 @@ class ModelBrowserScreen(HereticScreen[None]):
         for model in models:
             table.add_row(
                 escape_markup(model.name),
-                escape_markup((model.architecture or "?").removesuffix("ForCausalLM")),
+                escape_markup(f"adapter on {short_model_name(model.base_model or '?')}" if model.is_adapter
+                              else (model.architecture or "?").removesuffix("ForCausalLM")),
                 format_parameter_count(model.parameter_count),
                 escape_markup(model.dtype or "?"),
                 format_bytes(model.size_bytes),
-                "yes" if model.has_chat_template else colored_text("no", self.app.theme_variables, "error"),
+                "–" if model.is_adapter else "yes" if model.has_chat_template
+                else colored_text("no", self.app.theme_variables, "error"),
                 format_timestamp(model.modified, compact=True),
                 model.source,
                 key=str(model.path),
@@ -114,7 +134,7 @@ class ModelBrowserScreen(HereticScreen[None]):
         else:
             detail.update(
                 "No local models found.\n\nThe browser looks in the Hugging Face cache, the folders listed in "
-                "output.model_directories, and the outputs of earlier runs. The built-in demo model appears once "
+                "output.model_directories, and the outputs of earlier runs (exports and adapters). The built-in demo model appears once "
                 "it has been built (start a run with model 'demo')."
             )
         self.refresh_bindings()
@@ -131,6 +151,7 @@ class ModelBrowserScreen(HereticScreen[None]):
         model = self.models.get(event.row_key.value or "")
         if model is not None:
             self.query_one("#model-detail", Static).update(describe_model_markup(model))
+        self.refresh_bindings()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -138,7 +159,8 @@ class ModelBrowserScreen(HereticScreen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("actions", "abliterate", "chat", "finetune", "upload", "lineage"):
-            return self.is_mounted and self.selected is not None
+            selected = self.selected if self.is_mounted else None
+            return selected is not None and (not selected.is_adapter or action in ADAPTER_ACTIONS)
         return True
 
     def action_actions(self) -> None:
