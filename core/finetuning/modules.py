@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.models.loading import context_length
 from heretic_tui.core.settings import FinetuneSettings, ModelSettings
 
 DEFAULT_SEQUENCE_LENGTH = 1024
 """Used when max_sequence_length is 0: long enough for most examples, short enough for a laptop."""
-CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
 def _trainable_layer_types() -> tuple[type, ...]:
@@ -61,16 +61,6 @@ def resolve_target_modules(model: Any, requested: list[str], model_name: str) ->
                 "them."
             )
     return list(requested)
-
-
-def context_length(config: Any) -> int | None:
-    """The longest sequence the model was built for, from its config (None when the config does not say)."""
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for key in CONTEXT_LENGTH_KEYS:
-        value = getattr(text_config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def sequence_length(settings: FinetuneSettings, config: Any, model_name: str) -> int:

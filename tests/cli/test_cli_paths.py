@@ -17,6 +17,7 @@ RUN_DIR_COMMANDS = {
     "demo": ["demo", "--run-dir", "{run_dir}"],
     "compare": ["compare", "demo", "demo", "--prompts", "builtin:harmful@test", "--headless", "--run-dir",
                 "{run_dir}"],
+    "upload --resume": ["upload", "--headless", "--resume", "--run-dir", "{run_dir}"],
     "attach": ["attach", "--headless", "{run_dir}"],
     "export": ["export", "{run_dir}", "--trial", "0", "--output", "{output}"],
 }

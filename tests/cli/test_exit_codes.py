@@ -103,11 +103,15 @@ def success(model: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
     return finished(process)
 
 
+def long_run(model: Path, data: Path, run_dir: Path) -> subprocess.Popen[str]:
+    """A fine-tune that would train for hours: the scenarios stop it from outside."""
+    return subprocess.Popen(finetune(model, data, run_dir, "--max-steps", "100000", "--set", "finetune.logging_steps=1"),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+
 def worker_killed(model: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(finetune(model, data, run_dir, "--max-steps", "100000",
-                                        "--set", "finetune.logging_steps=1"),
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    process = long_run(model, data, run_dir)
     when_training(run_dir, process, lambda: os.kill(int(RunDirectory(run_dir).read_worker()["pid"]), signal.SIGKILL))
     return finished(process)
 
@@ -144,9 +148,7 @@ def hub_unreachable(model: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
 
 def interrupted(model: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(finetune(model, data, run_dir, "--max-steps", "100000",
-                                        "--set", "finetune.logging_steps=1"),
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    process = long_run(model, data, run_dir)
     when_training(run_dir, process, lambda: process.send_signal(signal.SIGINT))
     return finished(process)
 

@@ -138,3 +138,19 @@ def finetune_settings(model: Path, data: list[str], **finetune: Any) -> Any:
     for name, value in values.items():
         setattr(settings.finetune, name, value)
     return settings
+
+
+def run_in_process(settings: Any, folder: Path, resume: bool = False) -> tuple[dict[str, Any], Any]:
+    """Run the fine-tuning job in this process (no worker), in ``folder / "run"``: a new run, or resume it."""
+    from heretic_tui.core.finetuning.job import run
+    from heretic_tui.core.runs.run_directory import RunDirectory
+    from heretic_tui.core.runs.worker import JobContext
+
+    run_directory = RunDirectory(folder / "run") if resume else RunDirectory.create(folder, "tiny",
+                                                                                     exact=folder / "run")
+    context = JobContext(run_directory, settings, {"resume": resume})
+    try:
+        summary = run(context)
+    finally:
+        context.close()
+    return summary, run_directory

@@ -10,7 +10,6 @@ from transformers import TrainingArguments
 
 from heretic_tui.cli.main import main
 from heretic_tui.core.finetuning.evaluation import validation_loss_problem
-from heretic_tui.core.finetuning.job import run
 from heretic_tui.core.finetuning.plan import (
     MemoryEstimate,
     TrainingPlan,
@@ -18,9 +17,7 @@ from heretic_tui.core.finetuning.plan import (
     schedule_problems,
 )
 from heretic_tui.core.runs.events import JobWarning, Metrics
-from heretic_tui.core.runs.run_directory import RunDirectory
-from heretic_tui.core.runs.worker import JobContext
-from finetune_helpers import FACTS, finetune_settings
+from finetune_helpers import FACTS, finetune_settings, run_in_process
 
 
 def schedule(tmp_path: Path, scheduler: str = "cosine", learning_rate: float = 2e-4,
@@ -97,13 +94,7 @@ QUICK_PRESET = dict(max_steps=0, epochs=1.0, lora_rank=8, learning_rate=3e-4, wa
 
 def test_the_quick_preset_on_two_small_files_is_flagged_not_a_silent_success(tiny_model: Path, tmp_path: Path,
                                                                             two_small_files: list[str]) -> None:
-    settings = finetune_settings(tiny_model, two_small_files, **QUICK_PRESET)
-    run_directory = RunDirectory.create(tmp_path, "tiny", exact=tmp_path / "run")
-    context = JobContext(run_directory, settings, {})
-    try:
-        summary = run(context)
-    finally:
-        context.close()
+    summary, run_directory = run_in_process(finetune_settings(tiny_model, two_small_files, **QUICK_PRESET), tmp_path)
     events = run_directory.read_events()
     plan_values = next(item.values for item in events if isinstance(item, Metrics) and item.name == "plan")
     assert plan_values["steps"] == 1 and plan_values["warmup_steps"] == 1

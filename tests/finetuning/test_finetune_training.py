@@ -10,22 +10,9 @@ import pytest
 import torch
 
 from heretic_tui.core.runs.events import JobWarning, LogLine, Metrics, TrainingStep
-from heretic_tui.core.finetuning.job import run
-from heretic_tui.core.runs.run_directory import RunDirectory
-from heretic_tui.core.runs.worker import JobContext
-from finetune_helpers import FACTS, chat_rows, finetune_settings, write_jsonl
+from finetune_helpers import FACTS, chat_rows, finetune_settings, run_in_process, write_jsonl
 
 pytestmark = pytest.mark.slow
-
-
-def run_in_process(settings: Any, folder: Path) -> tuple[dict[str, Any], RunDirectory]:
-    run_directory = RunDirectory.create(folder, "tiny", exact=folder / "run")
-    context = JobContext(run_directory, settings, {})
-    try:
-        summary = run(context)
-    finally:
-        context.close()
-    return summary, run_directory
 
 
 def many_chat_rows(copies: int) -> list[dict[str, Any]]:
@@ -108,11 +95,7 @@ def test_a_run_stopped_after_training_finishes_from_its_final_checkpoint(tiny_mo
     first, run_directory = run_in_process(settings, tmp_path)
     run_directory.report_path.unlink()
     (run_directory.path / "state.json").write_text('{"before": {"eval_loss": 4.', encoding="utf-8")
-    context = JobContext(run_directory, settings, {"resume": True})
-    try:
-        second = run(context)
-    finally:
-        context.close()
+    second, _ = run_in_process(settings, tmp_path, resume=True)
     report = run_directory.read_report()
     assert report["resumed_from"] == "checkpoint-8" and report["steps"] == 8
     assert second["eval_loss_before"] == pytest.approx(first["eval_loss_before"])
@@ -135,11 +118,7 @@ def test_resuming_a_finished_run_mid_epoch_trains_no_extra_step(tiny_model: Path
     adapter = Path(first["adapter_dir"]) / "adapter_model.safetensors"
     trained = load_file(str(adapter))
     run_directory.report_path.unlink()
-    context = JobContext(run_directory, settings, {"resume": True})
-    try:
-        second = run(context)
-    finally:
-        context.close()
+    second, _ = run_in_process(settings, tmp_path, resume=True)
     report = run_directory.read_report()
     assert report["resumed_from"] == "checkpoint-8" and report["steps"] == 8
     assert sorted(path.name for path in (run_directory.path / "checkpoints").glob("checkpoint-*")) == [
