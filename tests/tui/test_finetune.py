@@ -106,6 +106,8 @@ async def test_advanced_finetune_wizard_matches_the_headless_flags(
         wizard = app.screen
         assert isinstance(wizard, FinetuneWizardScreen) and wizard.step == "advanced"
         editors = {editor.spec.key: editor for editor in wizard.query(SettingEditor)}
+        assert {key.split(".")[0] for key in editors} == {"model", "finetune", "output"}, \
+            "the form shows the settings a fine-tune reads, not the abliteration's or the Hub's"
         assert {key for key in editors if key.startswith("finetune.")} == {
             key for key in wizard.values if key.startswith("finetune.")}, "every finetune setting is in the form"
         for key, value in [("model.model", "demo"), ("finetune.training_data", str(data_folder.resolve())),

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tui_helpers import screen_text, settle, wait_until
+from tui_helpers import screen_text, screen_words, settle, wait_for, wait_until
 from recorded_runs import write_run
 
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS
-from heretic_tui.core.settings import Settings, load_settings, overrides_from_text
+from heretic_tui.core.settings import Settings, describe_type, load_settings, overrides_from_text, setting_fields
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.dashboard import DashboardScreen
 from heretic_tui.tui.screens.dialogs import MessageDialog
@@ -109,7 +109,9 @@ async def test_advanced_wizard_matches_the_headless_flags(
         wizard = app.screen
         assert isinstance(wizard, WizardScreen) and wizard.step == "advanced"
         editors = {editor.spec.key: editor for editor in wizard.query(SettingEditor)}
-        assert len(editors) == len(list(__import__("heretic_tui.core.settings", fromlist=["setting_fields"]).setting_fields()))
+        abliteration_sections = {"model", "prompts", "abliteration", "optimization", "output"}
+        assert set(editors) == {spec.key for spec in setting_fields() if spec.section in abliteration_sections}, \
+            "the advanced form shows every setting the abliteration reads, and none of the fine-tune's or the Hub's"
         for key, value in [("prompts.good_prompts", DEMO_DEFAULTS["good_prompts"]),
                            ("prompts.bad_prompts", DEMO_DEFAULTS["bad_prompts"]),
                            ("prompts.good_eval_prompts", DEMO_DEFAULTS["good_eval_prompts"]),
@@ -184,3 +186,77 @@ async def test_a_model_the_core_rejects_is_shown_as_a_modal(
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: isinstance(app.screen, MessageDialog))
         assert "config.json" in screen_text(app)
+
+
+def focused_editor(app: HereticApp) -> SettingEditor | None:
+    node = app.focused
+    while node is not None and not isinstance(node, SettingEditor):
+        node = node.parent  # type: ignore[assignment]
+    return node
+
+
+def label_of(editor: SettingEditor) -> str:
+    """The editor's label as the screen shows it: the setting's name, two spaces, what it takes."""
+    return f"{editor.spec.name}  {describe_type(editor.spec)}"
+
+
+async def test_the_advanced_form_opens_on_its_first_field(make_app: Callable[..., HereticApp]) -> None:
+    app = make_app(settings=Settings())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "a")
+        editor = await wait_for(pilot, lambda: focused_editor(app), "a field of the form has focus")
+        assert editor.spec.key == "model.model", "typing goes straight into the first setting"
+
+
+async def test_the_advanced_form_jumps_between_sections(make_app: Callable[..., HereticApp]) -> None:
+    app = make_app(settings=Settings())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "a")
+        await wait_for(pilot, lambda: focused_editor(app), "the form has focus")
+        for section in ("prompts", "abliteration", "optimization"):
+            await pilot.press("ctrl+down")
+            editor = await wait_for(pilot, lambda: (focused := focused_editor(app)) is not None
+                                    and focused.spec.section == section and focused,
+                                    f"ctrl+down moves to the first setting of [{section}]")
+            assert editor is next(item for item in app.screen.query(SettingEditor) if item.spec.section == section)
+            await wait_for(pilot, lambda: f"[{section}]" in screen_text(app) and label_of(editor) in screen_text(app),
+                           f"the [{section}] title and its first setting are in view")
+        await pilot.press("ctrl+up")
+        await wait_for(pilot, lambda: (focused := focused_editor(app)) is not None
+                       and focused.spec.section == "abliteration", "ctrl+up goes back one section")
+
+
+async def test_the_focused_fields_label_stays_in_view(make_app: Callable[..., HereticApp]) -> None:
+    app = make_app(settings=Settings())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("n", "a")
+        await wait_for(pilot, lambda: focused_editor(app), "the form has focus")
+        for _ in range(4):
+            await pilot.press("ctrl+down")
+        await wait_for(pilot, lambda: (focused := focused_editor(app)) is not None
+                       and focused.spec.section == "output", "the last section is reached")
+        for _ in range(6):
+            await pilot.press("shift+tab")
+            editor = await wait_for(pilot, lambda: focused_editor(app), "moving back up keeps a field focused")
+            await wait_for(pilot, lambda: label_of(editor) in screen_text(app),
+                           f"the label of {editor.spec.key} is shown with its field")
+
+
+async def test_the_advanced_form_checks_a_model_path_as_it_is_typed(
+    make_app: Callable[..., HereticApp], tmp_path: Path
+) -> None:
+    app = make_app(settings=Settings())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("n", "a")
+        await wait_for(pilot, lambda: focused_editor(app), "the form has focus")
+        missing = tmp_path / "no-such-model"
+        await type_into(pilot, "#setting-model-model", str(missing))
+        await wait_for(pilot, lambda: "does not exist" in screen_words(app), "a missing folder is said at once")
+        assert app.screen.query_one("#next").disabled, "a model that does not exist blocks the summary"
+        not_a_model = tmp_path / "documents"
+        not_a_model.mkdir()
+        await type_into(pilot, "#setting-model-model", str(not_a_model))
+        await wait_for(pilot, lambda: "has no config.json" in screen_words(app), "a folder without a model is said")
+        await type_into(pilot, "#setting-model-model", "demo")
+        await wait_for(pilot, lambda: "built-in demo model" in screen_words(app), "the demo model is recognised")
+        assert not app.screen.query_one("#next").disabled

@@ -10,13 +10,13 @@ shows its refusal as a modal; a run that starts replaces the wizard with its das
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.widgets import Input, Select, Static
 
-from heretic_tui.core.api import HUB_PREFIX, runs_root
-from heretic_tui.core.settings import Settings, settings_to_dict
+from heretic_tui.core.api import runs_root
+from heretic_tui.core.settings import Settings
+from heretic_tui.tui.field_checks import describe_data_choice
 from heretic_tui.tui.finetune_choices import (
     CUSTOM,
     FINETUNE_PRESETS,
@@ -26,26 +26,6 @@ from heretic_tui.tui.finetune_choices import (
 )
 from heretic_tui.tui.formatting import escape_markup
 from heretic_tui.tui.screens.wizard import WizardScreen
-from heretic_tui.tui.widgets.setting_editor import SettingEditor, value_to_text
-from heretic_tui.tui.widgets.setting_form import setting_form
-
-FORM_SECTIONS = ("model", "finetune", "output")
-
-
-def describe_data_choice(text: str) -> tuple[str, bool]:
-    """A hint under the data field, and whether every source in it exists (hub datasets are checked at start)."""
-    entries = data_entries(text)
-    if not entries:
-        return "Give at least one file or folder (PDF, text, Markdown, JSONL), or hf:owner/name@split#column.", False
-    missing = [entry for entry in entries if not entry.startswith(HUB_PREFIX) and not Path(entry).exists()]
-    if missing:
-        return f"{missing[0]} does not exist.", False
-    folders = sum(1 for entry in entries if Path(entry).is_dir())
-    hub = sum(1 for entry in entries if entry.startswith(HUB_PREFIX))
-    files = len(entries) - folders - hub
-    parts = [f"{count} {word}" for count, word in ((files, "file(s)"), (folders, "folder(s)"),
-                                                   (hub, "hub dataset(s)")) if count]
-    return "Sources: " + ", ".join(parts) + ". The format is detected when the run starts.", True
 
 
 class FinetuneWizardScreen(WizardScreen):
@@ -59,16 +39,12 @@ class FinetuneWizardScreen(WizardScreen):
     )
     BASIC_LABEL = "Basic: model, data, preset, output (b)"
     SUBTITLE = "fine-tune"
+    FORM_SECTIONS = ("model", "finetune", "output")
+    SUMMARY_SKIPS = ("finetune.training_data",)
 
     def __init__(self, base: Settings, model: str | None = None) -> None:
         super().__init__(base, model=model)
         self.finetune_preset = preset_of(self.values)
-
-    def _problems(self) -> dict[str, str]:
-        """The advanced form edits model and data through its own editors, so the basic hints do not block it."""
-        if self.step == "advanced":
-            return {key: message for key, message in self.errors.items() if not key.startswith("basic.")}
-        return super()._problems()
 
     def _data_text(self) -> str:
         return ", ".join(self.values["finetune.training_data"])
@@ -92,9 +68,6 @@ class FinetuneWizardScreen(WizardScreen):
                     id="basic-output")
         yield Static("[$text-muted]Everything else keeps its default. Press ctrl+n for the summary, or choose "
                      "Advanced from the start to see every setting.[/]", classes="hint")
-
-    def _advanced_form(self) -> list[Static | SettingEditor]:
-        return setting_form(self.values, FORM_SECTIONS)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -143,14 +116,7 @@ class FinetuneWizardScreen(WizardScreen):
         self.values.update(copy.deepcopy(overrides))
 
     def _summary_markup(self, settings: Settings) -> str:
-        defaults = settings_to_dict(Settings())
-        chosen = settings_to_dict(settings)
-        changed = [
-            f"  {section}.{name} = {escape_markup(value_to_text(value))}"
-            for section in FORM_SECTIONS
-            for name, value in chosen[section].items()
-            if defaults[section][name] != value and (section, name) != ("finetune", "training_data")
-        ]
+        changed = self.changed_settings(settings)
         finetune = settings.finetune
         length = f"{finetune.max_steps} steps" if finetune.max_steps else f"{finetune.epochs:g} epochs"
         lines = [

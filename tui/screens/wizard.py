@@ -9,10 +9,10 @@ wizard cannot produce a combination the core would refuse.
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -27,11 +27,12 @@ from heretic_tui.core.settings import (
     settings_from_dict,
     settings_to_dict,
 )
+from heretic_tui.tui.field_checks import describe_model_choice
 from heretic_tui.tui.formatting import escape_markup
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.screens.dialogs import MessageDialog
 from heretic_tui.tui.widgets.setting_editor import SettingEditor, parse_field, value_to_text
-from heretic_tui.tui.widgets.setting_form import setting_form
+from heretic_tui.tui.widgets.setting_form import section_title_id, setting_form
 from heretic_tui.tui.wizard_choices import (
     CUSTOM,
     PRECISIONS,
@@ -42,26 +43,6 @@ from heretic_tui.tui.wizard_choices import (
 )
 
 STEPS = ("mode", "basic", "advanced", "summary")
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def describe_model_choice(text: str) -> tuple[str, bool]:
-    """A hint under the model field, and whether the text can be a model at all (folder, hub id, or demo)."""
-    text = text.strip()
-    if not text:
-        return "Give a model folder, a Hugging Face id (owner/name) or 'demo'.", False
-    if text == "demo":
-        return "The built-in demo model (built offline on first use, about a minute on a CPU).", True
-    path = Path(text).expanduser()
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return f"Local model folder {path.resolve()}", True
-        return f"{path} has no config.json, so it is not a model folder.", False
-    if path.exists():
-        return f"{path} is a file; give the folder that holds config.json.", False
-    if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
-        return "A Hugging Face hub id: downloaded (or read from the cache) when the run starts.", True
-    return f"{text} is neither an existing folder nor a hub id (owner/name).", False
 
 
 class WizardScreen(HereticScreen[None]):
@@ -74,6 +55,8 @@ class WizardScreen(HereticScreen[None]):
         Binding("ctrl+n", "next", "Next", priority=True),
         Binding("ctrl+s", "save", "Save config", priority=True),
         Binding("ctrl+r", "start", "Start run", priority=True),
+        Binding("ctrl+down", "jump_section(1)", "Next section"),
+        Binding("ctrl+up", "jump_section(-1)", "Previous section"),
     ]
 
     INTRO = (
@@ -84,6 +67,10 @@ class WizardScreen(HereticScreen[None]):
     BASIC_LABEL = "Basic: five questions, safe defaults (b)"
     SUBTITLE = "new run"
     """Subclasses (the fine-tune wizard) change the words; the steps, validation and summary stay the same."""
+    FORM_SECTIONS: tuple[str, ...] = ("model", "prompts", "abliteration", "optimization", "output")
+    """The settings sections the job reads: the advanced form and the summary show only these."""
+    SUMMARY_SKIPS: tuple[str, ...] = ()
+    """Settings the summary already shows on a line of their own, left out of its list of changes."""
 
     def __init__(self, base: Settings, model: str | None = None) -> None:
         super().__init__()
@@ -148,7 +135,7 @@ class WizardScreen(HereticScreen[None]):
 
     def _advanced_form(self) -> list[Static | SettingEditor]:
         """Built the first time the advanced step is shown (thirty-odd fields are not worth building otherwise)."""
-        return setting_form(self.values)
+        return setting_form(self.values, self.FORM_SECTIONS)
 
     def _default_config_path(self) -> Path:
         return self.heretic.config_path or Path.cwd() / "config.toml"
@@ -171,7 +158,6 @@ class WizardScreen(HereticScreen[None]):
             self._sync_basic()
             self.query_one("#basic-model", Input).focus()
         elif step == "advanced":
-            self.query_one("#advanced", VerticalScroll).focus()
             self._sync_advanced()
         elif step == "summary":
             self.query_one("#start", Button).focus()
@@ -188,10 +174,9 @@ class WizardScreen(HereticScreen[None]):
         self.query_one("#next", Button).disabled = bool(problems)
 
     def _problems(self) -> dict[str, str]:
-        relevant = self.errors
-        if self.step == "basic":
-            relevant = {key: message for key, message in self.errors.items() if key.startswith("basic.")}
-        return relevant
+        """The problems that block the current step: the basic questions' own, or the advanced editors'."""
+        basic = self.step == "basic"
+        return {key: message for key, message in self.errors.items() if key.startswith("basic.") == basic}
 
     def _sync_basic(self) -> None:
         """Show the current values in the basic form (they may have been edited in the advanced one)."""
@@ -206,13 +191,61 @@ class WizardScreen(HereticScreen[None]):
         self._update_model_hint(str(self.values["model.model"]))
 
     def _sync_advanced(self) -> None:
+        """Build the form the first time (then focus its first field), else show the values the basic form set."""
         form = self.query_one("#advanced", VerticalScroll)
         if not form.children:
             form.mount_all(self._advanced_form())
+            self.call_after_refresh(self._focus_editor, 0)
             return
         for editor in self.query(SettingEditor):
-            if editor.spec.key not in self.errors:
-                editor.set_value(self.values[editor.spec.key])
+            if editor.spec.key in self.errors and not editor.check:
+                continue
+            problem = editor.set_value(self.values[editor.spec.key])
+            if problem is None:
+                self.errors.pop(editor.spec.key, None)
+            else:
+                self.errors[editor.spec.key] = problem
+        self._focus_editor(0)
+
+    def _editors(self) -> list[SettingEditor]:
+        return list(self.query_one("#advanced", VerticalScroll).query(SettingEditor))
+
+    def _focus_editor(self, index: int) -> None:
+        editors = self._editors()
+        if editors:
+            editors[max(0, min(index, len(editors) - 1))].field.focus()
+            self._update_status()
+
+    def _focused_editor(self) -> SettingEditor | None:
+        node = self.focused
+        while node is not None and not isinstance(node, SettingEditor):
+            node = node.parent  # type: ignore[assignment]
+        return node
+
+    def action_jump_section(self, step: int) -> None:
+        """Focus the first field of the next (or previous) section and show its title at the top."""
+        editors = self._editors()
+        if not editors:
+            return
+        sections = list(dict.fromkeys(editor.spec.section for editor in editors))
+        current = self._focused_editor()
+        index = sections.index(current.spec.section) if current is not None else -1 if step > 0 else 0
+        target = sections[(index + step) % len(sections)]
+        first = next(editor for editor in editors if editor.spec.section == target)
+        first.field.focus(scroll_visible=False)
+        form = self.query_one("#advanced", VerticalScroll)
+        form.scroll_to_widget(self.query_one(f"#{section_title_id(target)}"), animate=False, top=True)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """A field that gets focus brings its whole editor into view, label and help included: scrolling only the
+        field into view (Textual's default) hides the label above it when moving back up the form."""
+        editor = self._focused_editor()
+        if editor is not None:
+            self.call_after_refresh(self._reveal, editor)
+
+    def _reveal(self, editor: SettingEditor) -> None:
+        if editor.is_mounted and self.step == "advanced":
+            self.query_one("#advanced", VerticalScroll).scroll_to_widget(editor, animate=False)
 
     def _update_model_hint(self, text: str) -> None:
         self._show_hint("model", *describe_model_choice(text))
@@ -302,6 +335,8 @@ class WizardScreen(HereticScreen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "choose":
             return self.step == "mode"
+        if action == "jump_section":
+            return self.step == "advanced"
         if action == "next":
             return self.step in ("basic", "advanced")
         if action in ("save", "start"):
@@ -341,16 +376,21 @@ class WizardScreen(HereticScreen[None]):
             nested.setdefault(spec.section, {})[spec.name] = copy.deepcopy(self.values[spec.key])
         return settings_from_dict(nested, origin="Wizard")
 
-    def _summary_markup(self, settings: Settings) -> str:
+    def changed_settings(self, settings: Settings) -> list[str]:
+        """``section.name = value`` for each setting of the job's sections that differs from its default."""
         defaults = settings_to_dict(Settings())
         chosen = settings_to_dict(settings)
-        changed = [
+        secrets = {spec.key for spec in setting_fields() if spec.secret}
+        return [
             f"  {section}.{name} = {escape_markup(value_to_text(value))}"
-            for section, values in chosen.items()
-            for name, value in values.items()
-            if defaults[section][name] != value
-            and not next(spec for spec in setting_fields() if spec.key == f"{section}.{name}").secret
+            for section in self.FORM_SECTIONS
+            for name, value in chosen[section].items()
+            if defaults[section][name] != value and f"{section}.{name}" not in secrets
+            and f"{section}.{name}" not in self.SUMMARY_SKIPS
         ]
+
+    def _summary_markup(self, settings: Settings) -> str:
+        changed = self.changed_settings(settings)
         lines = [
             "[b]Summary[/b]",
             "",

@@ -3,11 +3,13 @@
 The advanced wizard is built from :func:`heretic_tui.core.settings.setting_fields`, so a new setting in the core appears here
 with its help text and limits without touching the TUI. Every change is checked with the core's own
 ``parse_text_value`` and ``validate_value``: a value the core would reject shows its message inline and cannot be
-submitted.
+submitted. A setting with a check of its own (a model path, training data) shows that check's hint under the field
+as it is typed, and a failing check blocks the summary the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.app import ComposeResult
@@ -54,10 +56,12 @@ class SettingEditor(Vertical):
         def key(self) -> str:
             return self.editor.spec.key
 
-    def __init__(self, spec: SettingField, value: Any) -> None:
+    def __init__(self, spec: SettingField, value: Any,
+                 check: Callable[[Any], tuple[str, bool]] | None = None) -> None:
         super().__init__(classes="setting-editor", id=f"editor-{spec.section}-{spec.name}")
         self.spec = spec
         self.initial = value
+        self.check = check
 
     def compose(self) -> ComposeResult:
         spec = self.spec
@@ -81,10 +85,22 @@ class SettingEditor(Vertical):
         else:
             yield Input(value=value_to_text(self.initial), password=spec.secret, id=widget_id(spec), compact=True)
         yield Static("", classes="field-error")
+        if self.check is not None:
+            yield Static("", classes="hint setting-check")
 
-    def set_value(self, value: Any) -> None:
-        """Show a value set elsewhere (the basic form) without posting a change back."""
-        field = self.query_one(f"#{widget_id(self.spec)}")
+    def on_mount(self) -> None:
+        if self.check is not None:
+            self._changed(self.initial, None)
+
+    @property
+    def field(self) -> Input | Switch | Select[Any]:
+        """The widget that takes the value (what gets focus)."""
+        return self.query_one(f"#{widget_id(self.spec)}")  # type: ignore[return-value]
+
+    def set_value(self, value: Any) -> str | None:
+        """Show a value set elsewhere (the basic form) without posting a change back; returns what the setting's
+        own check finds wrong with it, if anything."""
+        field = self.field
         with self.prevent(Input.Changed, Switch.Changed, Select.Changed):
             if isinstance(field, Switch):
                 field.value = bool(value)
@@ -93,6 +109,17 @@ class SettingEditor(Vertical):
             elif isinstance(field, Input):
                 field.value = value_to_text(value)
         self._show_error(None)
+        return self._show_check(value) if self.check is not None else None
+
+    def _show_check(self, value: Any) -> str | None:
+        """Run the setting's own check on a parsed value and show its hint; returns the problem, if any."""
+        assert self.check is not None
+        hint, valid = self.check(value)
+        widget = self.query_one(".setting-check", Static)
+        widget.update(escape_markup(hint))
+        widget.set_class(not valid, "-error")
+        self.set_class(not valid, "-invalid")
+        return None if valid else hint
 
     def _show_error(self, error: str | None) -> None:
         self.query_one(".field-error", Static).update(escape_markup(error or ""))
@@ -100,6 +127,8 @@ class SettingEditor(Vertical):
 
     def _changed(self, value: Any, error: str | None) -> None:
         self._show_error(error)
+        if error is None and self.check is not None:
+            error = self._show_check(value)
         self.post_message(self.Changed(self, value, error))
 
     def on_input_changed(self, event: Input.Changed) -> None:
