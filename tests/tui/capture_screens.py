@@ -1,14 +1,17 @@
 """Write docs/screens.md: a text capture of each main screen, from the same fixed scenes as the snapshot tests.
 
-Run from the repository root: ``python tests/tui/capture_screens.py``. The scenes (recorded runs, a tiny model
-cache, a fixed clock and memory probe, UTC) are the snapshot tests' own, so the document shows exactly what the
-accepted screenshots show, as plain text that reads well in a terminal and in a README.
+Run from the repository root: ``python tests/tui/capture_screens.py [OUTPUT]`` (default docs/screens.md). The
+scene (the committed recording of real jobs, a tiny model cache, a fixed clock and memory probe, UTC) is the
+snapshot tests' own, placed the same way (a fresh folder as long as ``SCENE_ROOT``, shown under that name), so the
+document shows exactly what the accepted screenshots show, as plain text that reads well in a terminal and in a
+README.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -19,10 +22,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(HERE)]
 
-from tui_helpers import FIXED_NOW, FixedResourceProbe  # noqa: E402
-from model_folders import build_hub_cache, write_model_files  # noqa: E402
-from recorded_runs import write_screen_scene  # noqa: E402
+from recorded_runs import FIXED_NOW, Scene, scene_folder, shown_as_scene_root, write_screen_scene  # noqa: E402
+from tui_helpers import FixedResourceProbe, wait_for  # noqa: E402
 
+from heretic_tui.core.runs.events import TrainingStep, TrialFinished  # noqa: E402
+from heretic_tui.core.runs.journal import read_journal  # noqa: E402
 from heretic_tui.core.settings import Settings  # noqa: E402
 from heretic_tui.tui.app import HereticApp  # noqa: E402
 from heretic_tui.tui.screens.dashboard import DashboardScreen  # noqa: E402
@@ -31,45 +35,23 @@ from heretic_tui.tui.screens.upload import UploadScreen  # noqa: E402
 from heretic_tui.tui.screens.runs import RunsScreen  # noqa: E402
 from heretic_tui.tui.screens.trial_actions import TrialActionsScreen  # noqa: E402
 
-SCENE = Path("/tmp/heretic-tui-screens")
 DOCUMENT = ROOT / "docs" / "screens.md"
 
-Scene = Callable[[Any], Awaitable[None]]
+Scene_ = Callable[[Any], Awaitable[None]]
+scene: Scene
 
 
-def build_scene() -> Settings:
-    runs = write_screen_scene(SCENE)
-    os.environ["XDG_DATA_HOME"] = str(SCENE / "data")
-    os.environ.pop("HF_TOKEN", None)
-    os.environ["HF_HOME"] = str(SCENE / "hf-home")
-    os.environ["HF_HUB_CACHE"] = str(SCENE / "hf-cache")
-    os.environ["XDG_CACHE_HOME"] = str(SCENE / "cache")
-    build_hub_cache(SCENE / "hf-cache", "acme/tiny-chat")
-    write_model_files(SCENE / "models" / "base-model", architecture="MistralForCausalLM", template=False)
-    settings = Settings()
-    settings.output.runs_directory = str(runs)
-    settings.output.model_directories = [str(SCENE / "models")]
-    return settings
-
-
-async def until(pilot: Any, condition: Callable[[], bool]) -> None:
-    for _ in range(200):
-        if condition():
-            break
-        await pilot.pause(0.05)
+async def until(pilot: Any, condition: Callable[[], Any], what: str) -> None:
+    await wait_for(pilot, condition, f"the capture waited for {what}")
     await pilot.pause(0.3)
 
 
 def table_rows(pilot: Any, selector: str, count: int) -> Callable[[], bool]:
-    def check() -> bool:
-        tables = pilot.app.screen.query(selector)
-        return bool(tables) and tables.first().row_count == count
-
-    return check
+    return lambda: pilot.app.screen.query_one(selector).row_count == count
 
 
 async def home(pilot: Any) -> None:
-    await until(pilot, table_rows(pilot, "#recent-runs", 4))
+    await until(pilot, table_rows(pilot, "#recent-runs", 4), "four recent runs")
 
 
 async def wizard_basic(pilot: Any) -> None:
@@ -90,18 +72,21 @@ async def wizard_summary(pilot: Any) -> None:
     await pilot.pause()
 
 
-def dashboard(name: str, trials: int) -> Scene:
-    async def scene(pilot: Any) -> None:
-        pilot.app.open_dashboard(Path(pilot.app.settings.output.runs_directory) / name)
+def dashboard(role: str) -> Scene_:
+    async def show(pilot: Any) -> None:
+        run = scene.path(role)
+        trials = len({item.number for item in read_journal(run / "events.jsonl").events
+                      if isinstance(item, TrialFinished)})
+        pilot.app.open_dashboard(run)
         await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen)
-                    and len(pilot.app.screen.state.finished_trials) == trials)
+                    and len(pilot.app.screen.state.finished_trials) == trials, f"{trials} trials of {run.name}")
 
-    return scene
+    return show
 
 
 async def trial_actions(pilot: Any) -> None:
-    path = Path(pilot.app.settings.output.runs_directory) / "20260921-141315-demo"
-    await dashboard("20260921-141315-demo", 24)(pilot)
+    path = scene.path("finished")
+    await dashboard("finished")(pilot)
     state = pilot.app.screen.state
     best = state.best_trial()
     pilot.app.push_screen(TrialActionsScreen(path, best.number, best, best.number in state.pareto))
@@ -110,45 +95,47 @@ async def trial_actions(pilot: Any) -> None:
 
 async def runs(pilot: Any) -> None:
     await pilot.app.push_screen(RunsScreen())
-    await until(pilot, table_rows(pilot, "#runs-table", 4))
+    await until(pilot, table_rows(pilot, "#runs-table", 4), "four runs")
 
 
 async def model_browser(pilot: Any) -> None:
     await pilot.press("b")
-    await until(pilot, table_rows(pilot, "#models-table", 2))
+    await until(pilot, table_rows(pilot, "#models-table", 2), "two models")
 
 
 async def finetune_wizard(pilot: Any) -> None:
     await pilot.press("f", "b")
-    pilot.app.screen.query_one("#basic-data").value = str(SCENE / "models")
+    await until(pilot, lambda: pilot.app.screen.query_one("#basic-data"), "the fine-tune wizard")
+    pilot.app.screen.query_one("#basic-data").value = str(scene.models)
     await pilot.pause()
 
 
-def finetune_dashboard(name: str, step: int) -> Scene:
-    async def scene(pilot: Any) -> None:
-        pilot.app.open_dashboard(SCENE / "finetune-runs" / name)
+def finetune_dashboard(role: str) -> Scene_:
+    async def show(pilot: Any) -> None:
+        run = scene.path(role)
+        step = max(item.step for item in read_journal(run / "events.jsonl").events if isinstance(item, TrainingStep))
+        pilot.app.open_dashboard(run)
         await until(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen)
                     and pilot.app.screen.state.latest_step is not None
-                    and pilot.app.screen.state.latest_step.step == step)
+                    and pilot.app.screen.state.latest_step.step == step, f"step {step} of {run.name}")
 
-    return scene
+    return show
 
 
 async def upload(pilot: Any) -> None:
-    await pilot.app.push_screen(UploadScreen(SCENE / "models" / "base-model"))
-    await pilot.pause(0.3)
+    await pilot.app.push_screen(UploadScreen(scene.models / "base-model"))
+    await until(pilot, lambda: pilot.app.screen.query_one("#upload-repo"), "the upload form")
     pilot.app.screen.query_one("#upload-repo").value = "alice/base-model-heretic"
     await pilot.pause()
 
 
 async def lineage(pilot: Any) -> None:
-    pilot.app.settings.output.runs_directory = str(SCENE / "lineage-runs")
-    merged = SCENE / "lineage-runs" / "20260921-141315-finetune-trial-3" / "merged"
-    await pilot.app.push_screen(LineageScreen(merged))
-    await until(pilot, lambda: bool(pilot.app.screen.chain))
+    pilot.app.settings.output.runs_directory = str(scene.path("lineage-study").parent)
+    await pilot.app.push_screen(LineageScreen(scene.path("lineage-finetune") / "merged"))
+    await until(pilot, lambda: pilot.app.screen.chain, "the lineage chain")
 
 
-SCENES: list[tuple[str, str, Scene, tuple[int, int]]] = [
+SCENES: list[tuple[str, str, Scene_, tuple[int, int]]] = [
     ("Home", "Recent runs with their status, and every action.", home, (80, 24)),
     ("Wizard: basic", "Five questions; everything else keeps its default.", wizard_basic, (80, 24)),
     ("Wizard: advanced", "Every setting from core/settings.py with its help, default and inline validation.",
@@ -156,11 +143,11 @@ SCENES: list[tuple[str, str, Scene, tuple[int, int]]] = [
     ("Wizard: summary", "What will run, what differs from the defaults, where to save the config.", wizard_summary,
      (80, 24)),
     ("Dashboard (running, 80x24)", "Re-attached to a live run: phases, trial n/N with ETA, the Pareto plot, trials.",
-     dashboard("20260921-150000-mistral-7b", 17), (80, 24)),
+     dashboard("running"), (80, 24)),
     ("Dashboard (running, 160x48)", "The same run in a large terminal: memory and the worker log appear.",
-     dashboard("20260921-150000-mistral-7b", 17), (160, 48)),
+     dashboard("running"), (160, 48)),
     ("Dashboard (failed)", "A failed run keeps its error, the last log lines, and offers resume.",
-     dashboard("20260921-120000-qwen3-4b-instruct", 9), (120, 36)),
+     dashboard("failed"), (120, 36)),
     ("Trial actions", "Export merged or as an adapter, chat, compare with the original, more trials.", trial_actions,
      (80, 24)),
     ("Runs", "Every run folder: open, resume, delete (with confirmation).", runs, (80, 24)),
@@ -168,9 +155,9 @@ SCENES: list[tuple[str, str, Scene, tuple[int, int]]] = [
     ("Fine-tune wizard: basic", "Model, data, preset (quick / balanced / thorough), output folder.", finetune_wizard,
      (80, 24)),
     ("Fine-tune dashboard (running)", "Step n/N, loss, tokens/s, ETA, the live loss chart and the plan.",
-     finetune_dashboard("20260921-150000-finetune-running", 35), (80, 24)),
+     finetune_dashboard("finetune-running"), (80, 24)),
     ("Fine-tune dashboard (finished)", "Knowledge test side by side, evaluation before/after, the files written.",
-     finetune_dashboard("20260921-141315-finetune-demo", 60), (160, 48)),
+     finetune_dashboard("finetune"), (160, 48)),
     ("Upload", "Folder checked first, repository name checked inline, private by default, token never shown.",
      upload, (80, 24)),
     ("Lineage", "Base → abliterated → fine-tuned, from the registry (rebuilt from the run folders).", lineage,
@@ -178,15 +165,15 @@ SCENES: list[tuple[str, str, Scene, tuple[int, int]]] = [
 ]
 
 
-async def capture(settings: Settings, scene: Scene, size: tuple[int, int]) -> str:
+async def capture(settings: Settings, show: Scene_, size: tuple[int, int]) -> str:
     app = HereticApp(settings=settings, clock=lambda: FIXED_NOW, resource_probe=FixedResourceProbe())
     async with app.run_test(size=size) as pilot:
         await pilot.pause(0.2)
-        await scene(pilot)
+        await show(pilot)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.5)
         lines = [strip.text.rstrip() for strip in app.screen._compositor.render_strips()]
-    return "\n".join(lines)
+    return shown_as_scene_root("\n".join(lines), scene.root)
 
 
 KEYS = """## Keys
@@ -254,24 +241,36 @@ its last error and log lines, and `r` resumes the study from its completed trial
 
 
 def main() -> None:
+    global scene
     os.environ["TZ"] = "UTC"
     time.tzset()
-    settings = build_scene()
+    document = Path(sys.argv[1]) if len(sys.argv) > 1 else DOCUMENT
+    root = scene_folder()
+    try:
+        scene = write_screen_scene(root)
+        os.environ.update(scene.environment())
+        os.environ.pop("HF_TOKEN", None)
+        write_document(document, scene.settings())
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def write_document(document: Path, settings: Settings) -> None:
     parts = [
         "# Screens",
         "",
         "Text captures of heretic-tui's main screens, made by `python tests/tui/capture_screens.py` from the same",
-        "recorded runs as the snapshot tests (fixed times; the model names are examples). Colours are lost in text;",
+        "recorded runs as the snapshot tests (real jobs on the demo model, times shifted). Colours are lost in text;",
         "the SVG snapshots in `tests/tui/__snapshots__/` show them.",
         "",
     ]
-    for title, description, scene, size in SCENES:
-        text = asyncio.run(capture(settings, scene, size))
+    for title, description, show, size in SCENES:
+        text = asyncio.run(capture(settings, show, size))
         parts += [f"## {title}", "", f"{description} ({size[0]}x{size[1]})", "", "```text", text, "```", ""]
     parts.append(KEYS)
-    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
-    DOCUMENT.write_text("\n".join(parts), encoding="utf-8")
-    print(f"wrote {DOCUMENT}")
+    document.parent.mkdir(parents=True, exist_ok=True)
+    document.write_text("\n".join(parts), encoding="utf-8")
+    print(f"wrote {document}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Fixtures for the TUI tests: UTC, a runs folder, settings pointing at it, and an app factory with a fixed clock
-and memory probe (see tui_helpers)."""
+"""Fixtures for the TUI tests: UTC, a runs folder, settings pointing at it, an app factory with a fixed clock and
+memory probe (see tui_helpers), and the recording of real jobs that tests place runs from (see recorded_runs)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from recorded_runs import Recording, recording  # noqa: E402
 from tui_helpers import FIXED_NOW, FixedResourceProbe  # noqa: E402
 
 from heretic_tui.core.settings import Settings  # noqa: E402
@@ -26,6 +27,13 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     time.tzset()
+
+
+@pytest.fixture(scope="session")
+def recorded() -> Recording:
+    """The real jobs' run folders, recorded once per version of the core (about a minute when it changed):
+    ``recorded.place("finished", runs_folder, "name")`` copies one into a test's folder (see recorded_runs)."""
+    return recording()
 
 
 @pytest.fixture

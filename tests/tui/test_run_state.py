@@ -1,74 +1,180 @@
-"""The dashboard's state folded from recorded journals: phases, trials, best trial, ETA, endings, resume."""
+"""The dashboard's state folded from real journals, checked against what the core says independently of the fold:
+its report.json, its Pareto front, its events' own fields. Phases, trials, best trial, ETA, endings, resume."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
-from recorded_runs import START, preamble, trial_events, write_run
+import pytest
+from recorded_runs import Recording, RecordedRun, trial_finished
 
-from heretic_tui.core.runs.events import JobCancelled, JobStarted, PhaseStarted, Progress
+from heretic_tui.core.abliteration.study import TrialResult, choose_trial, pareto_front
+from heretic_tui.core.runs.events import (
+    JobCancelled,
+    JobError,
+    JobStarted,
+    PhaseStarted,
+    Progress,
+    TrainingStep,
+    TrialFinished,
+    TrialStarted,
+)
+from heretic_tui.core.runs.handle import attach
+from heretic_tui.core.settings import OptimizationSettings
 from heretic_tui.tui.run_state import RunState
 
 
-def test_finished_run(tmp_path: Path) -> None:
-    run = write_run(tmp_path, "finished", trials_total=12, trials_done=12)
+def report_results(run: RecordedRun) -> list[TrialResult]:
+    report = run.report
+    assert report is not None and report["trials"], f"{run.path} has no trials in its report"
+    return [TrialResult(trial["number"], trial["refusals"], trial["kl"], trial["seconds"],
+                        trial["apply_reset_seconds"], trial["params"]) for trial in report["trials"]]
+
+
+def test_a_finished_study_shows_what_its_report_says(recorded: Recording, tmp_path: Path) -> None:
+    run = recorded.place("finished", tmp_path)
+    report = run.report
+    assert report is not None
+    results = report_results(run)
     state = RunState.from_events(run.events)
-    assert state.status == "finished"
-    assert state.job == "abliterate" and state.model == "demo"
-    assert len(state.finished_trials) == 12 and state.trial_total == 12
-    assert state.baseline_refusals == 9 and state.baseline_total == 10
-    chosen = state.summary["chosen_trial"]
-    assert state.best_trial() is state.trials[chosen]
-    assert set(state.pareto) <= set(state.trials)
+
+    assert state.status == "finished" and state.job == "abliterate" and state.model == report["model"]
+    assert {number: (row.refusals, row.kl) for number, row in state.trials.items()} == {
+        result.number: (result.refusals, result.kl) for result in results}
+    assert state.trial_total == len(results)
+    assert (state.baseline_refusals, state.baseline_total) == (report["baseline"]["refusals"],
+                                                               report["baseline"]["total"])
+    front = pareto_front(results)
+    assert front, "a study with trials has a Pareto front"
+    assert sorted(state.pareto) == sorted(report["pareto"]) == sorted(front)
+    best = state.best_trial()
+    assert best is not None and best.number == report["chosen_trial"]
+    chosen = choose_trial(results, OptimizationSettings().choice_max_kl)
+    assert chosen is not None and best.number == chosen.number
+    assert state.median_trial_seconds() == pytest.approx(statistics.median(result.seconds for result in results))
     assert all(phase.finished for phase in state.phases.values())
-    assert state.eta_seconds(START + 1000) is None
+    assert state.eta_seconds(state.last_event_at + 1000) is None
 
 
-def test_running_run_eta_uses_the_median_trial_time(tmp_path: Path) -> None:
-    run = write_run(tmp_path, "running", trials_total=20, trials_done=5, ending="running")
+def test_the_front_marks_every_trial_no_other_beats(recorded: Recording, tmp_path: Path) -> None:
+    """Each trial the study reports is on the front exactly when no other trial is at least as good on both
+    objectives and better on one (checked pairwise here, against the core's answer)."""
+    results = report_results(recorded.place("finished", tmp_path))
+    front = set(pareto_front(results))
+    for result in results:
+        beaten = any(other.refusals <= result.refusals and other.kl <= result.kl
+                     and (other.refusals < result.refusals or other.kl < result.kl) for other in results)
+        assert (result.number in front) == (not beaten), result
+    assert len(front) < len(results), "the recorded study has trials off the front, so the check can fail"
+
+
+def test_a_study_in_flight_counts_its_eta_down_between_trials(recorded: Recording, tmp_path: Path) -> None:
+    run = recorded.place("killed", tmp_path, trials=4)
     state = RunState.from_events(run.events)
-    assert state.is_running and state.running_trial == 5
-    median = state.median_trial_seconds()
-    assert median is not None
-    assert state.eta_seconds(START + 100) == median * 15
-    assert state.current_phase == "trials"
+    in_flight = run.events[-1]
+    assert isinstance(in_flight, TrialStarted) and in_flight.number == 4
+    assert state.is_running and state.running_trial == 4 and state.current_phase == "trials"
+    assert len(state.finished_trials) == 4 and state.trial_total == in_flight.total
+    median = statistics.median(item.seconds for item in run.trials.values())
+    assert state.median_trial_seconds() == pytest.approx(median)
+
+    started = in_flight.time
+    assert state.eta_seconds(started) == pytest.approx(median * (in_flight.total - 4))
+    assert state.eta_seconds(started + median / 2) == pytest.approx(median * (in_flight.total - 4) - median / 2)
+    assert state.eta_seconds(started + 10 * median) == pytest.approx(median * (in_flight.total - 5)), \
+        "a trial running long leaves the trials not started yet"
+
+    for item in run.play_on(trial_finished(4)):
+        state.apply(item)
+    assert len(state.finished_trials) == 5 and state.trials[4].refusals == run.trials[4].refusals
 
 
-def test_phase_eta_from_its_own_rate() -> None:
-    state = RunState()
-    state.apply(JobStarted(job="abliterate", time=START))
-    state.apply(PhaseStarted(phase="residuals", total=100, time=START))
-    state.apply(Progress(phase="residuals", completed=25, total=100, time=START + 10))
-    assert state.eta_seconds(START + 10) == 30.0
+def test_a_phase_eta_comes_from_its_own_rate(recorded: Recording, tmp_path: Path) -> None:
+    events = recorded.place("finished", tmp_path).events
+    started = next(item for item in events if isinstance(item, PhaseStarted) and item.phase == "residuals")
+    progress = next(item for item in events if isinstance(item, Progress) and item.phase == "residuals"
+                    and item.total and 0 < item.completed < item.total)
+    state = RunState.from_events(events[:events.index(progress) + 1])
+    assert state.current_phase == "residuals"
+    elapsed = progress.time - started.time
+    expected = elapsed / progress.completed * (progress.total - progress.completed)
+    assert state.phase_eta_seconds(progress.time) == pytest.approx(expected)
 
 
 def test_named_steps_belong_to_their_phase() -> None:
+    """A phase's named steps (the fine-tune's ``load: <stage>`` progress) count inside that phase."""
     state = RunState()
-    state.apply(JobStarted(job="abliterate", time=START))
-    state.apply(PhaseStarted(phase="load", time=START))
-    state.apply(Progress(phase="load: base training", completed=3, total=12, time=START + 1))
+    state.apply(JobStarted(job="finetune", time=1.0))
+    state.apply(PhaseStarted(phase="load", time=1.0))
+    state.apply(Progress(phase="load: base training", completed=3, total=12, time=2.0))
     assert list(state.phases) == ["load"]
     assert state.phases["load"].step == "base training" and state.phases["load"].step_completed == 3
 
 
-def test_failed_and_cancelled_runs(tmp_path: Path) -> None:
-    failed = RunState.from_events(write_run(tmp_path, "failed", trials_done=4, ending="failed").events)
-    assert failed.status == "failed" and "out of memory" in failed.error_message
-    assert failed.running_trial is None and len(failed.trials) == 4
-    cancelled = RunState.from_events(write_run(tmp_path, "cancelled", trials_done=3, ending="cancelled").events)
-    assert cancelled.status == "cancelled" and "resumed" in cancelled.cancel_reason
-    assert cancelled.can_resume
+def test_a_failed_run_keeps_its_error_and_its_trials(recorded: Recording, tmp_path: Path) -> None:
+    run = recorded.place("failed", tmp_path)
+    error = run.events[-1]
+    assert isinstance(error, JobError) and error.user_error
+    state = RunState.from_events(run.events)
+    assert state.status == "failed" and state.error_message == error.message and state.user_error
+    assert "does not exist" in state.error_message
+    assert state.running_trial is None
+    assert sorted(number for number, row in state.trials.items() if row.finished) == sorted(run.trials)
+    assert run.trials, "the failed run's first session finished trials"
+    assert state.can_resume
 
 
-def test_a_resumed_run_keeps_earlier_trials_and_forgets_the_old_ending(tmp_path: Path) -> None:
-    run = write_run(tmp_path, "resumed", trials_total=10, trials_done=4, ending="cancelled")
-    results: dict[int, tuple[int, float]] = {}
-    resumed = [JobStarted(job="abliterate", model="demo", resumed=True, time=START + 500)]
-    resumed += preamble(run.path, "demo", 10)[1:]
-    resumed += trial_events(4, 2, 10, START + 520, results)
-    state = RunState.from_events(run.events + resumed)
-    assert state.status == "running" and state.resumed
-    assert state.cancel_reason == ""
-    assert sorted(number for number, row in state.trials.items() if row.finished) == [0, 1, 2, 3, 4, 5]
-    state.apply(JobCancelled(reason="again", time=START + 600))
-    assert state.status == "cancelled"
+def test_a_cancelled_run_can_be_resumed(recorded: Recording, tmp_path: Path) -> None:
+    run = recorded.place("cancelled", tmp_path)
+    cancelled = run.events[-1]
+    assert isinstance(cancelled, JobCancelled)
+    state = RunState.from_events(run.events)
+    assert state.status == "cancelled" and state.cancel_reason == cancelled.reason
+    assert len(state.finished_trials) == len(run.trials) >= 3
+    assert state.running_trial is None and state.can_resume
+
+
+def test_a_resumed_run_keeps_earlier_trials_and_forgets_the_old_ending(recorded: Recording, tmp_path: Path) -> None:
+    events = recorded.place("failed", tmp_path).events
+    resumed = next(index for index, item in enumerate(events) if isinstance(item, JobStarted) and item.resumed)
+    assert any(isinstance(item, JobCancelled) for item in events[:resumed])
+    state = RunState.from_events(events[:resumed + 1])
+    assert state.status == "running" and state.resumed and state.cancel_reason == ""
+    first_session = {item.number for item in events[:resumed] if isinstance(item, TrialFinished)}
+    assert {number for number, row in state.trials.items() if row.finished} == first_session
+    for item in events[resumed + 1:]:
+        state.apply(item)
+    assert state.status == "failed"
+
+
+def test_a_killed_worker_folds_into_a_failed_run_naming_the_signal(recorded: Recording, tmp_path: Path) -> None:
+    run = recorded.place("killed", tmp_path)
+    assert RunState.from_events(run.events).status == "running", "the journal alone does not know"
+    state = RunState.from_events(list(attach(run.path).events(follow=True, poll_seconds=0.01)))
+    assert state.status == "failed" and "SIGKILL" in state.error_message
+    assert len(state.finished_trials) == len(run.trials) > 0
+
+
+def test_a_finetune_run_keeps_every_logged_step(recorded: Recording, tmp_path: Path) -> None:
+    run = recorded.place("finetune", tmp_path)
+    report = run.report
+    assert report is not None
+    state = RunState.from_events(run.events)
+    losses = {item.step: item.loss for item in run.steps if item.loss is not None}
+    evaluations = {item.step: item.eval_loss for item in run.steps if item.eval_loss is not None}
+    assert losses and evaluations
+    assert state.status == "finished" and state.has_steps and not state.has_trials
+    assert state.train_losses == losses and state.eval_losses == evaluations
+    assert state.latest_step is not None and state.latest_step.step == report["steps"]
+    assert state.metrics["evaluation"]["eval_loss_after"] == pytest.approx(report["eval_loss_after"])
+
+
+def test_a_finetune_in_flight_counts_down_from_the_trainers_estimate(recorded: Recording, tmp_path: Path) -> None:
+    run = recorded.place("finetune", tmp_path, steps=12)
+    step = next(item for item in reversed(run.events) if isinstance(item, TrainingStep) and item.eta_seconds)
+    state = RunState.from_events(run.events)
+    assert state.is_running and state.current_phase == "train"
+    assert state.eta_seconds(step.time) == pytest.approx(step.eta_seconds)
+    assert state.eta_seconds(step.time + step.eta_seconds / 2) == pytest.approx(step.eta_seconds / 2)
+    assert state.eta_seconds(step.time + 10 * step.eta_seconds) == 0.0

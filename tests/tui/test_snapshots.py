@@ -1,8 +1,11 @@
 """Screenshots of the main screens at 80x24 and 160x48, compared with the accepted ones in __snapshots__.
 
-Everything on screen is fixed: run folders live at one path, journals carry fixed times, the clock and the memory
-probe are fakes, and the timezone is UTC. Update after a deliberate change with ``--snapshot-update`` and look at
-the SVGs before committing them.
+Everything on screen is fixed: the runs are the committed screen scene (a recording of real jobs, see
+recorded_runs), the clock and the memory probe are fakes, and the timezone is UTC. Each test places the scene in a
+folder of its own, made for it and removed after it (``scene_folder``: as long as the ``SCENE_ROOT`` the accepted
+screenshots show, and shown by that name, because pytest's ``tmp_path`` has a length that depends on the user, the
+session and the test's name, and paths on screen wrap and are cut by length). Update after a deliberate change
+with ``--snapshot-update -k <name>`` and look at the SVGs before committing them.
 """
 
 from __future__ import annotations
@@ -13,37 +16,43 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tui_helpers import FIXED_NOW, FixedResourceProbe
-from model_folders import build_hub_cache, write_model_files
-from recorded_runs import write_screen_scene
+import textual._doc
+from recorded_runs import FIXED_NOW, Scene, scene_folder, shown_as_scene_root, write_screen_scene
+from tui_helpers import FixedResourceProbe, wait_for
 
+from heretic_tui.core.runs.events import TrainingStep, TrialFinished
+from heretic_tui.core.runs.journal import read_journal
 from heretic_tui.core.settings import Settings
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.dashboard import DashboardScreen
 from heretic_tui.tui.screens.lineage import LineageScreen
-from heretic_tui.tui.screens.upload import UploadScreen
 from heretic_tui.tui.screens.runs import RunsScreen
 from heretic_tui.tui.screens.trial_actions import TrialActionsScreen
+from heretic_tui.tui.screens.upload import UploadScreen
 
-SNAPSHOT_ROOT = Path("/tmp/heretic-tui-snapshots")
 SIZES = [(80, 24), (160, 48)]
 size_ids = [f"{width}x{height}" for width, height in SIZES]
 
 
 @pytest.fixture
-def snapshot_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    runs = write_screen_scene(SNAPSHOT_ROOT)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    cache = SNAPSHOT_ROOT / "hf-cache"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(SNAPSHOT_ROOT / "no-demo-model"))
-    build_hub_cache(cache, "acme/tiny-chat")
-    write_model_files(SNAPSHOT_ROOT / "models" / "base-model", architecture="MistralForCausalLM", template=False)
-    settings = Settings()
-    settings.output.runs_directory = str(runs)
-    settings.output.model_directories = [str(SNAPSHOT_ROOT / "models")]
-    yield settings
-    shutil.rmtree(SNAPSHOT_ROOT, ignore_errors=True)
+def scene(monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
+    root = scene_folder()
+    try:
+        placed = write_screen_scene(root)
+        for name, value in placed.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        screenshot = textual._doc.take_svg_screenshot
+        monkeypatch.setattr(textual._doc, "take_svg_screenshot",
+                            lambda *arguments, **options: shown_as_scene_root(screenshot(*arguments, **options), root))
+        yield placed
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def snapshot_settings(scene: Scene) -> Settings:
+    return scene.settings()
 
 
 def app_for(settings: Settings, **options: Any) -> HereticApp:
@@ -60,18 +69,30 @@ def rows_shown(selector: str, count: int) -> Callable[[Any], Any]:
     """A run_before that waits until the table on the current screen shows ``count`` rows, then settles."""
 
     async def wait(pilot: Any) -> None:
-        for _ in range(200):
-            tables = pilot.app.screen.query(selector)
-            if tables and tables.first().row_count == count:
-                break
-            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: pilot.app.screen.query_one(selector).row_count == count,
+                       f"{selector} shows {count} rows")
         await settled(pilot)
 
     return wait
 
 
-def run_path(settings: Settings, name: str) -> Path:
-    return Path(settings.output.runs_directory) / name
+def finished_trials(run: Path) -> int:
+    return len({item.number for item in read_journal(run / "events.jsonl").events if isinstance(item, TrialFinished)})
+
+
+def last_step(run: Path) -> int:
+    return max(item.step for item in read_journal(run / "events.jsonl").events if isinstance(item, TrainingStep))
+
+
+def replayed(run: Path, condition: Callable[[DashboardScreen], bool], what: str) -> Callable[[Any], Any]:
+    """A run_before for a dashboard following a run in flight: wait until it shows the whole journal."""
+
+    async def wait(pilot: Any) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen) and condition(pilot.app.screen),
+                       f"the dashboard of {run.name} shows {what}")
+        await pilot.pause(0.3)
+
+    return wait
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
@@ -80,33 +101,24 @@ def test_home(snap_compare: Callable[..., bool], snapshot_settings: Settings, si
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_dashboard_finished(snap_compare: Callable[..., bool], snapshot_settings: Settings,
-                            size: tuple[int, int]) -> None:
-    app = app_for(snapshot_settings, attach_run=run_path(snapshot_settings, "20260921-141315-demo"))
+def test_dashboard_finished(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
+    app = app_for(scene.settings(), attach_run=scene.path("finished"))
     assert snap_compare(app, terminal_size=size, run_before=settled)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_dashboard_failed(snap_compare: Callable[..., bool], snapshot_settings: Settings,
-                          size: tuple[int, int]) -> None:
-    app = app_for(snapshot_settings, attach_run=run_path(snapshot_settings, "20260921-120000-qwen3-4b-instruct"))
+def test_dashboard_failed(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
+    app = app_for(scene.settings(), attach_run=scene.path("failed"))
     assert snap_compare(app, terminal_size=size, run_before=settled)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_dashboard_running(snap_compare: Callable[..., bool], snapshot_settings: Settings,
-                           size: tuple[int, int]) -> None:
-    app = app_for(snapshot_settings, attach_run=run_path(snapshot_settings, "20260921-150000-mistral-7b"))
-
-    async def replayed(pilot: Any) -> None:
-        deadline = 200
-        while deadline and not (isinstance(pilot.app.screen, DashboardScreen)
-                                and len(pilot.app.screen.state.finished_trials) == 17):
-            await pilot.pause(0.05)
-            deadline -= 1
-        await pilot.pause(0.3)
-
-    assert snap_compare(app, terminal_size=size, run_before=replayed)
+def test_dashboard_running(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
+    run = scene.path("running")
+    trials = finished_trials(run)
+    app = app_for(scene.settings(), attach_run=run)
+    assert snap_compare(app, terminal_size=size, run_before=replayed(
+        run, lambda screen: len(screen.state.finished_trials) == trials, f"{trials} finished trials"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
@@ -127,6 +139,7 @@ def test_wizard_summary(snap_compare: Callable[..., bool], snapshot_settings: Se
         await pilot.press("n", "b")
         pilot.app.screen.query_one("#basic-trials").value = "60"
         await pilot.press("ctrl+n")
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#config-path"), "the summary's config path field")
         pilot.app.screen.query_one("#config-path").value = "/etc/heretic-tui/config.toml"
         await pilot.pause()
 
@@ -153,9 +166,8 @@ def test_model_browser(snap_compare: Callable[..., bool], snapshot_settings: Set
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_trial_actions(snap_compare: Callable[..., bool], snapshot_settings: Settings,
-                       size: tuple[int, int]) -> None:
-    path = run_path(snapshot_settings, "20260921-141315-demo")
+def test_trial_actions(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
+    path = scene.path("finished")
 
     async def actions(pilot: Any) -> None:
         await settled(pilot)
@@ -164,70 +176,62 @@ def test_trial_actions(snap_compare: Callable[..., bool], snapshot_settings: Set
         best = screen.state.best_trial()
         assert best is not None
         pilot.app.push_screen(TrialActionsScreen(path, best.number, best, best.number in screen.state.pareto))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, TrialActionsScreen), "the trial's actions")
         await pilot.pause()
 
-    assert snap_compare(app_for(snapshot_settings, attach_run=path), terminal_size=size, run_before=actions)
+    assert snap_compare(app_for(scene.settings(), attach_run=path), terminal_size=size, run_before=actions)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_finetune_wizard_basic(snap_compare: Callable[..., bool], snapshot_settings: Settings,
-                               size: tuple[int, int]) -> None:
+def test_finetune_wizard_basic(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
     async def basic(pilot: Any) -> None:
         await pilot.press("f", "b")
-        pilot.app.screen.query_one("#basic-data").value = str(SNAPSHOT_ROOT / "models")
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#basic-data"), "the fine-tune wizard's data field")
+        pilot.app.screen.query_one("#basic-data").value = str(scene.models)
         await pilot.pause()
 
-    assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=basic)
+    assert snap_compare(app_for(scene.settings()), terminal_size=size, run_before=basic)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_finetune_dashboard_finished(snap_compare: Callable[..., bool], snapshot_settings: Settings,
+def test_finetune_dashboard_finished(snap_compare: Callable[..., bool], scene: Scene,
                                      size: tuple[int, int]) -> None:
-    path = SNAPSHOT_ROOT / "finetune-runs" / "20260921-141315-finetune-demo"
-    assert snap_compare(app_for(snapshot_settings, attach_run=path), terminal_size=size, run_before=settled)
+    app = app_for(scene.settings(), attach_run=scene.path("finetune"))
+    assert snap_compare(app, terminal_size=size, run_before=settled)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_finetune_dashboard_running(snap_compare: Callable[..., bool], snapshot_settings: Settings,
+def test_finetune_dashboard_running(snap_compare: Callable[..., bool], scene: Scene,
                                     size: tuple[int, int]) -> None:
-    path = SNAPSHOT_ROOT / "finetune-runs" / "20260921-150000-finetune-running"
-
-    async def replayed(pilot: Any) -> None:
-        for _ in range(200):
-            screen = pilot.app.screen
-            if isinstance(screen, DashboardScreen) and screen.state.latest_step is not None \
-                    and screen.state.latest_step.step == 35:
-                break
-            await pilot.pause(0.05)
-        await pilot.pause(0.3)
-
-    assert snap_compare(app_for(snapshot_settings, attach_run=path), terminal_size=size, run_before=replayed)
+    run = scene.path("finetune-running")
+    step = last_step(run)
+    app = app_for(scene.settings(), attach_run=run)
+    assert snap_compare(app, terminal_size=size, run_before=replayed(
+        run, lambda screen: screen.state.latest_step is not None and screen.state.latest_step.step == step,
+        f"step {step}"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_upload(snap_compare: Callable[..., bool], snapshot_settings: Settings, size: tuple[int, int]) -> None:
+def test_upload(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
     async def upload(pilot: Any) -> None:
-        await pilot.app.push_screen(UploadScreen(SNAPSHOT_ROOT / "models" / "base-model"))
+        await pilot.app.push_screen(UploadScreen(scene.models / "base-model"))
         await settled(pilot)
         pilot.app.screen.query_one("#upload-repo").value = "alice/base-model-heretic"
         await pilot.pause()
 
-    assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=upload)
+    assert snap_compare(app_for(scene.settings()), terminal_size=size, run_before=upload)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
-def test_lineage(snap_compare: Callable[..., bool], snapshot_settings: Settings, size: tuple[int, int]) -> None:
-    snapshot_settings.output.runs_directory = str(SNAPSHOT_ROOT / "lineage-runs")
-    merged = SNAPSHOT_ROOT / "lineage-runs" / "20260921-141315-finetune-trial-3" / "merged"
+def test_lineage(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
+    settings = scene.settings()
+    settings.output.runs_directory = str(scene.path("lineage-study").parent)
+    merged = scene.path("lineage-finetune") / "merged"
 
     async def lineage(pilot: Any) -> None:
         await pilot.app.push_screen(LineageScreen(merged))
-        for _ in range(200):
-            if pilot.app.screen.chain:
-                break
-            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: pilot.app.screen.chain, "the lineage chain")
         await settled(pilot)
 
-    app = HereticApp(settings=snapshot_settings, clock=lambda: FIXED_NOW, resource_probe=FixedResourceProbe(),
-                     registry_path=SNAPSHOT_ROOT / "registry.sqlite3")
+    app = app_for(settings, registry_path=scene.root / "registry.sqlite3")
     assert snap_compare(app, terminal_size=size, run_before=lineage)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-
 import pytest
-from tui_helpers import screen_words, wait_for
+from tui_helpers import screen_text, screen_words, wait_for
 
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.dialogs import MessageDialog
@@ -44,12 +42,14 @@ async def test_a_wait_that_times_out_names_what_it_awaited_and_what_it_saw(
 
 
 async def test_screen_words_finds_a_message_however_the_dialog_wrapped_it(
-    tmp_path: Path, make_app: Callable[..., HereticApp],
+    make_app: Callable[..., HereticApp],
 ) -> None:
-    long_folder = tmp_path / ("a-folder-name-long-enough-to-wrap-" * 3)
-    long_folder.mkdir()
-    app = make_app(attach_run=long_folder)
+    phrase = "is not a heretic-tui run: it has no job.json, so there is nothing to attach to or resume here"
+    assert len(phrase) > 70, "longer than the terminal is wide, so it must wrap"
+    app = make_app()
     async with app.run_test(size=(70, 30)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog), "the dialog explaining the folder")
-        await wait_for(pilot, lambda: "is not a heretic-tui run: it has no job.json" in screen_words(app),
-                       "the whole explanation, read across its line breaks")
+        app.push_screen(MessageDialog("Cannot open this run", f"/tmp/{'long-folder-' * 6} {phrase}."))
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog), "the dialog")
+        await wait_for(pilot, lambda: "Cannot open this run" in screen_words(app), "the dialog's title")
+        assert phrase not in screen_text(app)
+        assert phrase in screen_words(app)

@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from recorded_runs import START
+from recorded_runs import FIXED_NOW, START  # noqa: F401 - the clock of every TUI test, re-exported here
 
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.resources import GpuMemory, ResourceProbe, ResourceSnapshot
 
 GIB = 2**30
-FIXED_NOW = START + 120.0
 
 
 class FixedResourceProbe(ResourceProbe):
