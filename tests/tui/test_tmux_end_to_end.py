@@ -1,8 +1,11 @@
 """End to end in a real terminal: wizard → demo run → dashboard → detach and quit → re-attach.
 
 tmux gives the app a real pseudo-terminal, and keys and screen contents go through ``send-keys`` and
-``capture-pane`` exactly as a person's would. The demo model is built on first use (minutes on a busy two-core
-machine; it is cached in the shared test cache afterwards), so this test is marked slow.
+``capture-pane`` exactly as a person's would. The test starts a tmux server of its own (``-L``): a server that was
+already running would give the shell its own environment instead of the test's (the isolated home, the shared
+cache with the demo model). The demo model is built on first use (minutes on a busy two-core machine; it is
+cached in the shared test cache afterwards), so this test is marked slow. scripts/setup.sh installs tmux; where it
+could not, the test is skipped with the reason, which scripts/run-tests.sh prints (``-rs``).
 """
 
 from __future__ import annotations
@@ -29,20 +32,22 @@ DEMO_BUILD_SECONDS = 1500
 
 
 class Terminal:
-    """One tmux session running a shell; the app is started and restarted in it like a person would."""
+    """One tmux session, on a tmux server of its own, running a shell; the app is started and restarted in it like
+    a person would."""
 
     def __init__(self, name: str, folder: Path) -> None:
         self.name = name
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(WIDTH), "-y", str(HEIGHT), "-c",
+        self.tmux = ["tmux", "-L", name, "-f", "/dev/null"]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", name, "-x", str(WIDTH), "-y", str(HEIGHT), "-c",
                         str(folder), "bash --norc --noprofile"], check=True)
 
     def type(self, *keys: str) -> None:
         for key in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, key], check=True)
+            subprocess.run([*self.tmux, "send-keys", "-t", self.name, key], check=True)
             time.sleep(0.3)
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], check=True, capture_output=True,
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], check=True, capture_output=True,
                               text=True).stdout
 
     def wait_for(self, condition: Callable[[str], bool], timeout: float, what: str) -> str:
@@ -55,7 +60,7 @@ class Terminal:
         raise AssertionError(f"waited {timeout:.0f}s for {what}; the screen shows:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], check=False)
+        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
 
 def trials_done(text: str) -> int:
@@ -66,7 +71,9 @@ def trials_done(text: str) -> int:
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
     if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (apt-get install -y tmux); the end-to-end test drives the app through it")
+        pytest.skip(f"tmux is not on PATH ({os.environ.get('PATH', '')}), and this test drives the app through it: "
+                    "scripts/setup.sh installs it with apt-get where it runs as root or with password-less sudo; "
+                    "elsewhere install it by hand (apt-get install -y tmux, brew install tmux)")
     session = Terminal(f"heretic-e2e-{os.getpid()}", tmp_path)
     yield session
     session.close()
@@ -106,7 +113,13 @@ def test_demo_run_from_the_wizard_survives_detach_and_reattach(terminal: Termina
         terminal.type("d")
         terminal.wait_for(lambda text: "Recent runs" in text, 20, "home after detaching")
         terminal.type("q")
-        terminal.wait_for(lambda text: "Recent runs" not in text, 20, "the app to quit")
+        shown = terminal.wait_for(lambda text: "Quit now?" in text or "Recent runs" not in text, 20,
+                                  "the app to quit or to ask first")
+        if "Quit now?" in shown:
+            assert "keeps running" in shown and "heretic-tui attach" in shown, "quitting says how to reattach"
+            terminal.type("y")
+            shown = terminal.wait_for(lambda text: "Recent runs" not in text, 20, "the app to quit")
+            assert "heretic-tui attach" in shown, "the reattach command is left in the terminal"
         status = json.loads((run / "worker.json").read_text())
         assert "exit_code" not in status or status["exit_code"] == 0, "quitting the app did not stop the run"
 
