@@ -810,8 +810,27 @@ def _key_paths(data: Any, prefix: str = "") -> Iterable[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Hand-written journals: being replaced by the recording above. Do not use them in new tests; move old ones to
-# ``Recording.place`` (the ``recorded`` fixture), which gives the same scenes from real core output.
+# Hand-written journals: being replaced by the recording above, and removed once no test uses them. Do not use them
+# in new tests; with the session fixture ``recorded`` (a Recording) the same scenes come from real core output:
+#
+#   write_run(root, name)                          recorded.place("finished", root, name)        12 trials, finished
+#   write_run(..., trials_done=k, ending="running") recorded.place("killed", root, name, trials=k)  k of 40, trial k
+#                                                   in flight, worker.json naming this process; then
+#                                                   start_fake_worker(run, recorded) for a stand-in that cancels
+#   write_run(..., ending="failed")                recorded.place("failed", root, name)  a JobError (exit code 2)
+#   write_run(..., ending="cancelled")             recorded.place("cancelled", root, name)
+#   write_run(..., ending="died")                  recorded.place("killed", root, name)  worker killed by SIGKILL
+#   run.append(*trial_events(...))                 run.play_on(trial_finished(n))  the real events that followed
+#   trial_result(n)                                run.trials[n].refusals, run.trials[n].kl
+#   pareto_front(results)                          run.report["pareto"], or the core's
+#                                                  heretic_tui.core.abliteration.study.pareto_front
+#   write_finetune_run(root, name)                 recorded.place("finetune", root, name)  merged, with report.json
+#   write_finetune_run(..., steps_done=s)          recorded.place("finetune", root, name, steps=s)
+#   an abliteration run, its export, a fine-tune   recorded.place_together({"finished": "a", "finetune": "b"}, root)
+#   a compare or export job folder                 recorded.place("compare" | "export", root, name)
+#
+# Numbers differ between machines (the demo model is trained on each), so assert what the placed run says
+# (run.trials, run.report, run.events), never a figure written into the test.
 
 import random  # noqa: E402
 
