@@ -197,7 +197,7 @@ def record(root: Path) -> None:
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def recording_key() -> str:
+def recording_key(demo_model: Path) -> str:
     """What a recording depends on: the core's code, this module, the demo model's weights, library versions."""
     from importlib.metadata import version
 
@@ -210,8 +210,7 @@ def recording_key() -> str:
         digest.update(path.read_bytes())
     for name in ("torch", "transformers", "optuna", "peft", "trl", "safetensors", "datasets"):
         digest.update(f"{name}={version(name)}".encode())
-    demo = SHARED_CACHE / "heretic-tui"
-    for weights in sorted(demo.glob("demo-model-*/model.safetensors")):
+    for weights in sorted(demo_model.glob("*.safetensors")):
         digest.update(hashlib.sha256(weights.read_bytes()).digest())
     return digest.hexdigest()[:16]
 
@@ -229,6 +228,9 @@ def recording_environment(root: Path) -> dict[str, str]:
 
 
 KEPT_RECORDINGS = 3
+DEMO_MODEL = "from heretic_tui.core.models.demo import ensure_demo_model; print(ensure_demo_model())"
+"""Builds the demo model when missing (a minute or two, once per checkout) and says where it is, in a process of
+its own: the recording's key includes its weights, and the tests' process need not import torch."""
 
 
 def recording() -> Recording:
@@ -237,8 +239,12 @@ def recording() -> Recording:
 
     cache = SHARED_CACHE / "tui-recordings"
     cache.mkdir(parents=True, exist_ok=True)
-    target = cache / recording_key()
     with FileLock(str(cache / ".lock")):
+        built = subprocess.run([sys.executable, "-c", DEMO_MODEL], cwd=cache, env=recording_environment(cache),
+                               capture_output=True, text=True, timeout=1800)
+        if built.returncode != 0:
+            raise RuntimeError(f"building the demo model for the recording failed:\n{built.stderr[-4000:]}")
+        target = cache / recording_key(Path(built.stdout.strip().splitlines()[-1]))
         if not (target / MANIFEST).is_file():
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir()
