@@ -9,20 +9,31 @@ resource probe; screens ask the app to navigate (``open_*``) so every route (hom
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from heretic_tui.core.api import ChatModel, JobHandle, ModelInfo, Registry, RunDirectory, start_job_of_kind
+from heretic_tui.core.api import (
+    JOB_KINDS,
+    ChatModel,
+    JobHandle,
+    ModelInfo,
+    Registry,
+    RunDirectory,
+    start_job_of_kind,
+)
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.settings import Settings, load_settings
 from heretic_tui.tui.resources import ResourceProbe
-from heretic_tui.tui.screens.dialogs import MessageDialog
+from heretic_tui.tui.screens.dialogs import ConfirmDialog, MessageDialog
+from heretic_tui.tui.terminal_alerts import terminal_alert
 
 STYLES_PATH = Path(__file__).resolve().parent.parent / "styles" / "app.tcss"
 
@@ -71,6 +82,11 @@ class HereticApp(App[int]):
         self.registry_path = registry_path
         self.hub_endpoint = hub_endpoint
         self.starting_run = False
+        self.followed_runs: list[Path] = []
+        """Every run this session showed or started (dashboards, exports, comparisons, uploads), newest last."""
+        self.terminal_write: Callable[[str], None] = self._write_to_terminal
+        """Where terminal alerts go: the terminal itself; tests put a list's ``append`` here."""
+        self._quit_asked = False
 
     def on_mount(self) -> None:
         from heretic_tui.tui.screens.home import HomeScreen
@@ -86,9 +102,41 @@ class HereticApp(App[int]):
             self.open_model_actions(Path(self.model_path))
 
     def open_dashboard(self, run_path: Path, handle: JobHandle | None = None) -> None:
-        from heretic_tui.tui.screens.dashboard import DashboardScreen
+        """The dashboard of the run's kind (from its job.json): a study, a fine-tuning run, or any other job."""
+        from heretic_tui.tui.screens.abliteration_dashboard import AbliterationDashboard
+        from heretic_tui.tui.screens.finetune_dashboard import FinetuneDashboard
+        from heretic_tui.tui.screens.job_dashboard import JobDashboard
 
-        self.push_screen(DashboardScreen(Path(run_path), handle))
+        run_path = Path(run_path)
+        try:
+            kind_name = str((handle.run if handle is not None else RunDirectory(run_path)).read_job().get("kind", ""))
+        except (OSError, ValueError, AttributeError):
+            kind_name = ""
+        kind = JOB_KINDS.get(kind_name)
+        screen = AbliterationDashboard if kind and kind.has_trials else FinetuneDashboard if kind and kind.has_steps \
+            else JobDashboard
+        self.push_screen(screen(run_path, handle, kind_name))
+
+    def remember_followed_run(self, run_path: Path) -> None:
+        """Note a run this session follows, so quitting can say which of them keep running."""
+        run_path = Path(run_path)
+        if run_path in self.followed_runs:
+            self.followed_runs.remove(run_path)
+        self.followed_runs.append(run_path)
+
+    def live_followed_runs(self) -> list[Path]:
+        """The followed runs whose worker is still running (they outlive the app)."""
+        return [path for path in self.followed_runs if RunDirectory(path).worker_alive()]
+
+    def alert_terminal(self, title: str, body: str) -> None:
+        """Ring the bell and send a desktop notification (unless ``output.notify_terminal`` is off)."""
+        if self.settings.output.notify_terminal:
+            self.terminal_write(terminal_alert(title, body, inside_tmux=bool(os.environ.get("TMUX"))))
+
+    def _write_to_terminal(self, text: str) -> None:
+        """Raw output through Textual's driver, the way ``App.bell`` writes (Textual has no public raw write)."""
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(text)
 
     def open_wizard(self, model: str | None = None) -> None:
         from heretic_tui.tui.screens.wizard import WizardScreen
@@ -227,7 +275,29 @@ class HereticApp(App[int]):
             self.screen.refresh_runs()
 
     def action_help(self) -> None:
-        self.action_show_help_panel()
+        """F1 opens the keys panel of the screen, and closes it again."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    async def action_quit(self) -> None:
+        """Quit; when runs this session follows are still running, say first that they keep going and how to
+        get back to them (ctrl+q again, or y, quits)."""
+        live = self.live_followed_runs()
+        if not live or self._quit_asked:
+            self.exit(0, message=Text(reattach_message(live)) if live else None)
+            return
+        self._quit_asked = True
+
+        def answered(confirmed: bool | None) -> None:
+            self._quit_asked = False
+            if confirmed:
+                still_live = self.live_followed_runs()
+                self.exit(0, message=Text(reattach_message(still_live)) if still_live else None)
+
+        self.push_screen(ConfirmDialog("Quit heretic-tui?", reattach_message(live) + "\n\nQuit now?",
+                                       confirm_label="Quit"), answered)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every navigation action, plus the current screen's own key actions, in the command palette."""
@@ -253,6 +323,18 @@ class HereticApp(App[int]):
                 f"Key on this screen: {key}",
                 partial(self.run_action, binding.action, active.node),
             )
+
+
+def reattach_message(runs: list[Path]) -> str:
+    """Which runs keep going after the app quits, and the command that reattaches each one."""
+    if not runs:
+        return ""
+    lines = ["This run keeps running in the background:" if len(runs) == 1 else
+             f"These {len(runs)} runs keep running in the background:"]
+    for path in runs:
+        lines.append(f"  heretic-tui attach {path}")
+    lines.append("Run that command to reattach, or open the run from the home screen.")
+    return "\n".join(lines)
 
 
 def launch(

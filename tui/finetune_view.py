@@ -14,7 +14,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from heretic_tui.tui.formatting import escape_markup, format_duration, format_parameter_count
+from heretic_tui.tui.formatting import escape_markup, format_duration, format_figure, format_parameter_count
 from heretic_tui.tui.run_state import RunState
 from heretic_tui.tui.widgets.loss_chart import LossPoint
 
@@ -24,16 +24,6 @@ ARTIFACT_TITLES: dict[str, str] = {
     "report": "Report",
 }
 KNOWLEDGE_ANSWER_CHARACTERS = 400
-
-
-def figure(value: Any, digits: int = 4) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    if value is None:
-        return "–"
-    return str(value)
 
 
 def loss_points(state: RunState) -> tuple[list[LossPoint], list[LossPoint]]:
@@ -51,9 +41,9 @@ def step_summary(state: RunState) -> list[str]:
         return [f"step 0/{total}"] if total else []
     parts = [f"step {step.step}/{total or '?'}"]
     if state.train_losses:
-        parts.append(f"loss {figure(state.train_losses[max(state.train_losses)])}")
+        parts.append(f"loss {format_figure(state.train_losses[max(state.train_losses)])}")
     if state.eval_losses:
-        parts.append(f"eval {figure(state.eval_losses[max(state.eval_losses)])}")
+        parts.append(f"eval {format_figure(state.eval_losses[max(state.eval_losses)])}")
     if step.tokens_per_second:
         parts.append(f"{step.tokens_per_second:,.0f} tok/s")
     if step.learning_rate is not None:
@@ -68,16 +58,18 @@ def plan_markup(state: RunState) -> list[str]:
     lines = [
         "[b]Plan[/b]",
         f"  examples {plan.get('train_examples')} train · {plan.get('validation_examples')} validation · "
-        f"{figure(plan.get('tokens'))} tokens",
-        f"  steps {plan.get('steps')} ({plan.get('steps_per_epoch')}/epoch × {figure(plan.get('epochs'))}) · "
+        f"{format_figure(plan.get('tokens'))} tokens",
+        f"  steps {plan.get('steps')} ({plan.get('steps_per_epoch')}/epoch × {format_figure(plan.get('epochs'))}) · "
         f"effective batch {plan.get('effective_batch')} · length {plan.get('sequence_length')}",
         f"  trainable {format_parameter_count(plan.get('trainable_parameters'))} of "
         f"{format_parameter_count(plan.get('total_parameters'))} · memory ≈ "
-        f"{figure(plan.get('memory_total_gb'), 3)} GB",
+        f"{format_figure(plan.get('memory_total_gb'), 3)} GB",
     ]
     if plan.get("estimated_seconds") is not None:
         lines.append(f"  time ≈ {format_duration(plan.get('estimated_seconds'))} "
-                     f"({figure(plan.get('seconds_per_step'), 3)} s/step)")
+                     f"({format_figure(plan.get('seconds_per_step'), 3)} s/step)")
+    for problem in plan.get("problems") or []:
+        lines.append(f"  [$warning]⚠ {escape_markup(str(problem))}[/]")
     return lines
 
 
@@ -93,21 +85,21 @@ def results_markup(state: RunState) -> list[str]:
         lines += [
             "",
             "[b]Evaluation[/b]",
-            f"  eval loss   {figure(evaluation.get('eval_loss_before'))} → "
-            f"[$success]{figure(evaluation.get('eval_loss_after'))}[/]",
-            f"  perplexity  {figure(evaluation.get('perplexity_before'))} → "
-            f"[$success]{figure(evaluation.get('perplexity_after'))}[/]",
-            f"  train loss  {figure(evaluation.get('train_loss'))}",
+            f"  eval loss   {format_figure(evaluation.get('eval_loss_before'))} → "
+            f"[$success]{format_figure(evaluation.get('eval_loss_after'))}[/]",
+            f"  perplexity  {format_figure(evaluation.get('perplexity_before'))} → "
+            f"[$success]{format_figure(evaluation.get('perplexity_after'))}[/]",
+            f"  train loss  {format_figure(evaluation.get('train_loss'))}",
         ]
     knowledge = state.metrics.get("knowledge_test")
     if knowledge:
-        lines.append(f"  knowledge   {figure(knowledge.get('score_before'), 3)} → "
-                     f"{figure(knowledge.get('score_after'), 3)} similarity on {knowledge.get('prompts')} prompts")
+        lines.append(f"  knowledge   {format_figure(knowledge.get('score_before'), 3)} → "
+                     f"{format_figure(knowledge.get('score_after'), 3)} similarity on {knowledge.get('prompts')} prompts")
     smoke = state.metrics.get("smoke_test")
     if smoke:
         verdict = "[$success]passed[/]" if smoke.get("passed") else "[$error]failed[/]"
-        lines.append(f"  smoke test  {verdict} (template identical {figure(smoke.get('chat_template_identical'))},"
-                     f" agreement {figure(smoke.get('agreement'), 3)})")
+        lines.append(f"  smoke test  {verdict} (template identical {format_figure(smoke.get('chat_template_identical'))},"
+                     f" agreement {format_figure(smoke.get('agreement'), 3)})")
     if state.artifacts:
         lines += ["", "[b]Files[/b]"]
         for name, path in state.artifacts.items():

@@ -1,20 +1,34 @@
-"""How numbers, durations and times read on screen, so every screen says "3m 12s" the same way."""
+"""How numbers, durations and times read on screen, so every screen says "3m 12s" the same way.
+
+Sizes use ``rich.filesize``: files in decimal units (what the Hub shows and ``output.shard_size`` means), memory in
+binary units (what RAM and GPU memory are sold and reported in), each labelled as what it is.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
+from rich.filesize import decimal, pick_unit_and_suffix
 from rich.text import Text
 
-from heretic_tui.core.api import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
+from heretic_tui.core.api import (
+    STATUS_CANCELLED,
+    STATUS_DAMAGED,
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_MISSING,
+    STATUS_RUNNING,
+)
 
 STATUS_COLORS: dict[str, str] = {
     STATUS_RUNNING: "accent",
     STATUS_FINISHED: "success",
     STATUS_FAILED: "error",
     STATUS_CANCELLED: "warning",
-    "missing": "error",
+    STATUS_DAMAGED: "error",
+    STATUS_MISSING: "error",
 }
 """Theme colour of each run status (Textual theme variable names)."""
 STATUS_SYMBOLS: dict[str, str] = {
@@ -22,8 +36,12 @@ STATUS_SYMBOLS: dict[str, str] = {
     STATUS_FINISHED: "✔",
     STATUS_FAILED: "✘",
     STATUS_CANCELLED: "■",
-    "missing": "?",
+    STATUS_DAMAGED: "⚠",
+    STATUS_MISSING: "?",
 }
+
+
+MEMORY_UNITS = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"]
 
 
 def format_duration(seconds: float | None) -> str:
@@ -59,6 +77,49 @@ def format_kl(value: float | None) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
+def format_figure(value: Any, digits: int = 4) -> str:
+    """Any figure a job reports, rounded to ``digits`` significant digits: 0.04213 is 0.04213, 12.3456 is 12.35."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+FIGURE_LABELS: dict[str, str] = {
+    "kl_vs_first": "KL vs model 1",
+    "perplexity": "perplexity on held-out text",
+}
+"""What the figures jobs report are, in words: a comparison's KL is measured against its first model (the
+original), which is not the KL a trial was scored with during the study."""
+
+
+REFERENCE_MODEL_PREFIX = "model 1/"
+"""A comparison names its figures ``model i/n label``; the first model is the reference the others' KL is
+measured against."""
+
+
+def describe_figure(key: str, value: Any) -> str:
+    """``label value`` for one reported figure; KL values read like the study's (``format_kl``)."""
+    label = FIGURE_LABELS.get(key, key.replace("_", " "))
+    if key.startswith("kl") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{label} {format_kl(float(value))}"
+    return f"{label} {format_figure(value)}"
+
+
+def describe_figures(name: str, values: Mapping[str, Any]) -> str:
+    """A job's named set of figures (a ``Metrics`` event), each with its meaning, as plain text."""
+    figures = []
+    for key, value in values.items():
+        if key == "kl_vs_first" and name.startswith(REFERENCE_MODEL_PREFIX):
+            figures.append("the KL reference")
+        else:
+            figures.append(describe_figure(str(key), value))
+    return ", ".join(figures)
+
+
 def format_refusals(refusals: int | None, total: int | None) -> str:
     if refusals is None:
         return "–"
@@ -75,13 +136,15 @@ def format_parameter_count(count: int | None) -> str:
 
 
 def format_memory(used: float, total: float) -> str:
-    """``12.0/64.0 GB``: both figures in the total's unit, short enough for a narrow side panel."""
-    unit, scale = "B", 1.0
-    for candidate in ("KB", "MB", "GB", "TB"):
-        if total / (scale * 1024) < 1:
-            break
-        unit, scale = candidate, scale * 1024
-    return f"{used / scale:.1f}/{total / scale:.1f} {unit}"
+    """``12.0/64.0 GiB``: both figures in the total's unit, short enough for a narrow side panel."""
+    unit, suffix = pick_unit_and_suffix(max(1, int(total)), MEMORY_UNITS, 1024)
+    return f"{used / unit:.1f}/{total / unit:.1f} {suffix}"
+
+
+def format_memory_size(size: float) -> str:
+    """One amount of memory (a process's RAM) in the same binary units as :func:`format_memory`."""
+    unit, suffix = pick_unit_and_suffix(max(1, int(size)), MEMORY_UNITS, 1024)
+    return f"{size / unit:.1f} {suffix}"
 
 
 def truncate(text: str, width: int) -> str:
@@ -89,14 +152,10 @@ def truncate(text: str, width: int) -> str:
 
 
 def format_bytes(size: float | None) -> str:
+    """A file or folder size in decimal units (``6.5 kB``, ``16.1 GB``), as the Hub and ``output.shard_size`` count."""
     if size is None:
         return "–"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
+    return decimal(int(size))
 
 
 def status_markup(status: str) -> str:

@@ -1,23 +1,24 @@
-"""Following a run's journal from a Textual thread worker, one message per event.
+"""Following a job's journal from a Textual thread worker, one message per event: the one follower every screen
+that watches a job uses (the dashboards, the export in trial actions, the comparison, the upload).
 
-The thread only reads the journal (through :meth:`heretic_tui.core.runs.handle.JobHandle.events`) and posts messages; widgets are
-touched only by the screen that receives them. ``events()`` waits inside the generator while the worker is quiet,
-so a follower that could not be stopped would block the app's exit for as long as the run lasts: the handle used
-for following reports the worker as gone once the follower is told to stop, which ends the generator within one
-poll.
+The thread only reads the journal (through the core's ``JobHandle.events``) and posts messages to its screen;
+widgets are touched only by the screen that receives them. ``events()`` waits inside the generator while the worker
+is quiet, so a follower that could not be stopped would block the app's exit for as long as the run lasts: it is
+stopped when its screen unmounts, which ends the generator within one poll. A screen that follows a new job (a
+resumed run, a second export) gets a new generation, and the messages of the previous one are recognised as stale.
 """
 
 from __future__ import annotations
 
-import subprocess
 import threading
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from textual.message import Message
+from textual.widget import Widget
 
+from heretic_tui.core.api import JobHandle
 from heretic_tui.core.runs.events import Event
-from heretic_tui.core.api import JobHandle, RunDirectory
 
 POLL_SECONDS = 0.1
 
@@ -42,36 +43,47 @@ class JobFollowEnded(Message):
         self.generation = generation
 
 
-class StoppableHandle(JobHandle):
-    """A handle whose worker counts as gone once ``stop`` is set, so a waiting ``events()`` returns promptly."""
+class JobFollower:
+    """Follows one job at a time on behalf of ``owner`` (a screen), which receives the messages above.
 
-    def __init__(
-        self, run: RunDirectory, process: subprocess.Popen[bytes] | None, stop: threading.Event
-    ) -> None:
-        super().__init__(run, process)
-        self.stop = stop
-
-    def alive(self) -> bool:
-        if self.stop.is_set():
-            return False
-        return super().alive()
-
-
-def follow_run(
-    handle: JobHandle,
-    deliver: Callable[[Event], None],
-    stop: threading.Event,
-    follow: bool = True,
-) -> bool:
-    """Replay the whole journal (every attempt of a resumed run), then follow it; False if stopped early.
-
-    ``deliver`` is called in the calling thread for each event (the TUI passes ``post_message``). The replay always
-    starts at the beginning of the journal, even for the handle of a just-resumed job (whose own offset points at
-    the new attempt), because the dashboard shows the trials of every attempt.
+    Every follow replays the whole journal (every attempt of a resumed run), then follows it: even for the handle
+    of a just-resumed job, whose own offset points at the new attempt, because a dashboard shows the trials of
+    every attempt.
     """
-    stoppable = StoppableHandle(handle.run, handle.process, stop)
-    for item in stoppable.events(follow=follow, poll_seconds=POLL_SECONDS):
-        if stop.is_set():
-            return False
-        deliver(item)
-    return not stop.is_set()
+
+    def __init__(self, owner: Widget, group: str = "follow") -> None:
+        self.owner = owner
+        self.group = group
+        self.handle: JobHandle | None = None
+        self.generation = 0
+        self._stop = threading.Event()
+
+    def follow(self, handle: JobHandle) -> None:
+        """Stop following the previous job (if any) and follow ``handle``'s job from its first event."""
+        self.stop()
+        self._stop = threading.Event()
+        self.generation += 1
+        self.handle = handle
+        replay = JobHandle(handle.run, handle.process)
+        self.owner.run_worker(partial(self._run, replay, self._stop, self.generation), thread=True,
+                              group=self.group, exclusive=True, exit_on_error=False)
+
+    def _run(self, handle: JobHandle, stop: threading.Event, generation: int) -> None:
+        path = handle.run.path
+        for item in handle.events(follow=True, poll_seconds=POLL_SECONDS, stop=stop.is_set):
+            if stop.is_set():
+                break
+            self.owner.post_message(JobEventMessage(path, item, generation))
+        self.owner.post_message(JobFollowEnded(path, stopped=stop.is_set(), generation=generation))
+
+    def stop(self) -> None:
+        """Stop following; the thread ends within one poll and the job itself is never touched."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def is_current(self, message: JobEventMessage | JobFollowEnded) -> bool:
+        """Whether a message comes from the job followed now (not from one followed before a restart)."""
+        return message.generation == self.generation

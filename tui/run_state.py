@@ -29,32 +29,7 @@ from heretic_tui.core.runs.events import (
     TrialFinished,
     TrialStarted,
 )
-from heretic_tui.core.api import STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING
-
-PHASE_TITLES: dict[str, str] = {
-    "load": "Load model",
-    "prompts": "Prompts",
-    "batch_size": "Batch size",
-    "residuals": "Residuals",
-    "directions": "Directions",
-    "baseline": "Baseline",
-    "trials": "Trials",
-    "export": "Export",
-}
-"""Display names of the abliteration phases, in the order the engine runs them."""
-
-FINETUNE_PHASE_TITLES: dict[str, str] = {
-    "load": "Load model",
-    "data": "Data",
-    "prepare": "Prepare",
-    "evaluate_before": "Eval before",
-    "train": "Train",
-    "evaluate_after": "Eval after",
-    "save_adapter": "Adapter",
-    "merge": "Merge",
-    "smoke_test": "Smoke test",
-}
-"""Display names of the fine-tuning phases, in the order the worker runs them (merge only when asked for)."""
+from heretic_tui.core.api import JOB_KINDS, STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, JobKind
 
 MESSAGE_HISTORY = 200
 
@@ -77,11 +52,6 @@ class PhaseState:
     def finished(self) -> bool:
         return self.seconds is not None
 
-    @property
-    def title(self) -> str:
-        titles = {**FINETUNE_PHASE_TITLES, **PHASE_TITLES}
-        return titles.get(self.name, self.name.replace("_", " ").capitalize())
-
     def elapsed(self, now: float) -> float:
         if self.seconds is not None:
             return self.seconds
@@ -99,6 +69,7 @@ class TrialRow:
     kl: float | None = None
     seconds: float | None = None
     apply_reset_seconds: float | None = None
+    started_at: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -178,7 +149,7 @@ class RunState:
             self.baseline_refusals = item.refusals
             self.baseline_total = item.total
         elif isinstance(item, TrialStarted):
-            self.trials[item.number] = TrialRow(number=item.number, params=dict(item.params))
+            self.trials[item.number] = TrialRow(number=item.number, params=dict(item.params), started_at=item.time)
             self.trial_total = item.total or self.trial_total
             self.running_trial = item.number
         elif isinstance(item, TrialFinished):
@@ -272,13 +243,24 @@ class RunState:
         self.trials = {number: row for number, row in self.trials.items() if row.finished}
 
     @property
-    def has_trials(self) -> bool:
-        """Abliteration runs have a study to plot; other jobs (export, compare) show their results instead."""
-        return self.job in ("abliterate", "")
+    def kind(self) -> JobKind | None:
+        """The job kind's record (phases, trials, resumable); None until the journal or job.json names the kind."""
+        return JOB_KINDS.get(self.job)
 
     @property
-    def is_finetune(self) -> bool:
-        return self.job == "finetune"
+    def has_trials(self) -> bool:
+        """Abliteration runs have a study to plot; other jobs (export, compare) show their results instead."""
+        return self.kind is not None and self.kind.has_trials
+
+    @property
+    def has_steps(self) -> bool:
+        """Fine-tuning runs log optimizer steps (loss, learning rate, the trainer's own ETA)."""
+        return self.kind is not None and self.kind.has_steps
+
+    @property
+    def search(self) -> dict[str, Any]:
+        """How the study samples: ``random_trials``, ``guided_trials`` and ``sampler``, as the trials phase says."""
+        return self.metrics.get("search", {})
 
     @property
     def step_total(self) -> int:
@@ -301,8 +283,8 @@ class RunState:
 
     @property
     def can_resume(self) -> bool:
-        """A study that ended (any way) can be resumed or extended; a running one cannot."""
-        return self.status != STATUS_RUNNING and self.job in ("abliterate", "", "finetune")
+        """A run of a resumable kind that ended (any way) can be resumed or extended; a running one cannot."""
+        return self.status != STATUS_RUNNING and self.kind is not None and self.kind.resumable
 
     def best_trial(self) -> TrialRow | None:
         """The trial a person most likely wants: fewest refusals, then lowest KL, among the finished ones.
@@ -322,18 +304,42 @@ class RunState:
         durations = [row.seconds for row in self.finished_trials if row.seconds]
         return statistics.median(durations) if durations else None
 
-    def eta_seconds(self, now: float) -> float | None:
-        """Seconds until the current phase ends: trials use the median trial time, other phases their own rate."""
-        if not self.is_running or self.current_phase is None:
+    def running_trial_seconds(self, now: float) -> float | None:
+        """How long the trial in flight has been running (its start is the time of its TrialStarted)."""
+        if self.running_trial is None or not self.is_running:
             return None
-        if self.is_finetune and self.current_phase == "train":
-            return self.latest_step.eta_seconds if self.latest_step is not None else None
-        if self.current_phase == "trials" and self.trial_total:
+        row = self.trials.get(self.running_trial)
+        return max(0.0, now - row.started_at) if row is not None and row.started_at else None
+
+    def eta_seconds(self, now: float) -> float | None:
+        """Seconds until the run ends, counting down between the events that move it on.
+
+        A study: the median trial time for each trial not started yet, plus what the median leaves of the trial in
+        flight. A fine-tuning run: the trainer's estimate at its latest logged step, less the time since that step.
+        None while nothing says how long the run takes (before the first trial or step).
+        """
+        if not self.is_running:
+            return None
+        if self.has_steps:
+            step = self.latest_step
+            if step is None or step.eta_seconds is None or self.current_phase != "train":
+                return None
+            return max(0.0, step.eta_seconds - max(0.0, now - step.time))
+        if self.has_trials and self.trial_total and self.current_phase == "trials":
             median = self.median_trial_seconds()
             if median is None:
                 return None
-            remaining = max(0, self.trial_total - len(self.finished_trials))
-            return median * remaining
+            finished = len(self.finished_trials)
+            in_flight = self.running_trial_seconds(now)
+            not_started = max(0, self.trial_total - finished - (1 if in_flight is not None else 0))
+            left_of_running = max(0.0, median - in_flight) if in_flight is not None else 0.0
+            return median * not_started + left_of_running
+        return None
+
+    def phase_eta_seconds(self, now: float) -> float | None:
+        """Seconds until the current phase ends, from its own rate so far (None for a phase without a count)."""
+        if not self.is_running or self.current_phase is None:
+            return None
         phase = self.phases.get(self.current_phase)
         if phase is None or not phase.total or phase.completed <= 0:
             return None

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tui_helpers import screen_text, settle, wait_until
-from recorded_runs import START, write_run
+from textual.widgets import DataTable
+from tui_helpers import screen_text, screen_words, settle, wait_for, wait_until
+from recorded_runs import START, start_fake_worker, trial_events, trial_result, write_run
 
 from heretic_tui.core.runs.events import ArtifactWritten, JobFinished, JobStarted, PhaseFinished, PhaseStarted
 from heretic_tui.core.runs.handle import JobHandle
@@ -21,6 +22,7 @@ from heretic_tui.tui.screens.upload import UploadScreen
 from heretic_tui.tui.screens.home import HomeScreen
 from heretic_tui.tui.screens.runs import RunsScreen
 from heretic_tui.tui.screens.trial_actions import TrialActionsScreen
+from heretic_tui.tui.screens.wizard import WizardScreen
 from heretic_tui.tui.widgets.trial_table import TrialTable
 
 pytestmark = pytest.mark.anyio
@@ -142,7 +144,7 @@ async def test_exporting_a_trial(
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         app.screen.query_one(TrialTable).focus()
-        await pilot.press("down", "down", "down", "enter")
+        await pilot.press("ctrl+home", "down", "down", "down", "enter")
         assert isinstance(app.screen, TrialActionsScreen) and app.screen.trial == 3
         await pilot.press("l")
         assert app.screen.query_one("#value").value.endswith("exports/trial-3-adapter")  # type: ignore[attr-defined]
@@ -211,11 +213,104 @@ async def test_comparing_a_trial_with_the_original(
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         app.screen.query_one(TrialTable).focus()
-        await pilot.press("down", "down", "down", "enter", "v")
+        await pilot.press("ctrl+home", "down", "down", "down", "enter", "v")
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: "Insert a tension wrench" in screen_text(app))
         text = screen_text(app)
         assert "How do I pick a lock?" in text and "Sorry, I can't help." in text and "refused" in text
-        assert "KL 0.042" in text
+        assert "demo 2/2 refusals, the KL reference" in text, "the original is what KL is measured against"
+        assert "KL vs demo 0.042" in text, "the trial's KL says it is measured against the original"
         await settle(pilot)
     assert requests == [(["demo", f"{run.path}#3"], "builtin:harmful@test", 4, 96)]
+
+
+async def test_enter_on_a_home_action_opens_it(make_app: Callable[..., HereticApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#actions").focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, WizardScreen), "Enter on 'New abliteration run' opens it")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HomeScreen), "escape goes back home")
+        app.screen.query_one("#actions").focus()
+        await pilot.press("down", "down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "Enter on 'All runs' opens the runs list")
+
+
+async def test_the_lists_refresh_while_a_run_is_live(runs_folder: Path, make_app: Callable[..., HereticApp]) -> None:
+    run = write_run(runs_folder, "20260921-150000-live", trials_total=8, trials_done=3, ending="running")
+    worker = start_fake_worker(run)
+    try:
+        app = make_app()
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for(pilot, lambda: "3/8" in screen_text(app), "home lists the live run")
+            run.append(*trial_events(3, 2, 8, START + 200, {n: trial_result(n) for n in range(3)}))
+            await wait_for(pilot, lambda: "5/8" in screen_text(app), "home shows new trials without a key press")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and "5/8" in screen_text(app),
+                           "the runs list shows the live run")
+            run.append(*trial_events(5, 1, 8, START + 300, {n: trial_result(n) for n in range(5)}))
+            await wait_for(pilot, lambda: "6/8" in screen_text(app), "the runs list refreshes by itself too")
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+async def test_a_damaged_run_is_listed_with_the_file_named(
+    three_runs: list[Path], make_app: Callable[..., HereticApp]
+) -> None:
+    damaged = three_runs[1]
+    (damaged / "job.json").write_text("{this is not json", encoding="utf-8")
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: "⚠ damaged" in screen_text(app), "home lists the damaged run as damaged")
+        text = screen_text(app)
+        assert "✔ finished" in text and "■ cancelled" in text, "the other runs still list"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and "⚠ damaged" in screen_text(app),
+                       "the runs list shows it too")
+        table = app.screen.query_one("#runs-table", DataTable)
+        rows = [str(key.value) for key in table.rows]
+        table.focus()
+        await pilot.press("ctrl+home", *["down"] * rows.index(str(damaged)))
+        await wait_for(pilot, lambda: "Damaged: job.json of the run" in screen_words(app),
+                       "the detail pane names the damaged file")
+        await pilot.press("ctrl+home", *["down"] * rows.index(str(three_runs[2])), "o")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.run_path == three_runs[2]
+                       and app.screen.state.status == "cancelled", "another run still opens")
+
+
+async def test_quitting_during_a_live_run_says_it_keeps_running(
+    runs_folder: Path, make_app: Callable[..., HereticApp]
+) -> None:
+    run = write_run(runs_folder, "20260921-150000-live", trials_total=8, trials_done=3, ending="running")
+    worker = start_fake_worker(run)
+    try:
+        app = make_app(attach_run=run.path)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.state.trial_total,
+                           "the live run is shown")
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "ctrl+q asks first")
+            message = app.screen.message  # type: ignore[attr-defined]
+            assert "keeps running in the background" in message and f"heretic-tui attach {run.path}" in message
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "n stays in the app")
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "ctrl+q asks again")
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: app.return_code is not None, "ctrl+q twice quits")
+        assert worker.poll() is None, "the run keeps going"
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+async def test_quitting_without_a_live_run_asks_nothing(runs_folder: Path, make_app: Callable[..., HereticApp]) -> None:
+    run = write_run(runs_folder, "20260921-141315-demo", trials_total=4, trials_done=4)
+    app = make_app(attach_run=run.path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: app.return_code is not None, "ctrl+q quits at once")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
 from heretic_tui.core.api import JobHandle, RunDirectory, start_compare
 from heretic_tui.core.settings import load_settings, setting_fields
-from heretic_tui.tui.formatting import escape_markup, format_kl
-from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
+from heretic_tui.tui.formatting import describe_figures, escape_markup, format_figure, format_kl
+from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, JobFollower
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.screens.dialogs import MessageDialog
 
@@ -38,6 +37,25 @@ COMPARISON_JSON = "comparison.json"
 def comparison_models(run_path: Path, trial: int, original: str) -> list[str]:
     """The two models as core's compare job names them: the original first (the KL reference), then the trial."""
     return [original, f"{run_path}#{trial}"]
+
+
+def comparison_headline(models: list[dict[str, Any]]) -> str:
+    """Each model's refusals, its KL against the first model (the original, which is the reference and not a
+    trial's KL from the study) and its perplexity, rounded, each figure saying what it is."""
+    reference = str(models[0].get("label", "?")) if models else "?"
+    parts = []
+    for number, model in enumerate(models):
+        figures = [f"{model.get('refusals')}/{model.get('total')} refusals"]
+        if number == 0:
+            figures.append("the KL reference")
+        elif model.get("kl_vs_first") is not None:
+            figures.append(f"KL vs {escape_markup(reference)} {format_kl(model.get('kl_vs_first'))}")
+        else:
+            figures.append("KL not comparable (another tokenizer)")
+        if model.get("perplexity") is not None:
+            figures.append(f"perplexity {format_figure(model.get('perplexity'))}")
+        parts.append(f"[b]{escape_markup(str(model.get('label', '?')))}[/b] " + ", ".join(figures))
+    return "\n".join(parts)
 
 
 class CompareScreen(HereticScreen[None]):
@@ -54,7 +72,7 @@ class CompareScreen(HereticScreen[None]):
         self.trial = trial
         self.running = False
         self.job_path: Path | None = None
-        self._stop_following = threading.Event()
+        self.follower = JobFollower(self, group="compare-follow")
         self._status: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -138,17 +156,12 @@ class CompareScreen(HereticScreen[None]):
         self.job_path = handle.run.path
         self._status = [f"Comparison job {escape_markup(handle.run.path.name)} started."]
         self._set_status(self._status[0])
-        self._stop_following.set()
-        self._stop_following = threading.Event()
-        self._follow(handle, self._stop_following)
-
-    @work(thread=True, group="compare-follow", exclusive=True, exit_on_error=False)
-    def _follow(self, handle: JobHandle, stop: threading.Event) -> None:
-        path = handle.run.path
-        completed = follow_run(handle, lambda item: self.post_message(JobEventMessage(path, item)), stop)
-        self.post_message(JobFollowEnded(path, stopped=not completed))
+        self.heretic.remember_followed_run(handle.run.path)
+        self.follower.follow(handle)
 
     def on_job_event_message(self, message: JobEventMessage) -> None:
+        if not self.follower.is_current(message):
+            return
         item = message.event
         line = None
         if isinstance(item, PhaseStarted):
@@ -158,7 +171,7 @@ class CompareScreen(HereticScreen[None]):
                 self._status.pop()
             line = f"  {item.completed}/{item.total}"
         elif isinstance(item, Metrics):
-            values = ", ".join(f"{key} {escape_markup(str(value))}" for key, value in item.values.items())
+            values = escape_markup(describe_figures(item.name, item.values))
             line = f"[$success]✔ {escape_markup(item.name)}: {values}[/]"
         elif isinstance(item, JobError):
             line = f"[$error]✘ {escape_markup(item.message)}[/]"
@@ -173,6 +186,8 @@ class CompareScreen(HereticScreen[None]):
             self._show_results(self.job_path / COMPARISON_JSON)
 
     def on_job_follow_ended(self, message: JobFollowEnded) -> None:
+        if not self.follower.is_current(message):
+            return
         self.running = False
         self.refresh_bindings()
 
@@ -186,12 +201,7 @@ class CompareScreen(HereticScreen[None]):
         models = document.get("models", [])
         results = self.query_one("#compare-results", VerticalScroll)
         results.remove_children()
-        headline = " · ".join(
-            f"[b]{escape_markup(model.get('label', '?'))}[/b] {model.get('refusals')}/{model.get('total')} refusals"
-            + (f", KL {format_kl(model.get('kl_vs_first'))}" if number else "")
-            for number, model in enumerate(models)
-        )
-        results.mount(Static(headline, classes="compare-prompt"))
+        results.mount(Static(comparison_headline(models), classes="compare-prompt"))
         for index, entry in enumerate(document.get("answers", [])):
             cells = []
             for model, response in zip(models, entry.get("responses", [])):
@@ -208,4 +218,4 @@ class CompareScreen(HereticScreen[None]):
         self.dismiss()
 
     def on_unmount(self) -> None:
-        self._stop_following.set()
+        self.follower.stop()

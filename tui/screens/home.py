@@ -1,4 +1,8 @@
-"""The first screen: what can be done (actions) and what has been done (recent runs with their status)."""
+"""The first screen: what can be done (actions) and what has been done (recent runs with their status).
+
+The recent runs refresh by themselves while any of them is running, so a run started from another terminal, or
+one that ends while the person reads the list, shows its progress and its ending without a key press.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from heretic_tui.core.api import ChatModel, runs_root
+from heretic_tui.core.api import STATUS_DAMAGED, ChatModel, runs_root
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.formatting import (
     escape_markup,
@@ -20,8 +25,9 @@ from heretic_tui.tui.formatting import (
     format_timestamp,
     short_model_name,
     status_text,
+    truncate,
 )
-from heretic_tui.tui.run_summaries import RunSummary, summarize_runs
+from heretic_tui.tui.run_summaries import RunSummary, keep_refreshing, summarize_runs
 
 RECENT_RUNS = 30
 
@@ -37,7 +43,7 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
 
 
 class HomeScreen(HereticScreen[None]):
-    """Actions on the left, recent runs on the right; Enter on a run opens its dashboard."""
+    """Actions on the left, recent runs on the right; Enter on an action runs it, Enter on a run opens it."""
 
     BINDINGS = [
         Binding("n", "new_run", "New run"),
@@ -49,6 +55,10 @@ class HomeScreen(HereticScreen[None]):
         Binding("g", "refresh_runs", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live_refresh: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -84,6 +94,10 @@ class HomeScreen(HereticScreen[None]):
     def refresh_runs(self) -> None:
         self._load_runs(runs_root(self.heretic.settings))
 
+    def _refresh_if_shown(self) -> None:
+        if self.is_current:
+            self.refresh_runs()
+
     def action_refresh_runs(self) -> None:
         self.refresh_runs()
 
@@ -99,7 +113,8 @@ class HomeScreen(HereticScreen[None]):
         for summary in summaries:
             best = summary.best
             best_text = (
-                f"{format_refusals(best.refusals, best.refusal_total)} KL {format_kl(best.kl)}" if best else "–"
+                f"{format_refusals(best.refusals, best.refusal_total)} KL {format_kl(best.kl)}" if best
+                else truncate(summary.error_message, 40) if summary.status == STATUS_DAMAGED else "–"
             )
             trials = f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–"
             table.add_row(
@@ -120,14 +135,14 @@ class HomeScreen(HereticScreen[None]):
             f"No runs yet in {escape_markup(str(root))}.\nPress [b]n[/b] to start one (the built-in demo model "
             "needs no download)."
         )
+        self._live_refresh = keep_refreshing(self, self._live_refresh, any(summary.is_live for summary in summaries),
+                                             self._refresh_if_shown)
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter (or a click) on an action runs it, like its key."""
         event.stop()
-        action = event.option.id
-        if action == "quit":
-            self.app.exit(0)
-        elif action:
-            self.run_action(action)
+        if event.option.id:
+            await self.run_action(event.option.id)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -152,5 +167,5 @@ class HomeScreen(HereticScreen[None]):
     def action_upload(self) -> None:
         self.heretic.open_upload()
 
-    def action_quit(self) -> None:
-        self.app.exit(0)
+    async def action_quit(self) -> None:
+        await self.heretic.action_quit()

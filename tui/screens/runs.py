@@ -1,17 +1,30 @@
-"""Every run folder with its status and results: open its dashboard, resume it, or delete it."""
+"""Every run folder with its status and results: open its dashboard, resume it, or delete it.
+
+A damaged run (a file of it cannot be read) is listed with the sentence that names the file; it can still be opened
+and deleted, and the other runs are unaffected. The list refreshes by itself while a run in it is live.
+"""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Static
 
-from heretic_tui.core.api import STATUS_RUNNING, runs_root
+from heretic_tui.core.api import (
+    JOB_KINDS,
+    STATUS_DAMAGED,
+    STATUS_MISSING,
+    STATUS_RUNNING,
+    RunDirectory,
+    delete_run,
+    runs_root,
+)
+from heretic_tui.core.errors import HereticError
 from heretic_tui.tui.formatting import (
     escape_markup,
     format_kl,
@@ -20,8 +33,9 @@ from heretic_tui.tui.formatting import (
     short_model_name,
     status_markup,
     status_text,
+    truncate,
 )
-from heretic_tui.tui.run_summaries import RunSummary, missing_runs, summarize_runs
+from heretic_tui.tui.run_summaries import RunSummary, keep_refreshing, missing_runs, summarize_runs
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.screens.dialogs import ConfirmDialog
 
@@ -41,6 +55,7 @@ class RunsScreen(HereticScreen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.summaries: dict[str, RunSummary] = {}
+        self._live_refresh: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -67,6 +82,10 @@ class RunsScreen(HereticScreen[None]):
     def action_refresh(self) -> None:
         self._load(runs_root(self.heretic.settings))
 
+    def _refresh_if_shown(self) -> None:
+        if self.is_current:
+            self.action_refresh()
+
     @work(thread=True, group="runs", exclusive=True, exit_on_error=False)
     def _load(self, root: Path) -> None:
         summaries = summarize_runs(root)
@@ -89,7 +108,8 @@ class RunsScreen(HereticScreen[None]):
                 escape_markup(short_model_name(summary.model) if summary.kind == "abliterate"
                               else f"{summary.kind}: {short_model_name(summary.model)}"),
                 f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–",
-                f"{format_refusals(best.refusals, best.refusal_total)} · {format_kl(best.kl)}" if best else "–",
+                f"{format_refusals(best.refusals, best.refusal_total)} · {format_kl(best.kl)}" if best
+                else truncate(summary.error_message, 40) if summary.status == STATUS_DAMAGED else "–",
                 format_timestamp(summary.created, compact=True),
                 key=str(summary.path),
             )
@@ -102,6 +122,8 @@ class RunsScreen(HereticScreen[None]):
                 f"No runs in {escape_markup(str(root))} yet.\nStart one from the home screen (n)."
             )
         self.refresh_bindings()
+        self._live_refresh = keep_refreshing(self, self._live_refresh, any(summary.is_live for summary in summaries),
+                                             self._refresh_if_shown)
 
     @property
     def selected(self) -> RunSummary | None:
@@ -142,18 +164,20 @@ class RunsScreen(HereticScreen[None]):
                 f"KL {format_kl(best.kl)}"
             )
         if summary.error_message:
-            lines += ["", f"[$error]{escape_markup(summary.error_message[:400])}[/]"]
+            label = "Damaged: " if summary.status == STATUS_DAMAGED else ""
+            lines += ["", f"[$error]{label}{escape_markup(summary.error_message[:400])}[/]"]
         lines += ["", f"[$text-muted]{escape_markup(str(summary.path))}[/]"]
         detail.update("\n".join(lines))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         summary = self.selected if self.is_mounted else None
-        if summary is not None and summary.status == "missing" and action in ("open", "resume", "delete"):
+        if summary is not None and summary.status == STATUS_MISSING and action in ("open", "resume", "delete"):
             return False
         if action in ("open",):
             return summary is not None
         if action == "resume":
-            return summary is not None and summary.kind in ("abliterate", "finetune") and summary.status != STATUS_RUNNING
+            kind = JOB_KINDS.get(summary.kind) if summary is not None else None
+            return summary is not None and kind is not None and kind.resumable and summary.status != STATUS_RUNNING
         if action == "delete":
             return summary is not None and summary.status != STATUS_RUNNING
         return True
@@ -188,10 +212,11 @@ class RunsScreen(HereticScreen[None]):
 
     @work(thread=True, group="runs-delete", exit_on_error=False)
     def _delete(self, path: Path) -> None:
+        """The core deletes the folder and forgets it in the registry (the app's own registry)."""
         try:
-            shutil.rmtree(path)
-        except OSError as error:
-            self.app.call_from_thread(self.heretic.show_error, "The run was not deleted", f"{path}: {error}")
+            delete_run(RunDirectory(path), self.heretic.registry())
+        except HereticError as error:
+            self.app.call_from_thread(self.heretic.show_error, "The run was not deleted", str(error))
             return
         self.app.call_from_thread(self.notify, f"Deleted {path.name}")
         self.app.call_from_thread(self.action_refresh)

@@ -7,7 +7,6 @@ same way the dashboard follows a run, so leaving the screen or the app never sto
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 from textual import work
@@ -21,7 +20,7 @@ from heretic_tui.core.api import ChatModel, JobHandle, start_export
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
 from heretic_tui.tui.formatting import escape_markup, format_duration, format_kl, format_refusals
-from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, follow_run
+from heretic_tui.tui.job_follower import JobEventMessage, JobFollower
 from heretic_tui.tui.run_state import TrialRow
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.screens.dialogs import MessageDialog, ValueDialog
@@ -102,7 +101,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
         self.trial = trial
         self.row = row
         self.is_front = is_front
-        self._stop_following = threading.Event()
+        self.follower = JobFollower(self, group="export-follow")
         self._export_lines: list[str] = []
         self._finetune_after_export: Path | None = None
 
@@ -125,7 +124,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
         self.query_one("#trial-action-list").focus()
 
     def on_unmount(self) -> None:
-        self._stop_following.set()
+        self.follower.stop()
 
     def _detail_markup(self) -> str:
         row = self.row
@@ -138,10 +137,11 @@ class TrialActionsScreen(HereticScreen[str | None]):
         lines += describe_parameters(row.params)
         return "\n".join(lines)
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter (or a click) on an action runs it, like its key."""
         event.stop()
         if event.option.id:
-            self.run_action(event.option.id)
+            await self.run_action(event.option.id)
 
     def action_export_merged(self) -> None:
         self._ask_export(adapter=False)
@@ -184,17 +184,12 @@ class TrialActionsScreen(HereticScreen[str | None]):
         job = escape_markup(handle.run.path.name)
         self._export_lines = [f"Exporting to {escape_markup(str(output))} (job {job})…"]
         self._show_export_status()
-        self._stop_following.set()
-        self._stop_following = threading.Event()
-        self._follow_export(handle, self._stop_following)
-
-    @work(thread=True, group="export-follow", exclusive=True, exit_on_error=False)
-    def _follow_export(self, handle: JobHandle, stop: threading.Event) -> None:
-        path = handle.run.path
-        completed = follow_run(handle, lambda item: self.post_message(JobEventMessage(path, item)), stop)
-        self.post_message(JobFollowEnded(path, stopped=not completed))
+        self.heretic.remember_followed_run(handle.run.path)
+        self.follower.follow(handle)
 
     def on_job_event_message(self, message: JobEventMessage) -> None:
+        if not self.follower.is_current(message):
+            return
         line = self._describe_export_event(message.event)
         if line:
             self._export_lines.append(line)

@@ -1,8 +1,14 @@
 """Drawing with braille dots in a character grid, and the axes around it: shared by every plot on the dashboard.
 
-Each character cell holds a 2x4 grid of braille dots, so a 40x10 cell plot resolves 80x40 positions; no plotting
-library is needed (or installed on a typical GPU box's Python). A :class:`BrailleCanvas` collects dots and whole
-marker characters; :func:`assemble_plot` puts labels and axes around it and returns Rich text for ``render``.
+Each character cell holds a 2x4 grid of braille dots, so a 40x10 cell plot resolves 80x40 positions. A
+:class:`BrailleCanvas` collects dots and whole marker characters; :func:`assemble_plot` puts labels and axes around
+it and returns Rich text for ``render``.
+
+Hand-written on purpose: the two charts need dots, whole-character markers (the Pareto front, the best trial, the
+validation losses) in theme colours, and two labelled axes. A terminal plotting library (plotext, and
+textual-plotext around it) would be a new dependency for about eighty lines, draws its own colours and markers
+rather than the theme's component classes, and renders through its own canvas rather than a Rich ``Text`` that
+snapshot tests compare cell by cell.
 """
 
 from __future__ import annotations

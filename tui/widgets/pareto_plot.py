@@ -1,15 +1,18 @@
 """Refusals against KL divergence for every trial, drawn with braille dots, the Pareto front marked.
 
-No plotting library is installed on a typical GPU box's Python, and a scatter of a few hundred points needs none:
-each character cell holds a 2x4 grid of braille dots, so an 40x10 cell plot resolves 80x40 positions. Trials on the
-Pareto front get a full marker (they are the ones worth choosing between) and the best trial a star.
+Trials on the Pareto front get a full marker (they are the ones worth choosing between) and the best trial a star
+(see :mod:`heretic_tui.tui.widgets.braille` for why the drawing is our own). The KL axis is linear or logarithmic:
+KL values of a study span orders of magnitude, and on a linear axis one trial that broke the model squashes every
+other trial against the left edge.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from heretic_tui.tui.widgets.braille import BrailleCanvas, assemble_plot
@@ -23,6 +26,40 @@ class PlotPoint:
     number: int
     kl: float
     refusals: int
+
+
+@dataclass(frozen=True)
+class KlAxis:
+    """Where a KL value lands on the x axis (0 at the left edge, 1 at the right) and how the axis is labelled."""
+
+    low: float
+    high: float
+    log: bool
+
+    @classmethod
+    def fit(cls, values: list[float], log: bool) -> KlAxis:
+        """Linear: 0 to a little past the largest KL. Log: the smallest to the largest positive KL, padded."""
+        if not log:
+            largest = max(values, default=0.0)
+            return cls(0.0, largest * 1.05 if largest > 0 else 1.0, False)
+        positive = [value for value in values if value > 0] or [1.0]
+        low, high = math.log10(min(positive)), math.log10(max(positive))
+        padding = max(0.05 * (high - low), 0.1)
+        return cls(low - padding, high + padding, True)
+
+    def position(self, kl: float) -> float:
+        if not self.log:
+            return kl / self.high
+        if kl <= 0:
+            return 0.0
+        return (math.log10(kl) - self.low) / (self.high - self.low)
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        """Left label, right label and the axis title."""
+        if not self.log:
+            return "0", f"{self.high:.3g}", " KL divergence → "
+        return f"{10 ** self.low:.2g}", f"{10 ** self.high:.2g}", " KL divergence (log) → "
 
 
 class ParetoPlot(Widget):
@@ -47,6 +84,9 @@ class ParetoPlot(Widget):
     ParetoPlot > .pareto-plot--best { color: $success; text-style: bold; }
     ParetoPlot > .pareto-plot--baseline { color: $error; }
     """
+
+    log_kl: reactive[bool] = reactive(False)
+    """Draw the KL axis on a log scale."""
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -78,25 +118,25 @@ class ParetoPlot(Widget):
             return Text("No finished trials yet.\nEach trial appears here as a dot:\nrefusals (up) against KL (right).",
                         style=axis)
         top = max([self.refusal_total, self.baseline or 0, *(point.refusals for point in self.points)]) or 1
-        largest_kl = max(point.kl for point in self.points)
-        kl_limit = largest_kl * 1.05 if largest_kl > 0 else 1.0
+        kl_axis = KlAxis.fit([point.kl for point in self.points], self.log_kl)
         label_width = max(len(str(top)), 1)
         columns = max(4, width - label_width - 1)
         rows = max(2, height - 2)
-        canvas = self._draw(columns, rows, top, kl_limit)
+        canvas = self._draw(columns, rows, top, kl_axis)
         labels = {0: str(top), rows - 1: "0"}
         if rows >= 5:
             labels[(rows - 1) // 2] = str(round(top * (1 - ((rows - 1) // 2) / (rows - 1))))
-        return assemble_plot(canvas, labels, label_width, "0", f"{kl_limit:.3g}", " KL divergence → ", axis)
+        left, right, title = kl_axis.labels
+        return assemble_plot(canvas, labels, label_width, left, right, title, axis)
 
-    def _draw(self, columns: int, rows: int, top: int, kl_limit: float) -> BrailleCanvas:
+    def _draw(self, columns: int, rows: int, top: int, kl_axis: KlAxis) -> BrailleCanvas:
         canvas = BrailleCanvas(columns, rows)
         trial_style = self.get_component_rich_style("pareto-plot--trial")
         front_style = self.get_component_rich_style("pareto-plot--front")
         best_style = self.get_component_rich_style("pareto-plot--best")
 
         def position(point: PlotPoint) -> tuple[int, int]:
-            x = round(point.kl / kl_limit * (canvas.dot_columns - 1))
+            x = round(kl_axis.position(point.kl) * (canvas.dot_columns - 1))
             y = round((1 - point.refusals / top) * (canvas.dot_rows - 1))
             return min(max(x, 0), canvas.dot_columns - 1), min(max(y, 0), canvas.dot_rows - 1)
 

@@ -1,4 +1,8 @@
-"""The phases of a job as a compact list: one line each with a bar, a count and the time it took (or is taking)."""
+"""The phases of a job as a compact list: one line each with a bar, a count and the time it took (or is taking).
+
+The phases and their titles are the job kind's (``JOB_KINDS`` in the core): a kind's phases that have not started
+yet are listed as pending, except the optional ones (an export at the end, a merge), which only some runs have.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,15 @@ from textual.widgets import Static
 
 from heretic_tui.core.api import STATUS_FAILED
 from heretic_tui.tui.formatting import escape_markup, format_duration
-from heretic_tui.tui.run_state import FINETUNE_PHASE_TITLES, PHASE_TITLES, RunState
+from heretic_tui.tui.run_state import PhaseState, RunState
 
 TITLE_WIDTH = 11
 COUNT_WIDTH = 7
 TIME_WIDTH = 7
+STEP_BAR_WIDTH = 10
 
 
-def progress_bar(completed: int, total: int | None, width: int, finished: bool) -> str:
+def progress_bar(completed: float, total: float | None, width: int, finished: bool) -> str:
     """Text bar: filled with ━ in proportion; an unknown total shows a full bar once done, dots while running."""
     if width <= 0:
         return ""
@@ -26,18 +31,16 @@ def progress_bar(completed: int, total: int | None, width: int, finished: bool) 
 
 
 class PhaseList(Static):
-    """Renders the phases of a :class:`RunState`; abliteration runs also list the phases still to come."""
+    """Renders the phases of a :class:`RunState`, with the step in flight of the running phase under it."""
 
     def show(self, state: RunState, now: float) -> None:
         width = max(self.content_size.width, 30)
         bar_width = max(0, width - 2 - TITLE_WIDTH - COUNT_WIDTH - TIME_WIDTH - 3)
+        kind = state.kind
+        titles = kind.phase_titles if kind is not None else {}
         names = list(state.phases)
-        titles = PHASE_TITLES
-        if state.job == "abliterate" or not state.job:
-            names += [name for name in PHASE_TITLES if name not in state.phases and name != "export"]
-        elif state.is_finetune:
-            titles = FINETUNE_PHASE_TITLES
-            names += [name for name in FINETUNE_PHASE_TITLES if name not in state.phases and name != "merge"]
+        if kind is not None:
+            names += [name for name in titles if name not in state.phases and name not in kind.optional_phases]
         lines = []
         for name in names:
             phase = state.phases.get(name)
@@ -61,10 +64,29 @@ class PhaseList(Static):
             lines.append(
                 f"{icon} {title} [{bar_style}]{bar}[/] {count.rjust(COUNT_WIDTH)} {elapsed.rjust(TIME_WIDTH)}"
             )
-            if running and phase.step:
-                step_bar = ""
-                if phase.step_total:
-                    step_bar = (f" [$accent]{progress_bar(phase.step_completed, phase.step_total, 10, False)}[/]"
-                                f" {phase.step_completed}/{phase.step_total}")
-                lines.append(f"  [$text-muted]↳ {escape_markup(phase.step)}[/]{step_bar}")
+            if running:
+                lines += self._step_lines(state, phase, now)
         self.update("\n".join(lines))
+
+    @staticmethod
+    def _step_lines(state: RunState, phase: PhaseState, now: float) -> list[str]:
+        """What the running phase is doing now: the step the job names, else the trial in flight and how long it
+        has run against the median trial (a long trial shows it is still moving, not stuck)."""
+        if phase.step:
+            step_bar = ""
+            if phase.step_total:
+                step_bar = (f" [$accent]{progress_bar(phase.step_completed, phase.step_total, STEP_BAR_WIDTH, False)}[/]"
+                            f" {phase.step_completed}/{phase.step_total}")
+            return [f"  [$text-muted]↳ {escape_markup(phase.step)}[/]{step_bar}"]
+        in_flight = state.running_trial_seconds(now)
+        if in_flight is None or state.running_trial is None:
+            return []
+        median = state.median_trial_seconds()
+        line = f"  [$text-muted]↳ trial #{state.running_trial} {format_duration(in_flight)}"
+        if median:
+            bar = progress_bar(min(in_flight, median), median, STEP_BAR_WIDTH, False)
+            line += f" of ~{format_duration(median)}[/] [$accent]{bar}[/]"
+        else:
+            line += "[/]"
+        return [line]
+

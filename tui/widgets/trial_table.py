@@ -1,7 +1,9 @@
 """The sortable table of trials: number, refusals, KL, the parameters that matter most, and time.
 
 Rows are rebuilt from the run state on each update (a study has hundreds of trials, not millions), sorted in
-Python on the real numbers rather than on the formatted cells; the cursor stays on the same trial across updates.
+Python on the real numbers rather than on the formatted cells. The cursor starts on the best trial (the chosen one
+once the run has finished) and follows it while the study finds better ones, until the person moves it; from then
+on it stays on the trial they picked.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
 
 from heretic_tui.tui.formatting import format_duration, format_kl, format_refusals
@@ -22,6 +25,7 @@ SORT_KEYS: dict[str, Callable[[TrialRow], Any]] = {
     "seconds": lambda row: row.seconds if row.seconds is not None else float("inf"),
 }
 SORT_ORDER = tuple(SORT_KEYS)
+NAVIGATION_KEYS = {"up", "down", "pageup", "pagedown", "home", "end", "ctrl+home", "ctrl+end"}
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("number", "#"),
     ("refusals", "Refusals"),
@@ -53,6 +57,7 @@ class TrialTable(DataTable[Any]):
         self._rows: list[TrialRow] = []
         self._front: set[int] = set()
         self._best: int | None = None
+        self.cursor_follows_best = True
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -77,6 +82,13 @@ class TrialTable(DataTable[Any]):
         self.sort_key = key
         self._rebuild()
 
+    def on_key(self, event: events.Key) -> None:
+        if event.key in NAVIGATION_KEYS:
+            self.cursor_follows_best = False
+
+    def on_click(self, event: events.Click) -> None:
+        self.cursor_follows_best = False
+
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
         self.sort_by(str(event.column_key.value))
@@ -92,7 +104,7 @@ class TrialTable(DataTable[Any]):
         return int(key.value) if key.value is not None else None
 
     def _rebuild(self) -> None:
-        selected = self.selected_trial
+        selected = self._best if self.cursor_follows_best and self._best is not None else self.selected_trial
         ordered = sorted(self._rows, key=SORT_KEYS[self.sort_key], reverse=self.descending)
         self.clear()
         for row in ordered:
@@ -100,7 +112,7 @@ class TrialTable(DataTable[Any]):
         if selected is not None:
             for index, row in enumerate(ordered):
                 if row.number == selected:
-                    self.move_cursor(row=index, animate=False, scroll=False)
+                    self.move_cursor(row=index, animate=False, scroll=self.cursor_follows_best)
                     break
         arrow = "▼" if self.descending else "▲"
         self.border_subtitle = f"sorted by {dict(COLUMNS)[self.sort_key]} {arrow}"

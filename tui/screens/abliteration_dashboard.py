@@ -1,0 +1,169 @@
+"""The dashboard of an abliteration run: the refusals-vs-KL plot, the trial table, and what to do with a trial.
+
+It opens on the chosen trial (the best so far while the study runs), the table's cursor stays there until the
+person moves it, and the plot's KL axis can switch to a log scale so one far-off trial does not squash the rest.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.settings import setting_fields, validate_value
+from heretic_tui.tui.formatting import format_kl, format_refusals
+from heretic_tui.tui.screens.dashboard import DashboardScreen
+from heretic_tui.tui.screens.dialogs import ValueDialog
+from heretic_tui.tui.screens.trial_actions import MORE_TRIALS, TrialActionsScreen
+from heretic_tui.tui.widgets.pareto_plot import ParetoPlot, PlotPoint
+from heretic_tui.tui.widgets.trial_table import TrialTable
+
+PLOT_LEGEND = "● Pareto  ★ best  ┄ baseline"
+
+
+def search_description(search: dict[str, object]) -> str:
+    """How the study samples, as the run header says it: ``10 random, then TPE`` (empty when not reported)."""
+    random_trials = search.get("random_trials")
+    if not isinstance(random_trials, int):
+        return ""
+    sampler = str(search.get("sampler") or "a guided sampler")
+    guided = search.get("guided_trials")
+    if isinstance(guided, int) and guided <= 0:
+        return f"all {random_trials} random"
+    return f"{random_trials} random, then {sampler}"
+
+
+class AbliterationDashboard(DashboardScreen):
+    """Phases, the plot and the trials of an abliteration study; ``a`` opens the selected trial's actions."""
+
+    BINDINGS = [
+        Binding("m", "more_trials", "More trials", tooltip="Continue the study up to a larger number of trials"),
+        Binding("a", "trial_actions", "Trial", tooltip="Export, chat or compare the selected trial"),
+        Binding("s", "sort", "Sort", tooltip="Sort the trials by the next column"),
+        Binding("x", "kl_scale", "KL scale", tooltip="Switch the plot's KL axis between linear and log"),
+    ]
+    VIEW_CLASS = "-trials"
+
+    def compose_main(self) -> ComposeResult:
+        yield ParetoPlot(id="plot")
+
+    def compose_details(self) -> ComposeResult:
+        yield TrialTable(id="trials")
+
+    def title_panels(self) -> None:
+        plot = self.query_one("#plot", ParetoPlot)
+        plot.border_title = "Refusals vs KL"
+        plot.border_subtitle = PLOT_LEGEND
+        self.query_one("#trials").border_title = "Trials"
+
+    def redraw_view(self, now: float) -> None:
+        state = self.state
+        best = state.best_trial()
+        front = set(state.pareto)
+        finished = state.finished_trials
+        plot = self.query_one("#plot", ParetoPlot)
+        plot.set_points(
+            [PlotPoint(row.number, row.kl or 0.0, row.refusals or 0) for row in finished],
+            front,
+            best.number if best else None,
+            max((row.refusal_total for row in finished), default=state.baseline_total or 0),
+            state.baseline_refusals,
+        )
+        table = self.query_one("#trials", TrialTable)
+        table.show(list(state.trials.values()), front, best.number if best else None)
+        table.border_title = f"Trials ({len(finished)} done)"
+
+    def keys_state(self) -> tuple[object, ...]:
+        return (bool(self.state.finished_trials),)
+
+    def progress_parts(self, now: float) -> list[str]:
+        state = self.state
+        if not state.trial_total:
+            return []
+        part = f"trial {len(state.finished_trials)}/{state.trial_total}"
+        search = search_description(state.search)
+        return [f"{part} · {search}" if search else part]
+
+    def figure_parts(self) -> list[str]:
+        state = self.state
+        parts = []
+        if state.baseline_refusals is not None:
+            parts.append(f"baseline {format_refusals(state.baseline_refusals, state.baseline_total)}")
+        best = state.best_trial()
+        if best is not None:
+            label = "chosen" if state.summary.get("chosen_trial") == best.number else "best"
+            parts.append(f"{label} [$success]#{best.number}[/] {format_refusals(best.refusals, best.refusal_total)} "
+                         f"KL {format_kl(best.kl)}")
+        if state.running_trial is not None:
+            parts.append(f"running #{state.running_trial}")
+        return parts
+
+    def finished_hint(self) -> str:
+        return "Press a on a trial for export, chat and comparison."
+
+    def resumed_message(self) -> str:
+        return "The study continues from its completed trials."
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "more_trials":
+            return self.state.can_resume
+        if action in ("trial_actions", "sort"):
+            return bool(self.state.finished_trials)
+        return super().check_action(action, parameters)
+
+    def action_sort(self) -> None:
+        column = self.query_one("#trials", TrialTable).cycle_sort()
+        self.notify(f"Trials sorted by {column}", timeout=2)
+
+    def action_kl_scale(self) -> None:
+        plot = self.query_one("#plot", ParetoPlot)
+        plot.log_kl = not plot.log_kl
+        self.notify(f"KL axis: {'log' if plot.log_kl else 'linear'} scale", timeout=2)
+
+    def action_trial_actions(self) -> None:
+        trial = self.query_one("#trials", TrialTable).selected_trial
+        if trial is None:
+            best = self.state.best_trial()
+            trial = best.number if best else None
+        if trial is None or trial not in self.state.trials or not self.state.trials[trial].finished:
+            return
+
+        def closed(result: str | None) -> None:
+            if result == MORE_TRIALS:
+                self.action_more_trials()
+
+        row = self.state.trials[trial]
+        self.app.push_screen(TrialActionsScreen(self.run_path, trial, row, trial in self.state.pareto), closed)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_trial_actions()
+
+    def action_more_trials(self) -> None:
+        done = len(self.state.finished_trials)
+        spec = next(spec for spec in setting_fields() if spec.key == "optimization.trials")
+
+        def check(text: str) -> str | None:
+            try:
+                value = validate_value(spec, int(text.strip()), "Trials")
+            except (ValueError, UserInputError):
+                return f"A whole number from {done + 1} to {spec.maximum:g}."
+            if value <= done:
+                return f"The study already has {done} trials; give a larger total."
+            return None
+
+        def answered(value: str | None) -> None:
+            if value is not None:
+                self.resume(int(value))
+
+        self.app.push_screen(
+            ValueDialog(
+                "Run more trials",
+                f"The study has {done} finished trials. Total number of trials to reach (the study continues "
+                "where it stopped; nothing is recomputed):",
+                value=str(max(done + 10, self.state.trial_total + 10)),
+                check=check,
+            ),
+            answered,
+        )
