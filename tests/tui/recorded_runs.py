@@ -419,8 +419,8 @@ def step_logged(step: int) -> Callable[[Event], bool]:
 
 
 def _cut_index(events: list[Event], trials: int | None, steps: int | None, path: Path) -> int:
-    """Index after the last event a run cut after ``trials`` finished trials (with the next one started) or after
-    training step ``steps`` keeps."""
+    """How many events a run cut short keeps: through the start of trial ``trials`` (then in flight, with trials
+    0 to ``trials - 1`` finished), or through the last event of training step ``steps``."""
     if trials is not None:
         for index, item in enumerate(events):
             if isinstance(item, TrialStarted) and item.number == trials:
@@ -439,9 +439,13 @@ def _cut_index(events: list[Event], trials: int | None, steps: int | None, path:
     return last + 1
 
 
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
 def _log_signature(item: Event) -> tuple[str, bool] | None:
     """How the worker printed an event to worker.log: a line's text (True: the whole line, False: its start)."""
-    first = lambda text: text.splitlines()[0] if text else ""  # noqa: E731
+    first = _first_line
     if isinstance(item, LogLine):
         return first(item.message), True
     if isinstance(item, JobWarning):
@@ -569,12 +573,12 @@ while os.getppid() == parent:
 """The stand-in ends with the test process that started it, so a killed test run leaves nothing behind."""
 
 
-def start_fake_worker(run: RecordedRun, recording: Recording | None = None) -> subprocess.Popen[bytes]:
+def start_fake_worker(run: RecordedRun, recorded: Recording | None = None) -> subprocess.Popen[bytes]:
     """A stand-in worker for a run cut short: alive, named in worker.json, and on SIGTERM it cancels like the real
     one (it appends the recorded cancelled study's job_cancelled event and exits 130). Returns once worker.json
     names it."""
-    recording = recording or globals()["recording"]()
-    cancelled = next(item for item in _read_events(recording.path("cancelled") / "events.jsonl")
+    recorded = recorded or recording()
+    cancelled = next(item for item in _read_events(recorded.path("cancelled") / "events.jsonl")
                      if isinstance(item, JobCancelled))
     (run.path / "worker.json").unlink(missing_ok=True)
     with open(run.path / "worker.log", "ab") as log:
