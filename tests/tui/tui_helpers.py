@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from recorded_runs import FIXED_NOW, START  # noqa: F401 - the clock of every TUI test, re-exported here
+from recorded_runs import FIXED_NOW  # noqa: F401 - the clock of every TUI test, re-exported here
 
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.resources import GpuMemory, ResourceProbe, ResourceSnapshot
