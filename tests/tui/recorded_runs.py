@@ -227,7 +227,9 @@ def recording_environment(root: Path) -> dict[str, str]:
     return environment
 
 
-KEPT_RECORDINGS = 3
+UNUSED_RECORDING_SECONDS = 24 * 3600
+"""A recording no session asked for in this long is removed (another session may still be using a recent one:
+each core change makes a new recording, and sessions of several checkouts' states share the cache)."""
 DEMO_MODEL = "from heretic_tui.core.models.demo import ensure_demo_model; print(ensure_demo_model())"
 """Builds the demo model when missing (a minute or two, once per checkout) and says where it is, in a process of
 its own: the recording's key includes its weights, and the tests' process need not import torch."""
@@ -254,10 +256,12 @@ def recording() -> Recording:
             if result.returncode != 0 or not (target / MANIFEST).is_file():
                 raise RuntimeError(f"recording the real jobs failed (exit code {result.returncode}):\n"
                                    f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-            older = sorted((path for path in cache.iterdir() if path.is_dir() and path != target),
-                           key=lambda path: path.stat().st_mtime)
-            for stale in older[:-KEPT_RECORDINGS + 1]:
-                shutil.rmtree(stale, ignore_errors=True)
+        os.utime(target / MANIFEST)
+        for other in cache.iterdir():
+            manifest = other / MANIFEST
+            if other != target and other.is_dir() and (
+                    not manifest.is_file() or time.time() - manifest.stat().st_mtime > UNUSED_RECORDING_SECONDS):
+                shutil.rmtree(other, ignore_errors=True)
     return Recording(target)
 
 
