@@ -129,7 +129,12 @@ def test_wizard_basic(snap_compare: Callable[..., bool], snapshot_settings: Sett
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
 def test_wizard_advanced(snap_compare: Callable[..., bool], snapshot_settings: Settings,
                          size: tuple[int, int]) -> None:
-    assert snap_compare(app_for(snapshot_settings), press=["n", "a", "_"], terminal_size=size)
+    async def advanced(pilot: Any) -> None:
+        await pilot.press("n", "a")
+        await wait_for(pilot, lambda: pilot.app.focused is not None and pilot.app.focused.id, "a focused field")
+        await settled(pilot)
+
+    assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=advanced)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
