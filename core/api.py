@@ -7,7 +7,7 @@ holds it to that), so the core's packages can be reorganised without touching a 
 may rely on is listed in one place.
 
 Names that are cheap to import are re-exported as they are. The job starts that need torch or Optuna to check their
-request (export, compare, the search plan) are small functions that import their module when called: the home
+request (export, compare, upload, the search plan) are small functions that import their module when called: the home
 screen must open in a fraction of a second, and a test that replaces the core's function (``monkeypatch`` on
 ``heretic_tui.core.shipping.export.start_export``) still reaches the replacement.
 """
@@ -44,10 +44,10 @@ from heretic_tui.core.runs.run_directory import (
 from heretic_tui.core.settings import OptimizationSettings, Settings
 from heretic_tui.core.shipping.hub import (
     MODEL_CARD_FILE,
+    STATE_SENDING,
     default_repo_name,
     hub_user_name,
     resolve_token,
-    upload_model_folder,
     validate_model_folder,
     validate_repo_name,
 )
@@ -66,6 +66,7 @@ __all__ = [
     "STATUS_FINISHED",
     "STATUS_MISSING",
     "STATUS_RUNNING",
+    "STATE_SENDING",
     "ChatError",
     "ChatModel",
     "ChatSession",
@@ -92,8 +93,9 @@ __all__ = [
     "start_compare",
     "start_export",
     "start_job_of_kind",
+    "random_trial_count",
+    "start_upload",
     "tail_lines",
-    "upload_model_folder",
     "validate_model_folder",
     "validate_repo_name",
 ]
@@ -120,3 +122,26 @@ def start_compare(
 
     return compare.start_compare(models, prompts, settings, run_dir, max_new_tokens=max_new_tokens,
                                  held_out=held_out)
+
+
+def start_upload(
+    folder: str | Path,
+    repo: str,
+    *,
+    private: bool,
+    token: str,
+    endpoint: str | None = None,
+    settings: Settings | None = None,
+) -> JobHandle:
+    """Upload a model folder to the Hub in a detached worker job (the token reaches it through a pipe only)."""
+    from heretic_tui.core.shipping import upload_job
+
+    return upload_job.start_upload(folder, repo, private=private, token=token, endpoint=endpoint,
+                                   settings=settings)
+
+
+def random_trial_count(settings: OptimizationSettings) -> int:
+    """How many of a study's trials are random before TPE guides the search (imports Optuna on first use)."""
+    from heretic_tui.core.abliteration import study
+
+    return study.random_trial_count(settings)

@@ -15,6 +15,7 @@ from heretic_tui.core.runs.events import (
     ArtifactWritten,
     BaselineMeasured,
     Event,
+    FileProgress,
     JobCancelled,
     JobError,
     JobFinished,
@@ -116,6 +117,8 @@ class RunState:
     train_losses: dict[int, float] = field(default_factory=dict)
     eval_losses: dict[int, float] = field(default_factory=dict)
     latest_step: TrainingStep | None = None
+    transfer: FileProgress | None = None
+    """The latest file of an upload: the file in flight, and the whole upload's bytes."""
     event_count: int = 0
 
     @classmethod
@@ -164,6 +167,8 @@ class RunState:
             self.metrics[item.name] = dict(item.values)
         elif isinstance(item, TrainingStep):
             self._training_step(item)
+        elif isinstance(item, FileProgress):
+            self.transfer = item
         elif isinstance(item, JobFinished):
             self.status = STATUS_FINISHED
             self.summary = dict(item.summary)

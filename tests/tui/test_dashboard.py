@@ -402,3 +402,19 @@ async def test_f1_opens_and_closes_the_keys_panel(runs_folder: Path, make_app: C
         await wait_for(pilot, lambda: app.screen.query("HelpPanel"), "F1 shows the keys of the screen")
         await pilot.press("f1")
         await wait_for(pilot, lambda: not app.screen.query("HelpPanel"), "F1 again closes the keys panel")
+
+
+async def test_the_run_header_says_how_the_study_samples(runs_folder: Path, make_app: Callable[..., HereticApp]) -> None:
+    run = write_run(runs_folder, "search-plan", trials_total=8, trials_done=3, ending="running")
+    worker = start_fake_worker(run)
+    try:
+        app = make_app(attach_run=run.path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: "trial 3/8" in screen_text(app), "the run header shows the trials")
+            run.append(Metrics(name="search", values={"random_trials": 3, "guided_trials": 5, "sampler": "TPE"},
+                               time=START + 200))
+            await wait_for(pilot, lambda: "trial 3/8 · 3 random, then TPE" in screen_text(app),
+                           "the core's search plan reaches the run header")
+    finally:
+        worker.kill()
+        worker.wait()

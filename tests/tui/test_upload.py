@@ -3,12 +3,14 @@ inline errors, and the token nowhere on disk or on screen."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Switch
-from tui_helpers import screen_text, wait_until
+from tui_helpers import screen_text, wait_for, wait_until
 from test_hub_upload import (  # noqa: F401  (fixtures used by name)
     TOKEN,
     USER,
@@ -19,7 +21,11 @@ from test_hub_upload import (  # noqa: F401  (fixtures used by name)
     make_model_folder,
 )
 
+from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.dialogs import ConfirmDialog
+from heretic_tui.tui.screens.job_dashboard import JobDashboard
+from heretic_tui.tui.screens.runs import RunsScreen
 from heretic_tui.tui.screens.upload import UploadScreen
 
 pytestmark = pytest.mark.anyio
@@ -111,3 +117,43 @@ async def test_bad_folder_and_repo_name_are_shown_and_nothing_is_sent(
         await pilot.pause()
         assert not screen.uploading
     assert not any(call.startswith("POST") for call in fake_hub.api_calls)
+
+
+async def test_the_upload_is_a_job_that_outlives_the_app_and_can_be_reopened(
+    fake_hub: FakeHubState, make_app: Callable[..., HereticApp], tmp_path: Path, runs_folder: Path,  # noqa: F811
+) -> None:
+    folder = make_model_folder(tmp_path / "models")
+    app = make_app(hub_endpoint=fake_hub.base_url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_upload(folder)
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen)
+                                and app.screen.query_one("#folder-check") and app.screen, "the upload screen opens")
+        screen.query_one("#upload-repo", Input).value = f"{USER}/kept-going"
+        screen.query_one("#upload-token", Input).value = TOKEN
+        await pilot.press("ctrl+u")
+        job = await wait_for(pilot, lambda: screen.job_path, "the upload starts as a job with its own run folder")
+        assert job.parent == runs_folder and json.loads((job / "job.json").read_text())["kind"] == "upload"
+        status_at_quit = RunDirectory(job).status()
+        await pilot.press("ctrl+q")
+        await wait_for(pilot, lambda: app.return_code is not None or isinstance(app.screen, ConfirmDialog),
+                       "ctrl+q quits, or first says the upload keeps going")
+        if isinstance(app.screen, ConfirmDialog):
+            assert f"heretic-tui attach {job}" in app.screen.message
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.return_code is not None, "y quits")
+    assert status_at_quit == "running", "the app was quit while the upload was still going"
+    deadline = time.monotonic() + 60
+    while RunDirectory(job).status() == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert RunDirectory(job).status() == "finished", "the upload finished after the app had quit"
+    assert sorted(fake_hub.repos[f"{USER}/kept-going"].files) == EXPECTED_FILES
+    assert files_containing(tmp_path, TOKEN) == [], "the token is in no file of the run folder or anywhere else"
+
+    again = make_app(hub_endpoint=fake_hub.base_url)
+    async with again.run_test(size=(120, 40)) as pilot:
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(again.screen, RunsScreen) and "upload:" in screen_text(again),
+                       "the runs list shows the upload")
+        again.open_dashboard(job)
+        await wait_for(pilot, lambda: isinstance(again.screen, JobDashboard) and again.screen.state.status == "finished"
+                       and f"{USER}/kept-going" in screen_text(again), "the upload reopens with its repository")

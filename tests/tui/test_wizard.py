@@ -13,6 +13,7 @@ from recorded_runs import write_run
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS
+from heretic_tui.core.abliteration.study import random_trial_count
 from heretic_tui.core.settings import Settings, describe_type, load_settings, overrides_from_text, setting_fields
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.dashboard import DashboardScreen
@@ -92,6 +93,10 @@ async def test_basic_wizard_matches_the_headless_flags(
         assert isinstance(wizard, WizardScreen) and wizard.step == "summary"
         assert wizard.current_settings() == headless(expected_flags(output))
         assert "prompts.good_prompts = builtin:harmless@train" in screen_text(app)
+        random_trials = random_trial_count(wizard.current_settings().optimization)
+        assert 0 < random_trials < 25
+        assert f"Trials      25 ({random_trials} random, then TPE)" in screen_text(app), \
+            "the summary says how many trials are random search before TPE"
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
         await settle(pilot)

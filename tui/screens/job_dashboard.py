@@ -1,5 +1,5 @@
 """The dashboard of a job without trials or steps (an export, a comparison, an upload): its phases, the figures it
-measured, with what each figure is, and the files it wrote.
+measured, with what each figure is, the file an upload is sending, and what the job wrote.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.widgets import Static
 
-from heretic_tui.tui.formatting import describe_figures, escape_markup
+from heretic_tui.tui.formatting import describe_figures, escape_markup, format_bytes
 from heretic_tui.tui.run_state import RunState
 from heretic_tui.tui.screens.dashboard import DashboardScreen
 
@@ -15,6 +15,11 @@ from heretic_tui.tui.screens.dashboard import DashboardScreen
 def results_markup(state: RunState) -> str:
     """One line per reported set of figures (rounded, each with its meaning), then the files the job wrote."""
     lines = []
+    transfer = state.transfer
+    if transfer is not None and state.is_running:
+        lines.append(f"Sending {escape_markup(transfer.path)}: {format_bytes(transfer.done)} of "
+                     f"{format_bytes(transfer.size)} · the upload {format_bytes(transfer.total_done)} of "
+                     f"{format_bytes(transfer.total)}")
     for name, values in state.metrics.items():
         lines.append(f"[b]{escape_markup(name)}[/b]  {escape_markup(describe_figures(name, values))}")
     for name, path in state.artifacts.items():

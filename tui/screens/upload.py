@@ -1,9 +1,11 @@
 """Upload a model folder to the Hugging Face Hub: folder, repository, visibility, token, per-file progress, URL.
 
-Every check and the transfer itself are the core's (:mod:`heretic_tui.core.shipping.hub`); this screen validates as the user types
-(folder contents, repository name) so nothing is sent that the core would refuse, then runs the upload in a thread
-worker that posts one message per file. The token lives only in the password field and in the worker's local
-variables: it is never put into a message, a notification, the settings or a file.
+Every check and the transfer itself are the core's; this screen validates as the user types (folder contents,
+repository name) so nothing is sent that the core would refuse, then starts the core's upload job, a detached
+worker like every run, and follows its events with the same follower the dashboards use. Leaving the screen or
+quitting the app does not stop the upload; the runs list reopens it. The token lives only in the password field
+and in a thread's local variables until the core hands it to the worker through a pipe: it is never put into a
+message, a notification, the settings, an event or a file.
 """
 
 from __future__ import annotations
@@ -18,17 +20,21 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Footer, Header, Input, Label, Static, Switch
 
-from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.api import (
     MODEL_CARD_FILE,
+    STATE_SENDING,
+    JobHandle,
     default_repo_name,
     hub_user_name,
     resolve_token,
-    upload_model_folder,
+    start_upload,
     validate_model_folder,
     validate_repo_name,
 )
+from heretic_tui.core.errors import HereticError, UserInputError
+from heretic_tui.core.runs.events import ArtifactWritten, FileProgress, JobCancelled, JobError, JobFinished
 from heretic_tui.tui.formatting import escape_markup, format_bytes
+from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, JobFollower
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.widgets.phase_list import progress_bar
 
@@ -36,22 +42,11 @@ PROGRESS_BAR_WIDTH = 30
 FILES_SHOWN = 12
 
 
-class UploadProgress(Message):
-    """One file is on the Hub (sent, or already there with the same content); bytes are cumulative."""
+class UploadNotStarted(Message):
+    """The upload job could not start: ``error`` is a sentence without the token."""
 
-    def __init__(self, path: str, done: int, total: int) -> None:
+    def __init__(self, error: str) -> None:
         super().__init__()
-        self.path = path
-        self.done = done
-        self.total = total
-
-
-class UploadEnded(Message):
-    """The upload finished with ``url``, or failed with ``error`` (a sentence without the token)."""
-
-    def __init__(self, url: str | None, error: str | None) -> None:
-        super().__init__()
-        self.url = url
         self.error = error
 
 
@@ -103,7 +98,10 @@ class UploadScreen(HereticScreen[None]):
         self.user: str | None = None
         self.uploading = False
         self.sent: list[tuple[str, int]] = []
+        """Files on the Hub, in the order the job reached them: (path in the repository, size)."""
         self.url: str | None = None
+        self.job_path: Path | None = None
+        self.follower = JobFollower(self, group="upload-follow")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -255,44 +253,67 @@ class UploadScreen(HereticScreen[None]):
         self.uploading = True
         self.sent = []
         self.url = None
-        self._show_progress(f"Uploading {escape_markup(str(folder))} "
+        self._show_progress(f"Starting the upload of {escape_markup(str(folder))} "
                             f"({'private' if private else 'public'})…", 0, 0)
-        self._upload(folder, repo, private, self.query_one("#upload-token", Input).value)
+        self._start(folder, repo, private, self.query_one("#upload-token", Input).value)
 
-    @work(thread=True, group="upload", exclusive=True, exit_on_error=False)
-    def _upload(self, folder: Path, repo: str, private: bool, explicit_token: str) -> None:
-        """The whole transfer, off the UI thread; only file names and byte counts leave this function."""
+    @work(thread=True, group="upload-start", exclusive=True, exit_on_error=False)
+    def _start(self, folder: Path, repo: str, private: bool, explicit_token: str) -> None:
+        """Resolve the token and the repository, then start the job; only the handle leaves this function."""
         endpoint = self.heretic.hub_endpoint
         try:
             token = resolve_token(explicit_token)
             if not repo:
                 repo = default_repo_name(hub_user_name(token, endpoint=endpoint), folder)
-            url = upload_model_folder(
-                folder, repo, private=private, token=token, endpoint=endpoint,
-                report=lambda path, done, total: self.post_message(UploadProgress(path, done, total)),
-            )
-        except UserInputError as error:
-            self.post_message(UploadEnded(None, str(error)))
+            handle = start_upload(folder, repo, private=private, token=token, endpoint=endpoint,
+                                  settings=self.heretic.settings)
+        except HereticError as error:
+            self.post_message(UploadNotStarted(str(error)))
             return
         except Exception as error:
-            self.post_message(UploadEnded(None, f"{type(error).__name__}: {error}"))
+            self.post_message(UploadNotStarted(f"{type(error).__name__}: {error}"))
             return
-        self.post_message(UploadEnded(url, None))
+        self.app.call_from_thread(self._started, handle)
 
-    def on_upload_progress(self, message: UploadProgress) -> None:
-        previous = self.sent[-1][1] if self.sent else 0
-        self.sent.append((message.path, message.done - previous))
-        self._show_progress("Uploading…", message.done, message.total)
+    def _started(self, handle: JobHandle) -> None:
+        self.job_path = handle.run.path
+        self.heretic.remember_followed_run(handle.run.path)
+        self._show_progress("Uploading… (the upload keeps going if you leave this screen or quit; the runs list "
+                            "reopens it)", 0, 0)
+        self.follower.follow(handle)
 
-    def on_upload_ended(self, message: UploadEnded) -> None:
+    def on_upload_not_started(self, message: UploadNotStarted) -> None:
         self.uploading = False
-        if message.error is not None:
-            self._show_progress(f"[$error]✘ {escape_markup(message.error)}[/]", 0, 0)
-            self.notify(message.error[:300], title="Upload failed", severity="error")
+        self._show_progress(f"[$error]✘ {escape_markup(message.error)}[/]", 0, 0)
+        self.notify(message.error[:300], title="Upload failed", severity="error")
+
+    def on_job_event_message(self, message: JobEventMessage) -> None:
+        if not self.follower.is_current(message):
             return
-        self.url = message.url
-        self._show_progress(f"[$success]✔ Uploaded:[/] [b]{escape_markup(message.url or '')}[/]", 1, 1)
-        self.notify(message.url or "", title="Upload finished")
+        item = message.event
+        if isinstance(item, FileProgress):
+            if item.state != STATE_SENDING:
+                self.sent.append((item.path, item.size))
+            self._show_progress(f"Sending {escape_markup(item.path)}…" if item.state == STATE_SENDING
+                                else "Uploading…", item.total_done, item.total)
+        elif isinstance(item, ArtifactWritten) and item.name == "repository":
+            self.url = item.path
+        elif isinstance(item, JobFinished):
+            self.url = str(item.summary.get("url") or self.url or "")
+            self._show_progress(f"[$success]✔ Uploaded:[/] [b]{escape_markup(self.url)}[/]", 1, 1)
+            self.notify(self.url, title="Upload finished")
+        elif isinstance(item, JobError):
+            self._show_progress(f"[$error]✘ {escape_markup(item.message)}[/]", 0, 0)
+            self.notify(item.message[:300], title="Upload failed", severity="error")
+        elif isinstance(item, JobCancelled):
+            self._show_progress("[$warning]Upload cancelled; what was sent is kept on the Hub.[/]", 0, 0)
+
+    def on_job_follow_ended(self, message: JobFollowEnded) -> None:
+        if self.follower.is_current(message):
+            self.uploading = False
+
+    def on_unmount(self) -> None:
+        self.follower.stop()
 
     def _show_progress(self, headline: str, done: int, total: int) -> None:
         widget = self.query_one("#upload-progress", Static)
@@ -303,7 +324,11 @@ class UploadScreen(HereticScreen[None]):
             lines.append(f"[$accent]{bar}[/] {format_bytes(done)} / {format_bytes(total)}")
         for path, size in self.sent[-FILES_SHOWN:]:
             lines.append(f"  [$success]✔[/] {escape_markup(path)}  [$text-muted]{format_bytes(size)}[/]")
+        if self.job_path is not None:
+            lines.append(f"[$text-muted]job {escape_markup(self.job_path.name)}[/]")
         widget.update("\n".join(lines))
 
     def action_back(self) -> None:
+        if self.uploading and self.job_path is not None:
+            self.notify("The upload keeps going; the runs list reopens it.", title="Upload continues")
         self.dismiss()

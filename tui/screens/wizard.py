@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, ContentSwitcher, Footer, Header, Input, Label, Select, Static
 
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.api import runs_root
+from heretic_tui.core.api import random_trial_count, runs_root
 from heretic_tui.core.settings import (
     Settings,
     save_config,
@@ -43,6 +43,14 @@ from heretic_tui.tui.wizard_choices import (
 )
 
 STEPS = ("mode", "basic", "advanced", "summary")
+
+
+def search_plan(settings: Settings) -> str:
+    """How the study will sample, in the core's own count: ``13 random, then TPE``."""
+    random_trials = random_trial_count(settings.optimization)
+    if random_trials >= settings.optimization.trials:
+        return "all random"
+    return f"{random_trials} random, then TPE"
 
 
 class WizardScreen(HereticScreen[None]):
@@ -141,10 +149,16 @@ class WizardScreen(HereticScreen[None]):
         return self.heretic.config_path or Path.cwd() / "config.toml"
 
     def on_mount(self) -> None:
+        self.prepare_summary()
         self.sub_title = self.SUBTITLE
         self.query_one("#config-path", Input).value = str(self._default_config_path())
         self._update_model_hint(str(self.values["model.model"]))
         self._show_step("mode")
+
+    def prepare_summary(self) -> None:
+        """Import the search plan's module (Optuna) in a thread now, so the summary does not stall the screen."""
+        self.run_worker(lambda: random_trial_count(Settings().optimization), thread=True, group="warm-up",
+                        exit_on_error=False)
 
     def _show_step(self, step: str) -> None:
         self.step = step
@@ -395,7 +409,7 @@ class WizardScreen(HereticScreen[None]):
             "[b]Summary[/b]",
             "",
             f"Model       {escape_markup(settings.model.model)}",
-            f"Trials      {settings.optimization.trials}",
+            f"Trials      {settings.optimization.trials} ({search_plan(settings)})",
             f"Precision   {escape_markup(', '.join(settings.model.dtypes))} · quantization "
             f"{settings.model.quantization}",
             f"Runs folder {escape_markup(str(runs_root(settings)))}",
