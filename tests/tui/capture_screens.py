@@ -23,7 +23,7 @@ ROOT = HERE.parent.parent
 sys.path[:0] = [str(HERE)]
 
 from recorded_runs import FIXED_NOW, Scene, scene_folder, shown_as_scene_root, write_screen_scene  # noqa: E402
-from tui_helpers import FixedResourceProbe, wait_for  # noqa: E402
+from tui_helpers import FixedResourceProbe, screen_text, wait_for  # noqa: E402
 
 from heretic_tui.core.runs.events import TrainingStep, TrialFinished  # noqa: E402
 from heretic_tui.core.runs.journal import read_journal  # noqa: E402
@@ -66,8 +66,11 @@ async def wizard_advanced(pilot: Any) -> None:
 
 async def wizard_summary(pilot: Any) -> None:
     await pilot.press("n", "b")
+    await until(pilot, lambda: pilot.app.screen.query_one("#basic-trials").region.height, "the basic form")
     pilot.app.screen.query_one("#basic-trials").value = "60"
+    await pilot.pause()
     await pilot.press("ctrl+n")
+    await until(pilot, lambda: "Trials      60 " in screen_text(pilot.app), "the summary of a 60-trial run")
     pilot.app.screen.query_one("#config-path").value = "/etc/heretic-tui/config.toml"
     await pilot.pause()
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import textual._doc
 from recorded_runs import FIXED_NOW, Scene, scene_folder, shown_as_scene_root, write_screen_scene
-from tui_helpers import FixedResourceProbe, wait_for
+from tui_helpers import FixedResourceProbe, screen_text, wait_for
 
 from heretic_tui.core.runs.events import TrainingStep, TrialFinished
 from heretic_tui.core.runs.journal import read_journal
@@ -142,9 +142,12 @@ def test_wizard_summary(snap_compare: Callable[..., bool], snapshot_settings: Se
                         size: tuple[int, int]) -> None:
     async def summary(pilot: Any) -> None:
         await pilot.press("n", "b")
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#basic-trials").region.height, "the basic form")
+        await settled(pilot)
         pilot.app.screen.query_one("#basic-trials").value = "60"
+        await pilot.pause()
         await pilot.press("ctrl+n")
-        await wait_for(pilot, lambda: pilot.app.screen.query_one("#config-path"), "the summary's config path field")
+        await wait_for(pilot, lambda: "Trials      60 " in screen_text(pilot.app), "the summary of a 60-trial run")
         pilot.app.screen.query_one("#config-path").value = "/etc/heretic-tui/config.toml"
         await pilot.pause()
 
