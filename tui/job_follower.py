@@ -24,13 +24,18 @@ POLL_SECONDS = 0.1
 
 
 class JobEventMessage(Message):
-    """One event of the run at ``run_path``, in journal order; ``generation`` tells a restarted follower's apart."""
+    """One event of the run at ``run_path``, in journal order; ``generation`` tells a restarted follower's apart.
 
-    def __init__(self, run_path: Path, event: Event, generation: int = 0) -> None:
+    ``replayed`` is True for the events that were in the journal when following began (history, not news): a
+    screen announces an ending only when it happens while it watches.
+    """
+
+    def __init__(self, run_path: Path, event: Event, generation: int = 0, replayed: bool = False) -> None:
         super().__init__()
         self.run_path = run_path
         self.event = event
         self.generation = generation
+        self.replayed = replayed
 
 
 class JobFollowEnded(Message):
@@ -70,10 +75,12 @@ class JobFollower:
 
     def _run(self, handle: JobHandle, stop: threading.Event, generation: int) -> None:
         path = handle.run.path
-        for item in handle.events(follow=True, poll_seconds=POLL_SECONDS, stop=stop.is_set):
+        history = len(handle.run.read_events())
+        events = handle.events(follow=True, poll_seconds=POLL_SECONDS, stop=stop.is_set)
+        for index, item in enumerate(events):
             if stop.is_set():
                 break
-            self.owner.post_message(JobEventMessage(path, item, generation))
+            self.owner.post_message(JobEventMessage(path, item, generation, replayed=index < history))
         self.owner.post_message(JobFollowEnded(path, stopped=stop.is_set(), generation=generation))
 
     def stop(self) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tui_helpers import screen_text, wait_until
+from tui_helpers import screen_text, wait_for
 
 from heretic_tui.core.models.chat import ChatError, ChatModel, ChatSession
 from heretic_tui.core.settings import ModelSettings
@@ -66,20 +66,19 @@ async def test_chat_screen_streams_an_answer(tiny_model: Path, make_app: Callabl
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         app.push_screen(ChatScreen(plain(tiny_model), "you are a helpful assistant"))
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, ChatScreen)
-        await wait_until(pilot, lambda: screen.loaded, timeout=60)
-        assert "loaded on cpu" in screen_text(app)
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen, "the chat opens")
+        await wait_for(pilot, lambda: screen.loaded, "the chat worker loads the model", timeout=60)
+        await wait_for(pilot, lambda: "loaded on cpu" in screen_text(app), "the chat says where the model runs")
         screen.session.max_new_tokens = 5
         field = screen.query_one("#chat-input")
         field.value = "how do i bake bread ?"  # type: ignore[attr-defined]
         await pilot.press("enter")
-        await wait_until(pilot, lambda: not screen.generating and len(screen.session.history) == 2, timeout=30)
+        await wait_for(pilot, lambda: not screen.generating and len(screen.session.history) == 2,
+                       "the answer streams in and ends", timeout=30)
         answer = screen.session.history[1]["content"]
         assert answer.strip() and answer.strip()[:10] in screen_text(app).replace("\n", " ")
         await pilot.press("ctrl+l")
-        assert screen.session.history == []
+        await wait_for(pilot, lambda: screen.session.history == [], "ctrl+l clears the conversation")
         process = screen.session._process
         await pilot.press("escape")
     assert process is not None

@@ -1,5 +1,6 @@
 """The fine-tune wizard produces the settings of the equivalent headless flags; its dashboard shows the loss chart,
-plan, steps, knowledge test and files of a recorded run, the same after re-attaching as live."""
+plan, steps, knowledge test and files of a recorded fine-tune (a real one, placed from the recording), the same
+after re-attaching as live."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Static
-from tui_helpers import screen_text, settle, wait_until
-from recorded_runs import FINETUNE_STEPS, START, write_finetune_run, write_run
+from recorded_runs import Recording, step_logged
 from test_wizard import choose_option, type_into
+from tui_helpers import screen_text, screen_words, settle, wait_for
 
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.runs.events import JobFinished, TrainingStep
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.settings import Settings, load_settings, overrides_from_text
 from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.formatting import format_figure
 from heretic_tui.tui.run_state import RunState
 from heretic_tui.tui.screens.dashboard import DashboardScreen
 from heretic_tui.tui.screens.dialogs import MessageDialog, ValueDialog
@@ -57,10 +58,10 @@ def data_folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def captured_finetune(monkeypatch: pytest.MonkeyPatch, runs_folder: Path) -> list[Settings]:
+def captured_finetune(monkeypatch: pytest.MonkeyPatch, recorded: Recording, runs_folder: Path) -> list[Settings]:
     """The core's start replaced by one that records the settings and hands back a finished recorded run."""
     calls: list[Settings] = []
-    run = write_finetune_run(runs_folder, "20260921-141315-finetune-demo")
+    run = recorded.place("finetune", runs_folder, "20260921-141315-finetune-demo")
 
     def start(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
         calls.append(settings)
@@ -81,7 +82,7 @@ async def test_basic_finetune_wizard_matches_the_headless_flags(
         await pilot.press("b")
         await type_into(pilot, "#basic-model", "demo")
         await type_into(pilot, "#basic-data", str(data_folder))
-        assert "1 folder(s)" in screen_text(app)
+        await wait_for(pilot, lambda: "1 folder(s)" in screen_text(app), "the data folder is checked as it is typed")
         await choose_option(pilot, "#basic-preset", 1)
         await type_into(pilot, "#basic-output", str(output))
         await pilot.press("ctrl+n")
@@ -90,7 +91,7 @@ async def test_basic_finetune_wizard_matches_the_headless_flags(
         assert wizard.current_settings() == headless(expected_flags(data_folder, output))
         assert "5 epochs · LoRA rank 32" in screen_text(app)
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the started run's dashboard opens")
         await settle(pilot)
         assert not any(isinstance(screen, FinetuneWizardScreen) for screen in app.screen_stack)
     assert captured_finetune == [headless(expected_flags(data_folder, output))]
@@ -119,15 +120,15 @@ async def test_advanced_finetune_wizard_matches_the_headless_flags(
         rank = editors["finetune.lora_rank"].query_one("Input")
         rank.scroll_visible(animate=False)
         await type_into(pilot, f"#{rank.id}", "0")
-        assert editors["finetune.lora_rank"].has_class("-invalid")
+        await wait_for(pilot, lambda: editors["finetune.lora_rank"].has_class("-invalid"), "rank 0 is marked invalid")
         assert app.screen.query_one("#next").disabled, "a value the core rejects cannot be submitted"
         await type_into(pilot, f"#{rank.id}", "32")
-        assert not editors["finetune.lora_rank"].has_class("-invalid")
+        await wait_for(pilot, lambda: not editors["finetune.lora_rank"].has_class("-invalid"), "rank 32 is accepted")
         await pilot.press("ctrl+n")
         assert wizard.step == "summary"
         assert wizard.current_settings() == headless(expected_flags(data_folder, output))
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the started run's dashboard opens")
         await settle(pilot)
     assert captured_finetune == [headless(expected_flags(data_folder, output))]
 
@@ -145,70 +146,87 @@ async def test_preflight_refusal_is_a_modal(
         await type_into(pilot, "#basic-model", "demo")
         await type_into(pilot, "#basic-data", str(data_folder))
         await pilot.press("ctrl+n", "ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app.screen, MessageDialog))
-        assert "line 3" in screen_text(app)
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog) and "line 3" in screen_words(app),
+                       "the preflight's refusal is shown in a dialog")
         await pilot.press("escape")
-        assert isinstance(app.screen, FinetuneWizardScreen), "the wizard stays to fix the input"
+        await wait_for(pilot, lambda: isinstance(app.screen, FinetuneWizardScreen), "the wizard stays to fix the input")
 
 
 async def test_finished_finetune_dashboard_is_rebuilt_from_the_journal(
-    make_app: Callable[..., HereticApp], runs_folder: Path
+    recorded: Recording, make_app: Callable[..., HereticApp], runs_folder: Path
 ) -> None:
-    run = write_finetune_run(runs_folder, "20260921-141315-finetune-demo")
+    run = recorded.place("finetune", runs_folder, "20260921-141315-finetune-demo")
+    report = run.report
+    assert report is not None and report["smoke_test"]["passed"]
+    replayed = RunState.from_events(run.events)
+    total = run.steps[-1].total_steps
+    assert replayed.train_losses and replayed.eval_losses, "the recording logged train and validation losses"
+    plan = replayed.metrics["plan"]
     app = make_app(attach_run=run.path)
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, DashboardScreen) and screen.state.status == "finished"
-        replayed = RunState.from_events(run.events)
-        assert screen.state.train_losses == replayed.train_losses and len(replayed.train_losses) == 12
-        assert screen.state.eval_losses == replayed.eval_losses and len(replayed.eval_losses) == 3
+        assert screen.state.train_losses == replayed.train_losses
+        assert screen.state.eval_losses == replayed.eval_losses
         chart = screen.query_one(LossChart)
-        assert len(chart.train) == 12 and len(chart.evaluation) == 3 and chart.total_steps == FINETUNE_STEPS
-        text = screen_text(app)
-        for expected in ("step 60/60", "Knowledge test", "Teal, because", "fictional", "Plan"):
-            assert expected in text, expected
+        assert len(chart.train) == len(replayed.train_losses) and chart.total_steps == total
+        words = screen_words(app)
+        item = report["knowledge_test"]["items"][0]
+        for expected in (f"step {total}/{total}", "Knowledge test", item["expected"].split()[0], "Plan"):
+            assert expected in words, expected
         details = str(screen.query_one("#finetune-text", Static).render())
-        for expected in ("effective batch 9", "3.2 → 0.91", "Merged model", "LoRA adapter", "smoke test  passed"):
+        before, after = format_figure(report["eval_loss_before"]), format_figure(report["eval_loss_after"])
+        for expected in (f"effective batch {plan['effective_batch']}", f"{before} → {after}", "Merged model",
+                         "LoRA adapter", "smoke test  passed"):
             assert expected in details, expected
         await pilot.press("u")
-        assert isinstance(app.screen, UploadScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen), "u opens the upload of the result")
         assert app.screen.query_one("#upload-folder").value == str(run.path / "merged")  # type: ignore[attr-defined]
 
 
 async def test_running_finetune_dashboard_follows_new_steps(
-    make_app: Callable[..., HereticApp], runs_folder: Path
+    recorded: Recording, make_app: Callable[..., HereticApp], runs_folder: Path
 ) -> None:
-    run = write_finetune_run(runs_folder, "20260921-150000-finetune-running", steps_done=35)
+    run = recorded.place("finetune", runs_folder, "20260921-150000-finetune-running", steps=8)
+    total = run.steps[-1].total_steps
     app = make_app(attach_run=run.path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen)
-                         and app.screen.state.latest_step is not None and app.screen.state.latest_step.step == 35)
-        await wait_until(pilot, lambda: "step 35/60" in screen_text(app) and "ETA" in screen_text(app)
-                         and "Loss" in screen_text(app))
-        run.append(TrainingStep(step=40, total_steps=FINETUNE_STEPS, loss=0.9, tokens_per_second=1500.0,
-                                time=START + 200))
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen)
+                       and app.screen.state.latest_step is not None and app.screen.state.latest_step.step == 8,
+                       "the run cut at step 8 is replayed")
+        await wait_for(pilot, lambda: f"step 8/{total}" in screen_text(app) and "Loss" in screen_text(app),
+                       "the header and the loss chart show it")
         screen = app.screen
         assert isinstance(screen, DashboardScreen)
-        await wait_until(pilot, lambda: screen.state.latest_step is not None and screen.state.latest_step.step == 40)
-        run.append(JobFinished(report=str(run.path / "report.json"), summary={}, time=START + 210))
-        await wait_until(pilot, lambda: screen.state.status == "finished")
+        run.play_on(step_logged(12))
+        await wait_for(pilot, lambda: screen.state.latest_step is not None and screen.state.latest_step.step >= 12,
+                       "new steps are followed")
+        run.play_on()
+        await wait_for(pilot, lambda: screen.state.status == "finished", "the recorded ending is followed")
 
 
 async def test_trial_without_export_is_exported_before_fine_tuning(
-    make_app: Callable[..., HereticApp], runs_folder: Path
+    recorded: Recording, make_app: Callable[..., HereticApp], runs_folder: Path
 ) -> None:
-    run = write_run(runs_folder, "20260921-141315-demo", trials_total=4, trials_done=4)
-    exported = run.path / "exports" / "trial-2"
+    run = recorded.place("finished", runs_folder, "20260921-141315-demo")
+    report = run.report
+    assert report is not None
+    chosen = report["chosen_trial"]
+    exported = run.path / "exports" / f"trial-{chosen}"
+    assert (exported / "heretic.json").is_file(), "the recording exported its chosen trial"
+    other = next(number for number in sorted(run.trials) if number != chosen)
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.app.push_screen(TrialActionsScreen(run.path, 2))
+        await pilot.app.push_screen(TrialActionsScreen(run.path, other))
         await pilot.press("f")
-        assert isinstance(app.screen, ValueDialog), "no export yet: the folder to export into is asked for"
+        await wait_for(pilot, lambda: isinstance(app.screen, ValueDialog),
+                       "no export of this trial yet: the folder to export into is asked for")
         await pilot.press("escape")
-        exported.mkdir(parents=True)
-        (exported / "heretic.json").write_text(json.dumps({"trial": 2, "format": "merged"}))
-        (exported / "config.json").write_text("{}")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrialActionsScreen), "escape goes back")
+        app.pop_screen()
+        await pilot.app.push_screen(TrialActionsScreen(run.path, chosen))
         await pilot.press("f")
-        assert isinstance(app.screen, FinetuneWizardScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, FinetuneWizardScreen),
+                       "an exported trial goes straight to the fine-tune wizard")
         assert app.screen.values["model.model"] == str(exported)

@@ -1,17 +1,16 @@
-"""The lineage view from a registry built on fake runs (base → abliterated export → fine-tuned), and registry
-runs whose folder is gone listed as missing on the runs screen."""
+"""The lineage view from a registry built on real runs (the demo model → its abliterated export → a fine-tune of
+that export, placed from the recording), and registry runs whose folder is gone listed as missing."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from recorded_runs import Recording
 from textual.widgets import Static
-from tui_helpers import screen_text, wait_until
-from recorded_runs import write_finetune_run, write_run
+from tui_helpers import screen_text, screen_words, wait_for
 
 from heretic_tui.core.runs.registry import Registry
 from heretic_tui.tui.app import HereticApp
@@ -21,49 +20,42 @@ from heretic_tui.tui.screens.runs import RunsScreen
 pytestmark = pytest.mark.anyio
 
 
-def write_lineage_runs(runs: Path) -> tuple[Path, Path]:
-    """An abliteration run of a hub model with an exported trial, and a fine-tune of that export."""
-    abliteration = write_run(runs, "20260921-120000-qwen3-4b", model="Qwen/Qwen3-4B", trials_total=4, trials_done=4)
-    export = abliteration.path / "exports" / "trial-3"
-    export.mkdir(parents=True)
-    (export / "config.json").write_text("{}")
-    (export / "heretic.json").write_text(json.dumps({"source_model": "Qwen/Qwen3-4B", "method": "abliteration",
-                                                     "trial": 3, "format": "merged",
-                                                     "run_dir": str(abliteration.path)}))
-    finetune = write_finetune_run(runs, "20260921-141315-finetune-trial-3", model=str(export), created_offset=100)
-    return export, finetune.path / "merged"
-
-
 async def test_lineage_view_shows_base_abliterated_fine_tuned(
-    make_app: Callable[..., HereticApp], runs_folder: Path, tmp_path: Path
+    recorded: Recording, make_app: Callable[..., HereticApp], runs_folder: Path, tmp_path: Path
 ) -> None:
-    export, merged = write_lineage_runs(runs_folder)
+    placed = recorded.place_together({"finished": "20260921-120000-demo", "finetune": "20260921-141315-finetune"},
+                                     runs_folder)
+    report = placed["finished"].report
+    assert report is not None
+    trial = report["chosen_trial"]
+    export = placed["finished"].path / "exports" / f"trial-{trial}"
+    merged = placed["finetune"].path / "merged"
     app = make_app(registry_path=tmp_path / "registry.sqlite3")
     async with app.run_test(size=(120, 40)) as pilot:
         app.open_lineage(merged)
-        await wait_until(pilot, lambda: isinstance(app.screen, LineageScreen) and bool(app.screen.chain))
-        screen = app.screen
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, LineageScreen) and app.screen.chain
+                                and app.screen, "the lineage of the fine-tuned model is read from the registry")
         assert isinstance(screen, LineageScreen)
         assert [model.role for model in screen.chain] == ["base", "abliterated", "fine-tuned"]
-        assert screen.chain[0].path == "Qwen/Qwen3-4B" and screen.chain[1].path == str(export.resolve())
-        await pilot.pause()
+        assert screen.chain[0].path == "demo" and screen.chain[1].path == str(export.resolve())
+        assert screen.chain[2].path == str(merged.resolve())
+        await wait_for(pilot, lambda: "fine-tuned" in screen_words(app), "the chain is on screen")
         text = str(screen.query_one("#lineage-view", Static).render())
-        assert "fine-tuned" in screen_text(app)
-        assert text.index("Qwen/Qwen3-4B") < text.index("trial-3") < text.index("merged")
-        assert "trial 3" in text and "◀ this model" in text
+        assert text.index("demo") < text.index(f"trial-{trial}") < text.index("merged")
+        assert f"trial {trial}" in text and "◀ this model" in text
         app.open_lineage(export)
-        await wait_until(pilot, lambda: isinstance(app.screen, LineageScreen) and app.screen is not screen
-                         and bool(app.screen.chain))
+        await wait_for(pilot, lambda: isinstance(app.screen, LineageScreen) and app.screen is not screen
+                       and bool(app.screen.chain), "the export's lineage opens")
         made = app.screen.children_models  # type: ignore[attr-defined]
-        assert {Path(model.path).name for model in made} == {"adapter", "merged"}
+        assert {Path(model.path).name for model in made} == {"adapter", "merged"}, "what was made from the export"
 
 
 async def test_runs_screen_lists_registry_runs_whose_folder_is_gone(
-    make_app: Callable[..., HereticApp], runs_folder: Path, tmp_path: Path
+    recorded: Recording, make_app: Callable[..., HereticApp], runs_folder: Path, tmp_path: Path
 ) -> None:
     registry_path = tmp_path / "registry.sqlite3"
-    gone = write_run(runs_folder, "20260921-100000-gone", model="acme/vanished", trials_total=2, trials_done=2)
-    write_run(runs_folder, "20260921-110000-kept", trials_total=2, trials_done=2)
+    gone = recorded.place("cancelled", runs_folder, "20260921-100000-gone")
+    recorded.place("finished", runs_folder, "20260921-110000-kept")
     Registry(registry_path).rebuild(runs_folder)
     shutil.rmtree(gone.path)
     app = make_app(registry_path=registry_path)
@@ -71,7 +63,6 @@ async def test_runs_screen_lists_registry_runs_whose_folder_is_gone(
         await pilot.app.push_screen(RunsScreen())
         screen = app.screen
         assert isinstance(screen, RunsScreen)
-        await wait_until(pilot, lambda: len(screen.summaries) == 2)
-        await pilot.pause()
-        assert "? missing" in screen_text(app)
+        await wait_for(pilot, lambda: len(screen.summaries) == 2 and "? missing" in screen_text(app),
+                       "the registry's run without a folder is listed as missing")
         assert screen.summaries[str(gone.path)].status == "missing"

@@ -1,4 +1,5 @@
-"""The model browser: a Hugging Face cache, a model folder and a run output built by the test, read without weights."""
+"""The model browser: a Hugging Face cache and a model folder built by the test, and the outputs of real runs (an
+export, a LoRA adapter, a merged model) placed from the recording, all read without loading weights."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import numpy as np
 import pytest
 from tui_helpers import screen_text, screen_words, settle, wait_for
 from model_folders import SNAPSHOT, build_hub_cache, write_model_files
-from safetensors.numpy import save_file
-from recorded_runs import write_run
+from recorded_runs import Recording, RecordedRun
 
 from heretic_tui.core.models.browser import (
     SOURCE_FOLDER,
@@ -21,7 +21,8 @@ from heretic_tui.core.models.browser import (
     find_models,
     scan_run_outputs,
 )
-from heretic_tui.core.settings import Settings
+from heretic_tui.core.runs.events import Metrics
+from heretic_tui.core.settings import Settings, load_settings
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.model_actions import ModelActionsScreen
 from heretic_tui.tui.screens.model_browser import ModelBrowserScreen
@@ -31,35 +32,34 @@ from heretic_tui.tui.screens.wizard import WizardScreen
 
 pytestmark = pytest.mark.anyio
 
-LORA_RANK = 8
-HIDDEN = 16
+STUDY = "20260921-141315-demo"
+FINETUNE = "20260921-150000-finetune"
 
-
-def write_adapter(folder: Path, base: str) -> None:
-    """A LoRA adapter folder as PEFT saves one: its own adapter_config.json and the adapter's A and B matrices."""
-    from peft import LoraConfig
-
-    LoraConfig(r=LORA_RANK, lora_alpha=16, target_modules=["q_proj"], base_model_name_or_path=base,
-               task_type="CAUSAL_LM").save_pretrained(str(folder))
-    prefix = "base_model.model.model.layers.0.self_attn.q_proj"
-    save_file({f"{prefix}.lora_A.weight": np.zeros((LORA_RANK, HIDDEN), dtype=np.float32),
-               f"{prefix}.lora_B.weight": np.zeros((HIDDEN, LORA_RANK), dtype=np.float32)},
-              str(folder / "adapter_model.safetensors"))
 
 @pytest.fixture
-def model_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings, runs_folder: Path) -> Settings:
+def runs_with_outputs(recorded: Recording, runs_folder: Path) -> dict[str, RecordedRun]:
+    """A real study with its export of the chosen trial, and a real fine-tune of that export: its LoRA adapter,
+    its merged model and its trainer checkpoints (which hold adapters too)."""
+    return recorded.place_together({"finished": STUDY, "finetune": FINETUNE}, runs_folder)
+
+
+@pytest.fixture
+def model_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Settings,
+                 runs_with_outputs: dict[str, RecordedRun]) -> Settings:
     cache = tmp_path / "hf-cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     build_hub_cache(cache, "acme/tiny-chat")
     shelf = tmp_path / "shelf"
     write_model_files(shelf / "base-model", architecture="MistralForCausalLM", template=False, dtype=np.float32)
-    run = write_run(runs_folder, "20260921-141315-demo")
-    write_model_files(run.path / "model", architecture="LlamaForCausalLM", template=True)
-    write_adapter(run.path / "exports" / "trial-3-adapter", base="demo")
-    write_adapter(run.path / "checkpoints" / "checkpoint-10", base="demo")
     settings.output.model_directories = [str(shelf)]
     return settings
+
+
+def export_name(runs: dict[str, RecordedRun]) -> str:
+    report = runs["finished"].report
+    assert report is not None
+    return f"{STUDY}/exports/trial-{report['chosen_trial']}"
 
 
 def test_parameters_and_dtype_come_from_the_safetensors_header(tmp_path: Path) -> None:
@@ -71,22 +71,25 @@ def test_parameters_and_dtype_come_from_the_safetensors_header(tmp_path: Path) -
     assert info.size_bytes > 100 * 16 * 2 * 2
 
 
-def test_an_adapter_is_described_from_its_own_files(tmp_path: Path) -> None:
-    folder = tmp_path / "adapter"
-    write_adapter(folder, base="acme/tiny-chat")
-    info = describe_model(folder)
-    assert info.is_adapter and info.base_model == "acme/tiny-chat"
-    assert info.architecture == f"LORA adapter, rank {LORA_RANK}"
-    assert info.parameter_count == 2 * LORA_RANK * HIDDEN and info.dtype == "float32"
-    assert info.has_weights and info.size_bytes > 2 * LORA_RANK * HIDDEN * 4
+def test_an_adapter_is_described_from_its_own_files(runs_with_outputs: dict[str, RecordedRun]) -> None:
+    finetune = runs_with_outputs["finetune"]
+    settings = load_settings(finetune.path / "config.toml", environ={}, search_default_paths=False)
+    plan = next(item.values for item in finetune.events if isinstance(item, Metrics) and item.name == "plan")
+    info = describe_model(finetune.path / "adapter")
+    assert info.is_adapter and info.base_model == settings.model.model, "the base is the model it was trained on"
+    assert info.architecture == f"LORA adapter, rank {settings.finetune.lora_rank}"
+    assert info.parameter_count == plan["trainable_parameters"], "its own weights are what training changed"
+    assert info.has_weights and info.size_bytes > 0
 
 
-def test_run_outputs_list_adapter_exports_but_not_trainer_checkpoints(model_places: Settings,
-                                                                       runs_folder: Path) -> None:
+def test_run_outputs_list_exports_and_adapters_but_not_trainer_checkpoints(
+    runs_with_outputs: dict[str, RecordedRun], runs_folder: Path
+) -> None:
+    assert list((runs_with_outputs["finetune"].path / "checkpoints").glob("checkpoint-*/adapter_config.json"))
     names = {model.name: model for model in scan_run_outputs(runs_folder)}
-    assert set(names) == {"20260921-141315-demo/model", "20260921-141315-demo/exports/trial-3-adapter"}
-    assert names["20260921-141315-demo/exports/trial-3-adapter"].is_adapter
-    assert not names["20260921-141315-demo/model"].is_adapter
+    assert set(names) == {export_name(runs_with_outputs), f"{FINETUNE}/adapter", f"{FINETUNE}/merged"}
+    assert names[f"{FINETUNE}/adapter"].is_adapter
+    assert not names[f"{FINETUNE}/merged"].is_adapter and not names[export_name(runs_with_outputs)].is_adapter
 
 
 def test_every_place_is_scanned(model_places: Settings) -> None:
@@ -97,32 +100,34 @@ def test_every_place_is_scanned(model_places: Settings) -> None:
     assert models["shelf/base-model"].source == SOURCE_FOLDER
     assert not models["shelf/base-model"].has_chat_template
     assert models["shelf/base-model"].dtype == "float32"
-    assert models["20260921-141315-demo/model"].source == SOURCE_RUN
+    assert models[f"{FINETUNE}/adapter"].source == SOURCE_RUN
 
 
-async def test_browser_lists_and_opens_a_model(model_places: Settings, make_app: Callable[..., HereticApp]) -> None:
+async def test_browser_lists_and_opens_a_model(model_places: Settings, runs_with_outputs: dict[str, RecordedRun],
+                                               make_app: Callable[..., HereticApp]) -> None:
     app = make_app(settings=model_places)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("b")
-        assert isinstance(app.screen, ModelBrowserScreen)
-        await wait_for(pilot, lambda: app.screen.query_one("#models-table").row_count == 4,
-                       "the cache model, the shelf model, the run's model and its adapter export are listed")
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelBrowserScreen)
+                       and app.screen.query_one("#models-table").row_count == 5,
+                       "the cache model, the shelf model, the study's export and the fine-tune's adapter and merged "
+                       "model are listed")
         await settle(pilot)
         text = screen_text(app)
-        for expected in ("acme/tiny-chat", "shelf/base-model", "20260921-141315-demo/model", "3.2K", "float16"):
+        for expected in ("acme/tiny-chat", "shelf/base-model", export_name(runs_with_outputs), "3.2K", "float16"):
             assert expected in text
         browser = app.screen
         names = [browser.models[str(key.value)].name for key in browser.query_one("#models-table").rows]
         browser.query_one("#models-table").focus()
-        await pilot.press(*(["down"] * names.index("acme/tiny-chat")), "enter")
-        assert isinstance(app.screen, ModelActionsScreen)
+        await pilot.press("ctrl+home", *(["down"] * names.index("acme/tiny-chat")), "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelActionsScreen), "Enter opens the model's actions")
         await settle(pilot)
         assert "Chat template yes" in screen_text(app)
         await pilot.press("f")
-        assert isinstance(app.screen, FinetuneWizardScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, FinetuneWizardScreen), "f opens the fine-tune wizard")
         assert app.screen.values["model.model"].endswith(SNAPSHOT)
         await pilot.press("escape", "a")
-        assert type(app.screen) is WizardScreen
+        await wait_for(pilot, lambda: type(app.screen) is WizardScreen, "a opens the abliteration wizard")
         assert app.screen.values["model.model"].endswith(SNAPSHOT)
 
 
@@ -139,24 +144,29 @@ async def test_a_model_folder_on_the_command_line_opens_its_actions(
         assert "Qwen3ForCausalLM" in text and "Abliterate" in text and "Upload" in text
 
 
-async def test_an_adapter_export_offers_what_an_adapter_can_do(
-    model_places: Settings, make_app: Callable[..., HereticApp]
+async def test_an_adapter_offers_what_an_adapter_can_do(
+    model_places: Settings, runs_with_outputs: dict[str, RecordedRun], make_app: Callable[..., HereticApp]
 ) -> None:
+    adapter = runs_with_outputs["finetune"].path / "adapter"
+    base = describe_model(adapter).base_model
+    assert base is not None
     app = make_app(settings=model_places)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("b")
-        await wait_for(pilot, lambda: app.screen.query_one("#models-table").row_count == 4, "four models listed")
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelBrowserScreen)
+                       and app.screen.query_one("#models-table").row_count == 5, "five models listed")
         browser = app.screen
-        assert isinstance(browser, ModelBrowserScreen)
         names = [browser.models[str(key.value)].name for key in browser.query_one("#models-table").rows]
         browser.query_one("#models-table").focus()
-        await pilot.press("ctrl+home", *(["down"] * names.index("20260921-141315-demo/exports/trial-3-adapter")))
-        await wait_for(pilot, lambda: "Base model demo" in screen_words(app), "the detail pane names the base model")
-        assert "adapter on demo" in screen_text(app)
+        await pilot.press("ctrl+home", *(["down"] * names.index(f"{FINETUNE}/adapter")))
+        await wait_for(pilot, lambda: "Kind LORA adapter" in screen_words(app) and "Base model" in screen_words(app),
+                       "the detail pane says it is an adapter and names its base model")
+        assert f"adapter on {Path(base).name}" in screen_text(app)
         footer = screen_text(app).splitlines()[-1]
         assert "Upload" in footer and "Abliterate" not in footer and "Chat" not in footer
         await pilot.press("a")
         assert app.screen is browser, "an adapter is not abliterated; its base model or a merged export is"
         await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen), "u opens the upload of the adapter")
-        assert app.screen.query_one("#upload-folder").value.endswith("trial-3-adapter")  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen)
+                       and app.screen.query_one("#upload-folder").value == str(adapter),
+                       "u opens the upload of the adapter")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Switch
-from tui_helpers import screen_text, wait_for, wait_until
+from tui_helpers import screen_text, screen_words, wait_for
 from test_hub_upload import (  # noqa: F401  (fixtures used by name)
     TOKEN,
     USER,
@@ -40,11 +40,10 @@ async def test_upload_sends_the_folder_privately_with_progress_and_url(
     app = make_app(hub_endpoint=fake_hub.base_url)
     async with app.run_test(size=(120, 40)) as pilot:
         app.open_upload(folder)
-        await wait_until(pilot, lambda: isinstance(app.screen, UploadScreen))
-        screen = app.screen
-        assert isinstance(screen, UploadScreen)
-        await pilot.pause()
-        assert "4 files" in screen_text(app) and "model card generated" in screen_text(app)
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen) and app.screen,
+                                "the upload screen opens")
+        await wait_for(pilot, lambda: "4 files" in screen_text(app) and "model card generated" in screen_text(app),
+                       "the folder is checked and described")
         assert "No HF_TOKEN and no cached login" in screen_text(app)
         token = screen.query_one("#upload-token", Input)
         assert token.password
@@ -52,11 +51,12 @@ async def test_upload_sends_the_folder_privately_with_progress_and_url(
         token.value = TOKEN
         await pilot.press("enter")
         repo = screen.query_one("#upload-repo", Input)
-        await wait_until(pilot, lambda: repo.value == f"{USER}/tiny-model-heretic")
+        await wait_for(pilot, lambda: repo.value == f"{USER}/tiny-model-heretic",
+                       "the token's user names the default repository")
         assert screen.query_one("#upload-private", Switch).value, "private by default"
         await pilot.press("ctrl+u")
-        await wait_until(pilot, lambda: screen.url is not None, timeout=20)
-        await pilot.pause()
+        await wait_for(pilot, lambda: screen.url is not None and "Uploaded" in screen_text(app),
+                       "the upload job ends with the repository's address", timeout=60)
         text = screen_text(app)
         assert f"{fake_hub.base_url}/{USER}/tiny-model-heretic" in text
         for name in EXPECTED_FILES:
@@ -80,18 +80,16 @@ async def test_public_upload_is_an_explicit_choice(
     app = make_app(hub_endpoint=fake_hub.base_url)
     async with app.run_test(size=(120, 40)) as pilot:
         app.open_upload(folder)
-        await wait_until(pilot, lambda: isinstance(app.screen, UploadScreen))
-        screen = app.screen
-        assert isinstance(screen, UploadScreen)
-        await wait_until(pilot, lambda: screen.user == USER)
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen) and app.screen,
+                                "the upload screen opens")
+        await wait_for(pilot, lambda: screen.user == USER, "HF_TOKEN's user is looked up")
         assert "HF_TOKEN is set" in screen_text(app)
         repo = screen.query_one("#upload-repo", Input)
         repo.value = f"{USER}/my-public-model"
         screen.query_one("#upload-private", Switch).value = False
-        await pilot.pause()
-        assert "Public" in screen_text(app)
+        await wait_for(pilot, lambda: "Public" in screen_text(app), "switching privacy off says it is public")
         await pilot.press("ctrl+u")
-        await wait_until(pilot, lambda: screen.url is not None, timeout=20)
+        await wait_for(pilot, lambda: screen.url is not None, "the upload job ends", timeout=60)
     assert not fake_hub.repos[f"{USER}/my-public-model"].private
     assert files_containing(tmp_path, TOKEN) == []
 
@@ -105,17 +103,13 @@ async def test_bad_folder_and_repo_name_are_shown_and_nothing_is_sent(
     app = make_app(hub_endpoint=fake_hub.base_url)
     async with app.run_test(size=(120, 40)) as pilot:
         app.open_upload(empty)
-        await wait_until(pilot, lambda: isinstance(app.screen, UploadScreen))
-        screen = app.screen
-        assert isinstance(screen, UploadScreen)
-        await pilot.pause()
-        assert "without weights" in screen_text(app)
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen) and app.screen,
+                                "the upload screen opens")
+        await wait_for(pilot, lambda: "without weights" in screen_words(app), "a folder without weights is refused")
         screen.query_one("#upload-repo", Input).value = "no-slash"
-        await pilot.pause()
-        assert "owner/model-name" in screen_text(app)
+        await wait_for(pilot, lambda: "owner/model-name" in screen_words(app), "a bad repository name is refused")
         await pilot.press("ctrl+u")
-        await pilot.pause()
-        assert not screen.uploading
+        assert not screen.uploading and screen.job_path is None, "no upload job was started"
     assert not any(call.startswith("POST") for call in fake_hub.api_calls)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tui_helpers import screen_text, screen_words, settle, wait_for, wait_until
-from recorded_runs import write_run
+from tui_helpers import screen_text, screen_words, settle, wait_for
+from recorded_runs import Recording
 
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.run_directory import RunDirectory
@@ -41,10 +41,10 @@ def expected_flags(output: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def captured_start(monkeypatch: pytest.MonkeyPatch, runs_folder: Path) -> list[Settings]:
+def captured_start(monkeypatch: pytest.MonkeyPatch, recorded: Recording, runs_folder: Path) -> list[Settings]:
     """Replace the engine's start with one that records the settings and hands back a finished recorded run."""
     calls: list[Settings] = []
-    run = write_run(runs_folder, "20260921-141315-demo", trials_total=4, trials_done=4)
+    run = recorded.place("finished", runs_folder, "20260921-141315-demo")
 
     def start(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
         calls.append(settings)
@@ -58,13 +58,14 @@ async def type_into(pilot: Any, selector: str, text: str) -> None:
     """Type short values key by key; long ones (paths) are pasted, which posts the same change events."""
     field = pilot.app.screen.query_one(selector)
     field.focus()
-    await pilot.pause()
+    await wait_for(pilot, lambda: pilot.app.focused is field, f"{selector} takes the focus")
     if len(text) > 8:
         field.value = text
-        await pilot.pause()
-        return
-    field.value = ""
-    await pilot.press(*list(text))
+    else:
+        field.value = ""
+        await pilot.press(*list(text))
+    await wait_for(pilot, lambda: field.value == text, f"{selector} holds {text!r}")
+    await pilot.pause()  # let the field's change events reach the screen before the next key arrives
 
 
 async def choose_option(pilot: Any, selector: str, downs: int) -> None:
@@ -98,7 +99,7 @@ async def test_basic_wizard_matches_the_headless_flags(
         assert f"Trials      25 ({random_trials} random, then TPE)" in screen_text(app), \
             "the summary says how many trials are random search before TPE"
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the started run's dashboard opens")
         await settle(pilot)
         assert not any(isinstance(screen, WizardScreen) for screen in app.screen_stack), "the wizard made way"
     assert captured_start == [headless(expected_flags(output))]
@@ -128,20 +129,19 @@ async def test_advanced_wizard_matches_the_headless_flags(
             await type_into(pilot, f"#{field.id}", value)
         trials = editors["optimization.trials"].query_one("Input")
         await type_into(pilot, f"#{trials.id}", "0")
-        await pilot.pause()
-        assert editors["optimization.trials"].has_class("-invalid")
-        assert "too small" in screen_text(app) or "optimization.trials" in wizard.errors
+        await wait_for(pilot, lambda: editors["optimization.trials"].has_class("-invalid")
+                       and "optimization.trials" in wizard.errors, "0 trials is marked invalid")
         assert app.screen.query_one("#next").disabled, "a value the core rejects cannot be submitted"
         await pilot.press("ctrl+n")
         assert wizard.step == "advanced"
         await type_into(pilot, f"#{trials.id}", "25")
-        await pilot.pause()
-        assert not editors["optimization.trials"].has_class("-invalid")
+        await wait_for(pilot, lambda: not editors["optimization.trials"].has_class("-invalid"),
+                       "25 trials is accepted")
         await pilot.press("ctrl+n")
         assert wizard.step == "summary"
         assert wizard.current_settings() == headless(expected_flags(output))
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the started run's dashboard opens")
         await settle(pilot)
     assert captured_start == [headless(expected_flags(output))]
 
@@ -165,7 +165,7 @@ async def test_saving_keeps_comments_and_a_backup(make_app: Callable[..., Hereti
         await pilot.press("n", "b")
         await type_into(pilot, "#basic-trials", "40")
         await pilot.press("ctrl+n", "ctrl+s")
-        await pilot.pause()
+        await wait_for(pilot, lambda: "trials = 40" in config.read_text(encoding="utf-8"), "the config is saved")
     text = config.read_text(encoding="utf-8")
     assert "# my notes about this box" in text and "trials = 40" in text
     assert (tmp_path / "config.toml.bak").read_text(encoding="utf-8").endswith("trials = 7\n")
@@ -181,16 +181,15 @@ async def test_a_model_the_core_rejects_is_shown_as_a_modal(
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("n", "b")
         await type_into(pilot, "#basic-model", str(not_a_model))
-        await pilot.pause()
-        assert "no config.json" in screen_text(app)
+        await wait_for(pilot, lambda: "no config.json" in screen_words(app), "the folder is checked as it is typed")
         wizard = app.screen
         assert isinstance(wizard, WizardScreen)
         wizard.values["model.model"] = str(not_a_model)
         wizard.errors.clear()
         await pilot.press("ctrl+n")
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: isinstance(app.screen, MessageDialog))
-        assert "config.json" in screen_text(app)
+        await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog) and "config.json" in screen_words(app),
+                       "the core's refusal is shown in a dialog")
 
 
 def focused_editor(app: HereticApp) -> SettingEditor | None:

@@ -42,8 +42,6 @@ REDRAW_SECONDS = 0.2
 LOG_POLL_SECONDS = 1.0
 LOG_LINES = 200
 KILL_OFFER_SECONDS = 60.0
-REPLAYED_ENDING_SECONDS = 2.0
-"""An ending older than the screen (by more than this) was replayed from the journal, not seen happening."""
 
 
 class DashboardScreen(HereticScreen[None]):
@@ -75,7 +73,6 @@ class DashboardScreen(HereticScreen[None]):
         self._log_offset = 0
         self._resources: ResourceSnapshot | None = None
         self._cancel_requested_at: float | None = None
-        self._opened_at = 0.0
         self._live_at_open = False
         self._damage: str | None = None
         self._keys_state: tuple[object, ...] = ()
@@ -104,7 +101,6 @@ class DashboardScreen(HereticScreen[None]):
         yield from ()
 
     def on_mount(self) -> None:
-        self._opened_at = self.heretic.clock()
         self.sub_title = self.run_path.name
         self.query_one("#dashboard-side").border_title = "Progress"
         self.query_one("#worker-log").border_title = "worker.log"
@@ -147,8 +143,7 @@ class DashboardScreen(HereticScreen[None]):
             return
         was_running = self.state.is_running
         self.state.apply(message.event)
-        if (message.event.terminal and was_running and self._live_at_open
-                and message.event.time >= self._opened_at - REPLAYED_ENDING_SECONDS):
+        if message.event.terminal and was_running and self._live_at_open and not message.replayed:
             self._announce_end()
         self._schedule_redraw()
 

@@ -86,9 +86,9 @@ class HomeScreen(HereticScreen[None]):
         table.add_column("Trials", key="trials")
         table.add_column("Best", key="best")
         table.add_column("Started", key="started")
-        self.refresh_runs()
 
     def on_screen_resume(self) -> None:
+        """Read the runs whenever the screen is shown: when it is first pushed, and when a screen above it closes."""
         self.refresh_runs()
 
     def refresh_runs(self) -> None:

@@ -74,9 +74,9 @@ class RunsScreen(HereticScreen[None]):
         table.add_column("Best", key="best")
         table.add_column("Started", key="started")
         self.query_one("#run-detail").border_title = "Details"
-        self.action_refresh()
 
     def on_screen_resume(self) -> None:
+        """Read the runs whenever the screen is shown: when it is first pushed, and when a screen above it closes."""
         self.action_refresh()
 
     def action_refresh(self) -> None:
