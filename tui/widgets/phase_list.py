@@ -65,28 +65,32 @@ class PhaseList(Static):
                 f"{icon} {title} [{bar_style}]{bar}[/] {count.rjust(COUNT_WIDTH)} {elapsed.rjust(TIME_WIDTH)}"
             )
             if running:
-                lines += self._step_lines(state, phase, now)
+                lines += self._step_lines(state, phase, now, width)
         self.update("\n".join(lines))
 
     @staticmethod
-    def _step_lines(state: RunState, phase: PhaseState, now: float) -> list[str]:
+    def _step_lines(state: RunState, phase: PhaseState, now: float, width: int) -> list[str]:
         """What the running phase is doing now: the step the job names, else the trial in flight and how long it
-        has run against the median trial (a long trial shows it is still moving, not stuck)."""
+        has run against the median trial (a long trial shows it is still moving, not stuck). The bar goes where
+        the line leaves room for it; a narrow panel shows the words alone."""
         if phase.step:
-            step_bar = ""
-            if phase.step_total:
-                step_bar = (f" [$accent]{progress_bar(phase.step_completed, phase.step_total, STEP_BAR_WIDTH, False)}[/]"
-                            f" {phase.step_completed}/{phase.step_total}")
-            return [f"  [$text-muted]↳ {escape_markup(phase.step)}[/]{step_bar}"]
-        in_flight = state.running_trial_seconds(now)
-        if in_flight is None or state.running_trial is None:
-            return []
-        median = state.median_trial_seconds()
-        line = f"  [$text-muted]↳ trial #{state.running_trial} {format_duration(in_flight)}"
-        if median:
-            bar = progress_bar(min(in_flight, median), median, STEP_BAR_WIDTH, False)
-            line += f" of ~{format_duration(median)}[/] [$accent]{bar}[/]"
+            text = f"  ↳ {phase.step}"
+            count = f" {phase.step_completed}/{phase.step_total}" if phase.step_total else ""
+            bar = (progress_bar(phase.step_completed, phase.step_total, STEP_BAR_WIDTH, False)
+                   if phase.step_total else "")
         else:
-            line += "[/]"
+            in_flight = state.running_trial_seconds(now)
+            if in_flight is None or state.running_trial is None:
+                return []
+            median = state.median_trial_seconds()
+            text = f"  ↳ trial #{state.running_trial} {format_duration(in_flight)}"
+            text += f" of ~{format_duration(median)}" if median else ""
+            count = ""
+            bar = progress_bar(min(in_flight, median), median, STEP_BAR_WIDTH, False) if median else ""
+        line = f"[$text-muted]{escape_markup(text)}[/]"
+        if bar and len(text) + 1 + len(bar) + len(count) <= width:
+            line += f" [$accent]{bar}[/]{count}"
+        elif count and len(text) + len(count) <= width:
+            line += count
         return [line]
 
