@@ -86,19 +86,12 @@ class FinetuneWizardScreen(WizardScreen):
     def _update_data_hint(self, text: str) -> None:
         self._show_hint("data", *describe_data_choice(text))
 
-    def on_input_changed(self, event: Input.Changed) -> None:
-        field = event.input.id
-        if field == "basic-model":
-            self.values["model.model"] = event.value.strip()
-            self._update_model_hint(event.value)
-        elif field == "basic-data":
-            self.values["finetune.training_data"] = data_entries(event.value)
-            self._update_data_hint(event.value)
-        elif field == "basic-output":
-            self.values["output.runs_directory"] = event.value.strip()
-        else:
-            return
-        self._update_status()
+    def basic_answer(self, field: str, text: str) -> bool:
+        if field != "basic-data":
+            return False
+        self.values["finetune.training_data"] = data_entries(text)
+        self._update_data_hint(text)
+        return True
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.value is Select.NULL or event.select.id != "basic-preset":

@@ -16,18 +16,11 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from heretic_tui.core.api import STATUS_DAMAGED, ChatModel, runs_root
-from heretic_tui.tui.screens.base import HereticScreen
-from heretic_tui.tui.formatting import (
-    escape_markup,
-    format_kl,
-    format_refusals,
-    format_timestamp,
-    short_model_name,
-    status_text,
-    truncate,
-)
+from heretic_tui.core.api import ChatModel, runs_root
+from heretic_tui.tui.formatting import escape_markup
 from heretic_tui.tui.run_summaries import RunSummary, keep_refreshing, summarize_runs
+from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.widgets.runs_table import RunsTable
 
 RECENT_RUNS = 30
 
@@ -70,7 +63,7 @@ class HomeScreen(HereticScreen[None]):
                 )
                 yield Static("", id="home-hint")
             with Vertical(id="home-runs"):
-                yield DataTable(id="recent-runs", cursor_type="row", zebra_stripes=True)
+                yield RunsTable(id="recent-runs")
                 yield Static("", id="runs-empty")
         yield Footer()
 
@@ -80,12 +73,6 @@ class HomeScreen(HereticScreen[None]):
         self.query_one("#home-hint", Static).update(
             "[$text-muted]Runs keep going when you quit or lose the connection; open one again here.[/]"
         )
-        table = self.query_one("#recent-runs", DataTable)
-        table.add_column("Status", key="status")
-        table.add_column("Model", key="model")
-        table.add_column("Trials", key="trials")
-        table.add_column("Best", key="best")
-        table.add_column("Started", key="started")
 
     def on_screen_resume(self) -> None:
         """Read the runs whenever the screen is shown: when it is first pushed, and when a screen above it closes."""
@@ -107,27 +94,8 @@ class HomeScreen(HereticScreen[None]):
         self.app.call_from_thread(self._show_runs, summaries, root)
 
     def _show_runs(self, summaries: list[RunSummary], root: Path) -> None:
-        table = self.query_one("#recent-runs", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        for summary in summaries:
-            best = summary.best
-            best_text = (
-                f"{format_refusals(best.refusals, best.refusal_total)} KL {format_kl(best.kl)}" if best
-                else truncate(summary.error_message, 40) if summary.status == STATUS_DAMAGED else "–"
-            )
-            trials = f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–"
-            table.add_row(
-                status_text(summary.status, self.app.theme_variables),
-                escape_markup(short_model_name(summary.model) if summary.kind == "abliterate"
-                              else f"{summary.kind}: {short_model_name(summary.model)}"),
-                trials,
-                best_text,
-                format_timestamp(summary.created, compact=True),
-                key=str(summary.path),
-            )
-        if summaries:
-            table.move_cursor(row=min(cursor, len(summaries) - 1), animate=False)
+        table = self.query_one("#recent-runs", RunsTable)
+        table.show(summaries)
         empty = self.query_one("#runs-empty", Static)
         empty.display = not summaries
         table.display = bool(summaries)

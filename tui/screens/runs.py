@@ -25,19 +25,11 @@ from heretic_tui.core.api import (
     runs_root,
 )
 from heretic_tui.core.errors import HereticError
-from heretic_tui.tui.formatting import (
-    escape_markup,
-    format_kl,
-    format_refusals,
-    format_timestamp,
-    short_model_name,
-    status_markup,
-    status_text,
-    truncate,
-)
+from heretic_tui.tui.formatting import escape_markup, format_kl, format_refusals, format_timestamp, status_markup
 from heretic_tui.tui.run_summaries import RunSummary, keep_refreshing, missing_runs, summarize_runs
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.screens.dialogs import ConfirmDialog
+from heretic_tui.tui.widgets.runs_table import RunsTable
 
 
 class RunsScreen(HereticScreen[None]):
@@ -60,19 +52,13 @@ class RunsScreen(HereticScreen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="runs"):
-            yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+            yield RunsTable(id="runs-table")
             yield Static("", id="run-detail")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "runs"
-        table = self.query_one("#runs-table", DataTable)
-        table.border_title = "Runs"
-        table.add_column("Status", key="status")
-        table.add_column("Model", key="model")
-        table.add_column("Trials", key="trials")
-        table.add_column("Best", key="best")
-        table.add_column("Started", key="started")
+        self.query_one("#runs-table").border_title = "Runs"
         self.query_one("#run-detail").border_title = "Details"
 
     def on_screen_resume(self) -> None:
@@ -97,25 +83,11 @@ class RunsScreen(HereticScreen[None]):
         self.app.call_from_thread(self._show, summaries, root)
 
     def _show(self, summaries: list[RunSummary], root: Path) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        cursor = table.cursor_row
-        table.clear()
+        table = self.query_one("#runs-table", RunsTable)
         self.summaries = {str(summary.path): summary for summary in summaries}
-        for summary in summaries:
-            best = summary.best
-            table.add_row(
-                status_text(summary.status, self.app.theme_variables),
-                escape_markup(short_model_name(summary.model) if summary.kind == "abliterate"
-                              else f"{summary.kind}: {short_model_name(summary.model)}"),
-                f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–",
-                f"{format_refusals(best.refusals, best.refusal_total)} · {format_kl(best.kl)}" if best
-                else truncate(summary.error_message, 40) if summary.status == STATUS_DAMAGED else "–",
-                format_timestamp(summary.created, compact=True),
-                key=str(summary.path),
-            )
+        table.show(summaries)
         table.border_subtitle = f"{len(summaries)} in {root}"
         if summaries:
-            table.move_cursor(row=min(cursor, len(summaries) - 1), animate=False)
             self._show_detail(self.selected)
         else:
             self.query_one("#run-detail", Static).update(

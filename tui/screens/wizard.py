@@ -275,26 +275,32 @@ class WizardScreen(HereticScreen[None]):
             self.errors[f"basic.{question}"] = hint
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        """The questions both wizards ask (model, output folder) here; the others in :meth:`basic_answer`."""
         field = event.input.id
         if field == "basic-model":
             self.values["model.model"] = event.value.strip()
             self._update_model_hint(event.value)
-        elif field == "basic-trials":
-            spec = next(spec for spec in setting_fields() if spec.key == "optimization.trials")
-            error = self.query_one("#basic-trials-error", Static)
-            try:
-                self.values["optimization.trials"] = parse_field(spec, event.value)
-                self.errors.pop("basic.trials", None)
-                error.update("")
-            except UserInputError as problem:
-                message = str(problem).removeprefix("Wizard: ")
-                self.errors["basic.trials"] = message
-                error.update(escape_markup(message))
         elif field == "basic-output":
             self.values["output.runs_directory"] = event.value.strip()
-        else:
+        elif not self.basic_answer(field or "", event.value):
             return
         self._update_status()
+
+    def basic_answer(self, field: str, text: str) -> bool:
+        """Take the answer to a basic question of this wizard's own; False when ``field`` is not one."""
+        if field != "basic-trials":
+            return False
+        spec = next(spec for spec in setting_fields() if spec.key == "optimization.trials")
+        error = self.query_one("#basic-trials-error", Static)
+        try:
+            self.values["optimization.trials"] = parse_field(spec, text)
+            self.errors.pop("basic.trials", None)
+            error.update("")
+        except UserInputError as problem:
+            message = str(problem).removeprefix("Wizard: ")
+            self.errors["basic.trials"] = message
+            error.update(escape_markup(message))
+        return True
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.value is Select.NULL:
@@ -375,13 +381,19 @@ class WizardScreen(HereticScreen[None]):
             key, message = next(iter(problems.items()))
             self.notify(message, title=f"Fix {key.removeprefix('basic.')}", severity="error")
             return
-        try:
-            settings = self.current_settings()
-        except UserInputError as error:
-            self.app.push_screen(MessageDialog("These settings do not fit together", str(error)))
+        settings = self._checked_settings()
+        if settings is None:
             return
         self.query_one("#summary-text", Static).update(self._summary_markup(settings))
         self._show_step("summary")
+
+    def _checked_settings(self) -> Settings | None:
+        """The settings, or None after saying in a dialog why the core refuses the combination."""
+        try:
+            return self.current_settings()
+        except UserInputError as error:
+            self.app.push_screen(MessageDialog("These settings do not fit together", str(error)))
+            return None
 
     def current_settings(self) -> Settings:
         """The settings the wizard's values stand for, validated by the core (raises UserInputError)."""
@@ -442,10 +454,8 @@ class WizardScreen(HereticScreen[None]):
     def action_start(self) -> None:
         if self.step != "summary":
             return
-        try:
-            settings = self.current_settings()
-        except UserInputError as error:
-            self.app.push_screen(MessageDialog("These settings do not fit together", str(error)))
+        settings = self._checked_settings()
+        if settings is None:
             return
         self.notify(self.starting_message, title="Starting")
         self.start_run(settings)
