@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import textual._doc
+from textual.widgets import Input
 from recorded_runs import FIXED_NOW, Scene, scene_folder, shown_as_scene_root, write_screen_scene
 from tui_helpers import FixedResourceProbe, screen_text, wait_for
 
@@ -36,6 +37,8 @@ size_ids = [f"{width}x{height}" for width, height in SIZES]
 
 @pytest.fixture
 def scene(monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
+    """The screen scene in a folder of its own; every screenshot shows it as SCENE_ROOT, with steady cursors (a
+    focused input's cursor blinks twice a second, so a screenshot would show it or not by chance)."""
     root = scene_folder()
     try:
         placed = write_screen_scene(root)
@@ -43,8 +46,20 @@ def scene(monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("HF_TOKEN", raising=False)
         screenshot = textual._doc.take_svg_screenshot
-        monkeypatch.setattr(textual._doc, "take_svg_screenshot",
-                            lambda *arguments, **options: shown_as_scene_root(screenshot(*arguments, **options), root))
+
+        def steady_screenshot(*arguments: Any, run_before: Callable[[Any], Any] | None = None, **options: Any) -> str:
+            assert not options.get("press"), "press keys in run_before, so the cursors are steadied after them"
+
+            async def prepared(pilot: Any) -> None:
+                if run_before is not None:
+                    await run_before(pilot)
+                for field in pilot.app.screen.query(Input):
+                    field.cursor_blink = False
+                await pilot.pause()
+
+            return shown_as_scene_root(screenshot(*arguments, run_before=prepared, **options), root)
+
+        monkeypatch.setattr(textual._doc, "take_svg_screenshot", steady_screenshot)
         yield placed
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -74,6 +89,19 @@ def rows_shown(selector: str, count: int) -> Callable[[Any], Any]:
         await settled(pilot)
 
     return wait
+
+
+async def just_refreshed(pilot: Any) -> None:
+    """Wait for the runs list's next refresh (every few seconds while a run in it is live) and for its footer.
+
+    Each refresh redraws the footer's keys, with a frame between in which the footer is empty; a screenshot taken
+    right after a refresh is seconds away from the next one.
+    """
+    screen = pilot.app.screen
+    before = screen.summaries
+    await wait_for(pilot, lambda: screen.summaries is not before, "the runs list to refresh while a run is live")
+    await wait_for(pilot, lambda: "Refresh" in screen_text(pilot.app).splitlines()[-1], "the footer's keys")
+    await settled(pilot)
 
 
 def finished_trials(run: Path) -> int:
@@ -123,7 +151,12 @@ def test_dashboard_running(snap_compare: Callable[..., bool], scene: Scene, size
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
 def test_wizard_basic(snap_compare: Callable[..., bool], snapshot_settings: Settings, size: tuple[int, int]) -> None:
-    assert snap_compare(app_for(snapshot_settings), press=["n", "b"], terminal_size=size)
+    async def basic(pilot: Any) -> None:
+        await pilot.press("n", "b")
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#basic-trials").region.height, "the basic form")
+        await settled(pilot)
+
+    assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=basic)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
@@ -159,6 +192,7 @@ def test_runs(snap_compare: Callable[..., bool], snapshot_settings: Settings, si
     async def runs(pilot: Any) -> None:
         await pilot.app.push_screen(RunsScreen())
         await rows_shown("#runs-table", 4)(pilot)
+        await just_refreshed(pilot)
 
     assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=runs)
 
