@@ -29,7 +29,7 @@ from heretic_tui.core.api import (
     RunDirectory,
     start_job_of_kind,
 )
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.errors import HereticError, UserInputError
 from heretic_tui.core.settings import Settings, load_settings
 from heretic_tui.tui.resources import ResourceProbe
 from heretic_tui.tui.screens.dialogs import ConfirmDialog, MessageDialog
@@ -208,7 +208,7 @@ class HereticApp(App[int]):
     def _start_in_thread(self, settings: Settings, kind: str) -> None:
         try:
             handle = start_job_of_kind(kind, settings)
-        except UserInputError as error:
+        except HereticError as error:
             self.call_from_thread(self._start_failed, "The run cannot start", str(error))
             return
         except Exception as error:
@@ -249,12 +249,14 @@ class HereticApp(App[int]):
     ) -> None:
         try:
             run = RunDirectory.open(run_path)
-            kind = str(run.read_job().get("kind") or "abliterate")
+            kind = str(run.read_job().get("kind") or "")
+            if kind not in JOB_KINDS:
+                raise UserInputError(run.damage() or f"{run.job_path} names no job kind this version knows.")
             settings = load_settings(run.config_path, environ={}, search_default_paths=False)
             if trials is not None:
                 settings.optimization.trials = trials
             handle = start_job_of_kind(kind, settings, run_path, resume=True)
-        except UserInputError as error:
+        except HereticError as error:
             self.call_from_thread(self.show_error, "The run cannot be resumed", str(error))
             return
         except Exception as error:

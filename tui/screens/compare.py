@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, Static
 
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.errors import HereticError
 from heretic_tui.core.runs.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
 from heretic_tui.core.api import JobHandle, RunDirectory, start_compare
 from heretic_tui.core.settings import load_settings, setting_fields
@@ -138,7 +138,7 @@ class CompareScreen(HereticScreen[None]):
             job_settings.prompts.max_eval_prompts = count
             models = comparison_models(self.run_path, self.trial, settings.model.model)
             handle = start_compare(models, source, job_settings, max_new_tokens=tokens)
-        except UserInputError as error:
+        except HereticError as error:
             self.app.call_from_thread(self._failed, str(error))
             return
         except Exception as error:

@@ -17,7 +17,7 @@ from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from heretic_tui.core.api import ChatModel, JobHandle, start_export
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.errors import HereticError
 from heretic_tui.core.runs.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
 from heretic_tui.tui.formatting import escape_markup, format_duration, format_kl, format_refusals
 from heretic_tui.tui.job_follower import JobEventMessage, JobFollower
@@ -170,7 +170,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
     def _start_export(self, output: Path, adapter: bool) -> None:
         try:
             handle = start_export(self.run_path, self.trial, output, adapter=adapter)
-        except UserInputError as error:
+        except HereticError as error:
             self.app.call_from_thread(self.app.push_screen, MessageDialog("Export not started", str(error)))
             return
         except Exception as error:
