@@ -19,7 +19,7 @@ import pytest
 import textual._doc
 from textual.widgets import Input
 from recorded_runs import FIXED_NOW, Scene, scene_folder, shown_as_scene_root, write_screen_scene
-from tui_helpers import FixedResourceProbe, screen_text, wait_for
+from tui_helpers import FixedResourceProbe, screen_text, settle, wait_for
 
 from heretic_tui.core.runs.events import TrainingStep, TrialFinished
 from heretic_tui.core.runs.journal import read_journal
@@ -74,19 +74,13 @@ def app_for(settings: Settings, **options: Any) -> HereticApp:
     return HereticApp(settings=settings, clock=lambda: FIXED_NOW, resource_probe=FixedResourceProbe(), **options)
 
 
-async def settled(pilot: Any) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
-
-
 def rows_shown(selector: str, count: int) -> Callable[[Any], Any]:
     """A run_before that waits until the table on the current screen shows ``count`` rows, then settles."""
 
     async def wait(pilot: Any) -> None:
         await wait_for(pilot, lambda: pilot.app.screen.query_one(selector).row_count == count,
                        f"{selector} shows {count} rows")
-        await settled(pilot)
+        await settle(pilot)
 
     return wait
 
@@ -101,7 +95,7 @@ async def just_refreshed(pilot: Any) -> None:
     before = screen.summaries
     await wait_for(pilot, lambda: screen.summaries is not before, "the runs list to refresh while a run is live")
     await wait_for(pilot, lambda: "Refresh" in screen_text(pilot.app).splitlines()[-1], "the footer's keys")
-    await settled(pilot)
+    await settle(pilot)
 
 
 def finished_trials(run: Path) -> int:
@@ -131,13 +125,13 @@ def test_home(snap_compare: Callable[..., bool], snapshot_settings: Settings, si
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
 def test_dashboard_finished(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
     app = app_for(scene.settings(), attach_run=scene.path("finished"))
-    assert snap_compare(app, terminal_size=size, run_before=settled)
+    assert snap_compare(app, terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
 def test_dashboard_failed(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
     app = app_for(scene.settings(), attach_run=scene.path("failed"))
-    assert snap_compare(app, terminal_size=size, run_before=settled)
+    assert snap_compare(app, terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
@@ -154,7 +148,7 @@ def test_wizard_basic(snap_compare: Callable[..., bool], snapshot_settings: Sett
     async def basic(pilot: Any) -> None:
         await pilot.press("n", "b")
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#basic-trials").region.height, "the basic form")
-        await settled(pilot)
+        await settle(pilot)
 
     assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=basic)
 
@@ -165,7 +159,7 @@ def test_wizard_advanced(snap_compare: Callable[..., bool], snapshot_settings: S
     async def advanced(pilot: Any) -> None:
         await pilot.press("n", "a")
         await wait_for(pilot, lambda: pilot.app.focused is not None and pilot.app.focused.id, "a focused field")
-        await settled(pilot)
+        await settle(pilot)
 
     assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=advanced)
 
@@ -176,7 +170,7 @@ def test_wizard_summary(snap_compare: Callable[..., bool], snapshot_settings: Se
     async def summary(pilot: Any) -> None:
         await pilot.press("n", "b")
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#basic-trials").region.height, "the basic form")
-        await settled(pilot)
+        await settle(pilot)
         pilot.app.screen.query_one("#basic-trials").value = "60"
         await pilot.pause()
         await pilot.press("ctrl+n")
@@ -212,7 +206,7 @@ def test_trial_actions(snap_compare: Callable[..., bool], scene: Scene, size: tu
     path = scene.path("finished")
 
     async def actions(pilot: Any) -> None:
-        await settled(pilot)
+        await settle(pilot)
         screen = pilot.app.screen
         assert isinstance(screen, DashboardScreen)
         best = screen.state.best_trial()
@@ -239,7 +233,7 @@ def test_finetune_wizard_basic(snap_compare: Callable[..., bool], scene: Scene, 
 def test_finetune_dashboard_finished(snap_compare: Callable[..., bool], scene: Scene,
                                      size: tuple[int, int]) -> None:
     app = app_for(scene.settings(), attach_run=scene.path("finetune"))
-    assert snap_compare(app, terminal_size=size, run_before=settled)
+    assert snap_compare(app, terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=size_ids)
@@ -257,7 +251,7 @@ def test_finetune_dashboard_running(snap_compare: Callable[..., bool], scene: Sc
 def test_upload(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int, int]) -> None:
     async def upload(pilot: Any) -> None:
         await pilot.app.push_screen(UploadScreen(scene.models / "base-model"))
-        await settled(pilot)
+        await settle(pilot)
         pilot.app.screen.query_one("#upload-repo").value = "alice/base-model-heretic"
         await pilot.pause()
 
@@ -273,7 +267,7 @@ def test_lineage(snap_compare: Callable[..., bool], scene: Scene, size: tuple[in
     async def lineage(pilot: Any) -> None:
         await pilot.app.push_screen(LineageScreen(merged))
         await wait_for(pilot, lambda: pilot.app.screen.chain, "the lineage chain")
-        await settled(pilot)
+        await settle(pilot)
 
     app = app_for(settings, registry_path=scene.root / "registry.sqlite3")
     assert snap_compare(app, terminal_size=size, run_before=lineage)
