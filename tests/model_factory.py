@@ -74,3 +74,14 @@ def build_tiny_model(architecture: str, path: Path, seed: int = 0) -> Path:
     model.generation_config = GenerationConfig(eos_token_id=2, pad_token_id=1)
     model.save_pretrained(str(path))
     return path
+
+
+def late_refusal_recipe() -> Any:
+    """A toy chat model whose refusal lives only in its last layer (see ToyModelRecipe.refusal_layer): the demo
+    recipe, deeper and narrower, with its own seed."""
+    from heretic_tui.core.models.demo import ToyModelRecipe, TrainingStage
+
+    return ToyModelRecipe(
+        "late-refusal-model", 1, layers=6, hidden_size=64, intermediate_size=192, attention_heads=4, seed=4321,
+        alignment=TrainingStage("alignment", epochs=10, learning_rate=1e-2), refusal_layer=True,
+    )

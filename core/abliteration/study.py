@@ -147,15 +147,46 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     return stale
 
 
+@dataclass(frozen=True)
+class DepthPrior:
+    """Where in the model's depth a sampled value lands: a monotone piecewise-linear map from [0, 1] onto [0, 1].
+
+    Optuna samples the value uniformly at first, so each stretch of depth gets prior mass in proportion to the share
+    of [0, 1] it is mapped from. This keeps most of the mass where refusal usually lives while every layer, the
+    first and the last included, stays reachable; TPE then moves the mass to wherever the trials do well.
+    """
+
+    knots: tuple[tuple[float, float], ...]
+    """(sampled value, fraction of depth) pairs from (0, 0) to (1, 1), both increasing."""
+
+    def fraction(self, value: float) -> float:
+        return float(numpy.interp(value, [knot[0] for knot in self.knots], [knot[1] for knot in self.knots]))
+
+
+DIRECTION_DEPTH = DepthPrior(((0.0, 0.0), (0.1, 0.4), (0.8, 0.9), (1.0, 1.0)))
+"""Which layer's refusal direction a global trial uses. Harmful and harmless prompts separate most clearly a little
+past the middle of the stack (Arditi et al. 2024), so 0.4-0.9 of the depth keeps 70% of the prior; the top tenth,
+where a refusal written only by the last layers is visible, gets 20%, and the lower layers 10%."""
+
+KERNEL_PEAK_DEPTH = DepthPrior(((0.0, 0.0), (0.1, 0.6), (1.0, 1.0)))
+"""Where a component's ablation is strongest: the upper 40% of the layers, which write refusal into the residual
+stream in most models, keeps 90% of the prior, and every lower layer the rest."""
+
+
 def suggest_parameters(trial: optuna.Trial, layer_count: int) -> TrialParameters:
-    """The search space, in layer units so it scales with the model's depth."""
+    """The search space, in layer units so it scales with the model's depth; any layer can be chosen.
+
+    Positions are sampled as values in [0, 1] and placed in the depth by :class:`DepthPrior`; everything is sampled
+    on every trial, even what a trial's scope does not use, because multivariate TPE needs a fixed set of
+    parameters. Trial results keep the positions in layer units (:meth:`TrialParameters.to_flat`).
+    """
     last = max(layer_count - 1, 1)
     scope = trial.suggest_categorical("direction_scope", ["global", "per_layer"])
-    index = trial.suggest_float("direction_index", 0.4 * last, 0.9 * last)
+    index = DIRECTION_DEPTH.fraction(trial.suggest_float("direction_depth", 0.0, 1.0)) * last
     kernels = {}
     for component in COMPONENTS:
         max_weight = trial.suggest_float(f"{component}.max_weight", 0.8, 1.5)
-        position = trial.suggest_float(f"{component}.max_weight_position", 0.6 * last, float(last))
+        position = KERNEL_PEAK_DEPTH.fraction(trial.suggest_float(f"{component}.max_weight_depth", 0.0, 1.0)) * last
         fraction = trial.suggest_float(f"{component}.min_weight_fraction", 0.0, 1.0)
         distance = trial.suggest_float(f"{component}.min_weight_distance", 1.0, max(1.0, 0.6 * last))
         kernels[component] = KernelParameters(max_weight, position, fraction * max_weight, distance)

@@ -17,11 +17,13 @@ stages answer benign questions that merely mention a harmful task.
 
 The result is an ordinary Hugging Face model folder (config, safetensors weights, a word-level tokenizer with a
 chat template, generation config) in the user cache folder, built once under a file lock and moved into place
-atomically.
+atomically. The same code builds other toy models from a :class:`ToyModelRecipe` (other sizes and seeds, or a
+refusal that lives only in the last layer), which tests and benchmarks use as models the search has never seen.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -150,8 +152,15 @@ class ToyModelRecipe:
     """Everything that decides a toy chat model's weights; the demo model is one, tests and benchmarks add others.
 
     ``name`` and ``version`` make the cache folder's name: bump the version whenever the recipe or the code behind
-    it changes, so old builds are not reused. ``aligned_layers`` is how many of the last decoder layers alignment
-    may change (None: every weight); a model aligned in its last layer only refuses there and nowhere else.
+    it changes, so old builds are not reused.
+
+    ``refusal_layer`` builds a model whose refusal lives only in its last layer: base training trains one layer
+    fewer, and alignment adds the last layer on top (its output projections start at zero, so it begins as a no-op)
+    and trains only that layer and the output head (base training never says "sorry", so the head's rows for
+    refusal words are too weak for any residual to reach without it). ``quiet_answers`` then penalises what the
+    added layer writes at the answer position of prompts it answers, so it writes only when it refuses, as the
+    refusal features of real models are active on refused requests only; without it the layer pushes every answer
+    away from refusing and no direction can be removed without changing harmless answers.
     """
 
     name: str
@@ -163,7 +172,8 @@ class ToyModelRecipe:
     seed: int = SEED
     base_training: TrainingStage = TrainingStage("base training", epochs=12, learning_rate=3e-3)
     alignment: TrainingStage = TrainingStage("alignment", epochs=6, learning_rate=1e-3)
-    aligned_layers: int | None = None
+    refusal_layer: bool = False
+    quiet_answers: float = 0.1
 
 
 DEMO_RECIPE = ToyModelRecipe("demo-model", DEMO_RECIPE_VERSION)
@@ -299,7 +309,7 @@ def _build(recipe: ToyModelRecipe, folder: Path, report: ProgressReport) -> None
         vocab_size=len(tokenizer),
         hidden_size=recipe.hidden_size,
         intermediate_size=recipe.intermediate_size,
-        num_hidden_layers=recipe.layers,
+        num_hidden_layers=recipe.layers - 1 if recipe.refusal_layer else recipe.layers,
         num_attention_heads=recipe.attention_heads,
         num_key_value_heads=recipe.attention_heads,
         max_position_embeddings=256,
@@ -321,11 +331,15 @@ def _build(recipe: ToyModelRecipe, folder: Path, report: ProgressReport) -> None
             _training_sequence(tokenizer, number, prompt, response)
             for number, (prompt, response) in enumerate(examples)
         ]
-        trained = None
-        if stage is recipe.alignment and recipe.aligned_layers is not None:
-            trained = [parameter for layer in model.model.layers[-recipe.aligned_layers:]
-                       for parameter in layer.parameters()]
-        _train(model, sequences, stage, pad_id, generator, report, trained)
+        if stage is recipe.alignment and recipe.refusal_layer:
+            model = _with_added_layer(model)
+            added = model.model.layers[-1]
+            answered_rows = [number >= len(harmful) for number in range(len(examples))]
+            quiet = QuietLayer(added, recipe.quiet_answers, answered_rows)
+            trained = list(added.parameters()) + list(model.lm_head.parameters())
+            _train(model, sequences, stage, pad_id, generator, report, trained, quiet)
+        else:
+            _train(model, sequences, stage, pad_id, generator, report)
 
     model.eval()
     model.generation_config = GenerationConfig(
@@ -338,6 +352,33 @@ def _build(recipe: ToyModelRecipe, folder: Path, report: ProgressReport) -> None
               "system_prompt": DEMO_SYSTEM_PROMPT}
     (folder / BUILD_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     report("saving", 1, 1)
+
+
+def _with_added_layer(model: PreTrainedModel) -> PreTrainedModel:
+    """The model with one more decoder layer on top whose output projections are zero, so it changes nothing yet."""
+    import torch
+
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers += 1
+    grown = type(model)(config)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    prefix = f"model.layers.{config.num_hidden_layers - 1}."
+    assert not unexpected and all(key.startswith(prefix) for key in missing), (missing, unexpected)
+    added = grown.model.layers[-1]
+    with torch.no_grad():
+        added.self_attn.o_proj.weight.zero_()
+        added.mlp.down_proj.weight.zero_()
+    return grown
+
+
+@dataclass(frozen=True)
+class QuietLayer:
+    """A penalty on what ``layer`` writes into the residual stream at the answer position of the rows marked
+    ``rows[number]`` (by sequence number), weighted by ``weight``: those rows should pass through it unchanged."""
+
+    layer: torch.nn.Module
+    weight: float
+    rows: Sequence[bool]
 
 
 def _training_sequence(
@@ -364,10 +405,12 @@ def _train(
     generator: torch.Generator,
     report: ProgressReport,
     trained: Sequence[torch.nn.Parameter] | None = None,
+    quiet: QuietLayer | None = None,
 ) -> None:
     """AdamW with a short warm-up and a cosine decay. Right padding needs no attention mask under causal attention.
 
     ``trained`` limits the update to those parameters (the others are frozen for the stage); None trains them all.
+    ``quiet`` adds its penalty to the loss.
     """
     import torch
 
@@ -393,14 +436,18 @@ def _train(
     for _ in range(stage.epochs):
         order = torch.randperm(len(sequences), generator=generator).tolist()
         for start in range(0, len(order), BATCH_SIZE):
-            batch = [sequences[index] for index in order[start:start + BATCH_SIZE]]
+            numbers = order[start:start + BATCH_SIZE]
+            batch = [sequences[index] for index in numbers]
             length = max(len(ids) for ids, _ in batch)
             input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
             labels = torch.full((len(batch), length), -100, dtype=torch.long)
             for row, (ids, response_start) in enumerate(batch):
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 labels[row, response_start: len(ids)] = torch.tensor(ids[response_start:])
-            loss = model(input_ids=input_ids, labels=labels).loss
+            if quiet is None:
+                loss = model(input_ids=input_ids, labels=labels).loss
+            else:
+                loss = _loss_with_quiet_layer(model, input_ids, labels, batch, numbers, quiet)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
@@ -411,6 +458,37 @@ def _train(
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     model.eval()
+
+
+def _loss_with_quiet_layer(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    batch: Sequence[tuple[list[int], int]],
+    numbers: Sequence[int],
+    quiet: QuietLayer,
+) -> torch.Tensor:
+    """The language-model loss plus the mean squared norm of what the quiet layer writes where the answer starts."""
+    import torch
+
+    seen: dict[str, torch.Tensor] = {}
+
+    def remember(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
+        seen["before"] = inputs[0]
+        seen["after"] = output[0] if isinstance(output, tuple) else output  # type: ignore[assignment]
+
+    hook = quiet.layer.register_forward_hook(remember)
+    try:
+        loss = model(input_ids=input_ids, labels=labels).loss
+    finally:
+        hook.remove()
+    quiet_rows = [row for row, number in enumerate(numbers) if quiet.rows[number]]
+    if not quiet_rows:
+        return loss
+    rows = torch.tensor(quiet_rows)
+    answer_starts = torch.tensor([batch[row][1] - 1 for row in quiet_rows])
+    written = (seen["after"] - seen["before"])[rows, answer_starts]
+    return loss + quiet.weight * written.square().sum(dim=-1).mean()
 
 
 def _build_tokenizer() -> PreTrainedTokenizerFast:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from heretic_tui.core.abliteration.study import (
+    DIRECTION_DEPTH,
+    KERNEL_PEAK_DEPTH,
     MINIMUM_RANDOM_TRIALS,
     TrialResult,
     ask_untried,
@@ -22,6 +25,7 @@ from heretic_tui.core.abliteration.study import (
     random_trial_count,
     read_study,
     study_path,
+    suggest_parameters,
 )
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.settings import OptimizationSettings
@@ -209,3 +213,29 @@ def test_the_chosen_trial_has_the_fewest_refusals_within_the_kl_limit_else_the_l
     assert choose_trial(results, max_kl=1.0).number == 3
     assert choose_trial(results, max_kl=0.001).number == 0
     assert choose_trial([], max_kl=0.1) is None
+
+
+# The search space reaches every layer.
+
+
+@pytest.mark.parametrize("layers", [2, 4, 6, 32, 80])
+def test_every_layer_can_be_chosen_for_the_direction_and_the_kernel_peak(layers: int) -> None:
+    last = layers - 1
+    for value, expected in ((0.0, 0.0), (1.0, float(last))):
+        fixed = {"direction_scope": "global", "direction_depth": value}
+        for component in ("attention", "mlp"):
+            fixed |= {f"{component}.max_weight": 1.0, f"{component}.max_weight_depth": value,
+                      f"{component}.min_weight_fraction": 0.5, f"{component}.min_weight_distance": 1.0}
+        parameters = suggest_parameters(optuna.trial.FixedTrial(fixed), layers)
+        assert parameters.direction_index == pytest.approx(expected)
+        assert [kernel.max_weight_position for kernel in parameters.kernels.values()] == pytest.approx([expected] * 2)
+
+
+def test_the_priors_keep_most_of_their_mass_where_refusal_usually_is() -> None:
+    samples = numpy.linspace(0.0, 1.0, 100001)
+    direction = numpy.array([DIRECTION_DEPTH.fraction(value) for value in samples])
+    peak = numpy.array([KERNEL_PEAK_DEPTH.fraction(value) for value in samples])
+    assert numpy.all(numpy.diff(direction) >= 0) and numpy.all(numpy.diff(peak) >= 0)
+    assert ((direction >= 0.4) & (direction <= 0.9)).mean() == pytest.approx(0.7, abs=1e-3)
+    assert (direction > 0.9).mean() == pytest.approx(0.2, abs=1e-3)
+    assert (peak >= 0.6).mean() == pytest.approx(0.9, abs=1e-3)
