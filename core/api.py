@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS, PUBLIC_DEFAULTS
+from heretic_tui.core.atomic_files import read_json_object
 from heretic_tui.core.finetuning.sources import HUB_PREFIX
 from heretic_tui.core.models.browser import (
     ModelInfo,
@@ -42,6 +43,7 @@ from heretic_tui.core.runs.run_directory import (
     runs_root,
 )
 from heretic_tui.core.settings import OptimizationSettings, Settings
+from heretic_tui.core.shipping.metadata import FORMAT_MERGED, METADATA_FILE, read_metadata
 from heretic_tui.core.shipping.hub import (
     MODEL_CARD_FILE,
     STATE_SENDING,
@@ -54,10 +56,12 @@ from heretic_tui.core.shipping.hub import (
 
 __all__ = [
     "DEMO_DEFAULTS",
+    "FORMAT_MERGED",
     "HUB_PREFIX",
     "JOB_KINDS",
     "KIND_DEMO",
     "KIND_HUB",
+    "METADATA_FILE",
     "MODEL_CARD_FILE",
     "PUBLIC_DEFAULTS",
     "STATUS_CANCELLED",
@@ -94,6 +98,8 @@ __all__ = [
     "start_export",
     "start_job_of_kind",
     "random_trial_count",
+    "read_json_object",
+    "read_metadata",
     "start_upload",
     "tail_lines",
     "validate_model_folder",

@@ -7,13 +7,13 @@ the run's journal (folded into :class:`RunState`) or its report.json, never from
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from heretic_tui.core.api import read_json_object
 from heretic_tui.tui.formatting import escape_markup, format_duration, format_figure, format_parameter_count
 from heretic_tui.tui.run_state import RunState
 from heretic_tui.tui.widgets.loss_chart import LossPoint
@@ -115,12 +115,9 @@ def details_markup(state: RunState) -> str:
 
 def read_knowledge_items(report_path: Path) -> list[dict[str, Any]]:
     """The knowledge test's prompts with the answers before and after training, from report.json."""
-    try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    items = report.get("knowledge_test", {}).get("items", []) if isinstance(report, dict) else []
-    return [item for item in items if isinstance(item, dict)]
+    knowledge = read_json_object(report_path).get("knowledge_test")
+    items = knowledge.get("items", []) if isinstance(knowledge, dict) else []
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 def knowledge_table(items: list[dict[str, Any]]) -> Table | Text:

@@ -9,7 +9,6 @@ report stays in the runs list.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from textual.widgets import Footer, Header, Input, Label, Static
 
 from heretic_tui.core.errors import HereticError
 from heretic_tui.core.runs.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
-from heretic_tui.core.api import JobHandle, RunDirectory, start_compare
+from heretic_tui.core.api import JobHandle, RunDirectory, read_json_object, start_compare
 from heretic_tui.core.settings import load_settings, setting_fields
 from heretic_tui.tui.formatting import describe_figures, escape_markup, format_figure, format_kl
 from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, JobFollower
@@ -192,11 +191,10 @@ class CompareScreen(HereticScreen[None]):
         self.refresh_bindings()
 
     def _show_results(self, path: Path) -> None:
-        try:
-            document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            self._set_status(f"[$error]The comparison finished but {escape_markup(str(path))} cannot be read: "
-                             f"{escape_markup(str(error))}[/]")
+        document = read_json_object(path)
+        if not document:
+            self._set_status(f"[$error]The comparison finished but {escape_markup(str(path))} is missing or "
+                             "cannot be read; comparison.md in the same folder has the answers.[/]")
             return
         models = document.get("models", [])
         results = self.query_one("#compare-results", VerticalScroll)

@@ -6,7 +6,6 @@ same way the dashboard follows a run, so leaving the screen or the app never sto
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from textual import work
@@ -16,7 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from heretic_tui.core.api import ChatModel, JobHandle, start_export
+from heretic_tui.core.api import FORMAT_MERGED, METADATA_FILE, ChatModel, JobHandle, read_metadata, start_export
 from heretic_tui.core.errors import HereticError
 from heretic_tui.core.runs.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
 from heretic_tui.tui.formatting import escape_markup, format_duration, format_kl, format_refusals
@@ -43,12 +42,9 @@ def default_export_folder(run_path: Path, trial: int, adapter: bool) -> Path:
 
 def find_exported_trial(run_path: Path, trial: int) -> Path | None:
     """A merged export of ``trial`` already written under the run's exports folder (its heretic.json says so)."""
-    for metadata_path in sorted((run_path / "exports").glob("*/heretic.json")):
-        try:
-            metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(metadata, dict) and metadata.get("trial") == trial and metadata.get("format") == "merged":
+    for metadata_path in sorted((run_path / "exports").glob(f"*/{METADATA_FILE}")):
+        metadata = read_metadata(metadata_path.parent)
+        if metadata.get("trial") == trial and metadata.get("format") == FORMAT_MERGED:
             return metadata_path.parent
     return None
 
