@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS, PUBLIC_DEFAULTS
+from heretic_tui.core.abliteration.search_plan import random_trial_count
 from heretic_tui.core.atomic_files import read_json_object
 from heretic_tui.core.finetuning.sources import HUB_PREFIX
 from heretic_tui.core.models.browser import (
@@ -42,7 +43,7 @@ from heretic_tui.core.runs.run_directory import (
     list_runs,
     runs_root,
 )
-from heretic_tui.core.settings import OptimizationSettings, Settings
+from heretic_tui.core.settings import Settings
 from heretic_tui.core.shipping.metadata import FORMAT_MERGED, METADATA_FILE, read_metadata
 from heretic_tui.core.shipping.hub import (
     MODEL_CARD_FILE,
@@ -144,10 +145,3 @@ def start_upload(
 
     return upload_job.start_upload(folder, repo, private=private, token=token, endpoint=endpoint,
                                    settings=settings)
-
-
-def random_trial_count(settings: OptimizationSettings) -> int:
-    """How many of a study's trials are random before TPE guides the search (imports Optuna on first use)."""
-    from heretic_tui.core.abliteration import study
-
-    return study.random_trial_count(settings)

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters
+from heretic_tui.core.abliteration.ablation import Abliterator
 from heretic_tui.core.abliteration.directions import compute_directions, separation
 from heretic_tui.core.errors import JobCancelled, UserInputError
 from heretic_tui.core.abliteration.evaluation import Evaluator

@@ -30,6 +30,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from heretic_tui.core.abliteration.ablation import COMPONENTS, KernelParameters, TrialParameters
+from heretic_tui.core.abliteration.search_plan import random_trial_count
 from heretic_tui.core.atomic_files import storage_errors
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.journal import cut_partial_record
@@ -39,10 +40,6 @@ STUDY_FILE = "study.journal"
 STUDY_NAME = "abliteration"
 OBJECTIVES = ("kl", "refusals")
 SAMPLER = "TPE"
-
-MINIMUM_RANDOM_TRIALS = 4
-"""The fewest random trials a derived count gives: TPE needs a few observations before its model means anything,
-and four keep TPE in charge of the majority of every run of ten trials or more."""
 
 RESAMPLE_ATTEMPTS = 20
 """How often a trial whose parameters were already tried is sampled again before the run gives up."""
@@ -65,17 +62,6 @@ class TrialResult:
 
 def study_path(run_path: Path) -> Path:
     return run_path / STUDY_FILE
-
-
-def random_trial_count(settings: OptimizationSettings) -> int:
-    """How many trials of the run are random before TPE models the results.
-
-    ``startup_trials`` set by the user is kept (capped at the run's length). Left at 0 it is derived: a third of
-    the trials, at least :data:`MINIMUM_RANDOM_TRIALS`, so a short run is not pure random search.
-    """
-    if settings.startup_trials:
-        return min(settings.startup_trials, settings.trials)
-    return min(settings.trials, max(MINIMUM_RANDOM_TRIALS, round(settings.trials / 3)))
 
 
 def sampler_seed(seed: int, stored_trials: int) -> int:

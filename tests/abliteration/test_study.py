@@ -14,7 +14,6 @@ from optuna.trial import TrialState
 from heretic_tui.core.abliteration.study import (
     DIRECTION_DEPTH,
     KERNEL_PEAK_DEPTH,
-    MINIMUM_RANDOM_TRIALS,
     TrialResult,
     ask_untried,
     choose_trial,
@@ -22,11 +21,11 @@ from heretic_tui.core.abliteration.study import (
     fail_stale_trials,
     open_study,
     pareto_front,
-    random_trial_count,
     read_study,
     study_path,
     suggest_parameters,
 )
+from heretic_tui.core.abliteration.search_plan import MINIMUM_RANDOM_TRIALS, random_trial_count
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.settings import OptimizationSettings
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from finetuning.finetune_helpers import FACTS, build_model
+from private_tmpfs import tmpfs_problem
 from heretic_tui.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
@@ -88,15 +89,6 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def namespaces_work() -> bool:
-    try:
-        probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                               capture_output=True, timeout=30)
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return False
-    return probe.returncode == 0
-
-
 def success(model: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
     process = subprocess.Popen(finetune(model, data, tmp_path / "run", "--max-steps", "2"), stderr=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, text=True)
@@ -123,9 +115,9 @@ def bad_input(model: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
 
 
 def disk_full(model: Path, data: Path, tmp_path: Path) -> tuple[int, str]:
-    if not namespaces_work():
-        pytest.skip("needs `unshare -rm` (unprivileged user and mount namespaces) to mount a small tmpfs that can "
-                    "really fill up; this kernel or container does not allow them")
+    problem = tmpfs_problem()
+    if problem:
+        pytest.skip(f"needs a tmpfs that can really fill up: {problem}")
     disk = tmp_path / "disk"
     disk.mkdir()
     command = " ".join(f"'{part}'" for part in finetune(model, data, disk / "run", "--max-steps", "2"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +17,9 @@ from heretic_tui.core.finetuning import storage
 from heretic_tui.core.finetuning.checkpoints import complete_checkpoints, remove_incomplete_checkpoints
 from heretic_tui.core.finetuning.storage import storage_failures
 from finetune_helpers import FACTS, build_model
+from private_tmpfs import tmpfs_problem
 
 SCENARIO = Path(__file__).resolve().parent / "disk_full_scenario.py"
-
-
-def namespaces_work() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt 2>/dev/null || "
-                            "mount -t tmpfs -o size=1m tmpfs /tmp"], capture_output=True, timeout=30)
-    return probe.returncode == 0
 
 
 def test_a_storage_errno_anywhere_in_the_chain_is_a_storage_error(tmp_path: Path) -> None:
@@ -84,11 +76,7 @@ def run_scenario(tmp_path: Path, model: Path, when: str, size: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-needs_namespaces = pytest.mark.skipif(
-    not namespaces_work(),
-    reason="needs `unshare -rm` (unprivileged user and mount namespaces) to mount a small tmpfs that can really "
-           "fill up; this kernel or container does not allow them",
-)
+needs_namespaces = pytest.mark.skipif(tmpfs_problem() is not None, reason=f"needs a tmpfs that can really fill up: {tmpfs_problem()}")
 
 
 @pytest.mark.slow

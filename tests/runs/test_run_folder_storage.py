@@ -9,7 +9,6 @@ mount namespace and is skipped, saying why, where the kernel does not allow one.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import pytest
 from heretic_tui.core.runs.events import TrialFinished
 from heretic_tui.core.runs.journal import read_journal
 from heretic_tui.core.runs.run_directory import STATUS_FINISHED, RunDirectory
+from private_tmpfs import tmpfs_problem
 from run_helpers import DEMO_ARGUMENTS, cli, demo_abliteration, environment, log_of, start_cli, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -107,21 +107,8 @@ def test_a_start_killed_mid_write_leaves_a_folder_that_starts_again(tmp_path: Pa
     assert not list(run_dir.glob(".*.tmp-*"))
 
 
-def _namespace_problem() -> str | None:
-    if sys.platform != "linux":
-        return "a tmpfs in a user namespace needs Linux"
-    if shutil.which("unshare") is None or shutil.which("mount") is None:
-        return "unshare or mount (util-linux) is not installed"
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        return ("this kernel or sandbox does not let an unprivileged user mount a tmpfs in its own user and mount "
-                f"namespace (unshare -rm: {probe.stderr.strip() or probe.returncode})")
-    return None
-
-
 def test_a_real_full_disk_at_start_and_mid_run_then_space_comes_back(tmp_path: Path) -> None:
-    problem = _namespace_problem()
+    problem = tmpfs_problem()
     if problem:
         pytest.skip(problem)
     disk = tmp_path / "disk"

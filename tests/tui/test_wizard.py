@@ -13,7 +13,7 @@ from recorded_runs import Recording
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.run_directory import RunDirectory
 from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS
-from heretic_tui.core.abliteration.study import random_trial_count
+from heretic_tui.core.abliteration.search_plan import random_trial_count
 from heretic_tui.core.settings import Settings, describe_type, load_settings, overrides_from_text, setting_fields
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.dashboard import DashboardScreen

@@ -132,9 +132,6 @@ class FinetuneWizardScreen(WizardScreen):
 
     starting_message = "Checking the model and the training data…"
 
-    def prepare_summary(self) -> None:
-        """A fine-tune's summary has no search plan to prepare."""
-
     def start_run(self, settings: Settings) -> None:
         self.heretic.start_finetune_run(settings)
 

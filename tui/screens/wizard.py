@@ -149,16 +149,10 @@ class WizardScreen(HereticScreen[None]):
         return self.heretic.config_path or Path.cwd() / "config.toml"
 
     def on_mount(self) -> None:
-        self.prepare_summary()
         self.sub_title = self.SUBTITLE
         self.query_one("#config-path", Input).value = str(self._default_config_path())
         self._update_model_hint(str(self.values["model.model"]))
         self._show_step("mode")
-
-    def prepare_summary(self) -> None:
-        """Import the search plan's module (Optuna) in a thread now, so the summary does not stall the screen."""
-        self.run_worker(lambda: random_trial_count(Settings().optimization), thread=True, group="warm-up",
-                        exit_on_error=False)
 
     def _show_step(self, step: str) -> None:
         self.step = step
