@@ -5,6 +5,11 @@ Each setting name is unique across sections so that its environment variable is 
 upper-cased name. The root ``config.toml`` of the repository is generated from these fields (a test keeps them in
 step), and the TUI's advanced wizard builds its form from :func:`setting_fields`, so help text and validation live
 here and nowhere else.
+
+Hand-written on purpose, on dataclasses and tomlkit, rather than pydantic-settings: the same field records must also
+render the commented config.toml (keeping a user's own comments when the wizard saves), the README's reference
+table and the wizard's form with its live validation, and every error must be one paragraph naming the file, key,
+value and the fix (a pydantic ValidationError is a multi-line report per field), which is most of this module.
 """
 
 from __future__ import annotations
