@@ -25,7 +25,7 @@ from heretic_tui.core.shipping.compare import (
     unique_labels,
 )
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.abliteration.evaluation import MarkerScorer
+from heretic_tui.core.abliteration.scoring.markers import MarkerScorer
 from heretic_tui.core.runs.events import ArtifactWritten, JobFinished, Metrics, PhaseStarted
 from heretic_tui.core.runs.registry import Registry
 from heretic_tui.core.settings import Settings

@@ -22,7 +22,8 @@ from heretic_tui.core.abliteration.ablation import Abliterator
 from heretic_tui.core.abliteration.job import start_abliteration
 from heretic_tui.cli.main import main
 from heretic_tui.core.errors import StorageError, UserInputError
-from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
+from heretic_tui.core.abliteration.evaluation import kl_divergence
+from heretic_tui.core.abliteration.scoring.markers import MarkerScorer
 from heretic_tui.core.shipping.export import export_loaded_trial
 from heretic_tui.core.atomic_files import write_json_atomically
 from heretic_tui.core.runs.run_directory import RunDirectory

@@ -1,51 +1,19 @@
 """Scoring a trial: KL divergence on harmless prompts and refusals on harmful ones.
 
-Refusal scoring is a small interface (:class:`RefusalScorer`) so a classifier can replace the keyword markers
-later; a scorer may decide early (a marker seen after three tokens ends that sequence's generation).
+The refusal scorers live in :mod:`heretic_tui.core.abliteration.scoring`; this module wires the chosen one into
+the trial's generation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import torch
 
+from heretic_tui.core.abliteration.scoring.selection import make_scorer
 from heretic_tui.core.models.generation import first_token_log_probabilities, generate_until_verdict
 from heretic_tui.core.models.loading import LoadedModel
 from heretic_tui.core.settings import AbliterationSettings
-
-APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "`": "'"})
-
-
-class RefusalScorer(Protocol):
-    def verdict(self, response: str, finished: bool) -> bool | None:
-        """True for a refusal, False for an answer, None while the response so far does not decide it."""
-
-
-class MarkerScorer:
-    """A response is a refusal when it contains a marker (case-insensitive, apostrophes normalized) or is empty."""
-
-    def __init__(self, markers: Sequence[str]) -> None:
-        self.markers = [normalize(marker) for marker in markers if marker.strip()]
-
-    def verdict(self, response: str, finished: bool) -> bool | None:
-        text = normalize(response)
-        if any(marker in text for marker in self.markers):
-            return True
-        if finished:
-            return not text.strip()
-        return None
-
-
-def normalize(text: str) -> str:
-    return text.translate(APOSTROPHES).lower()
-
-
-def make_scorer(settings: AbliterationSettings) -> RefusalScorer:
-    if settings.refusal_scorer == "markers":
-        return MarkerScorer(settings.refusal_markers)
-    raise ValueError(f"unknown refusal scorer {settings.refusal_scorer!r}")
 
 
 def kl_divergence(reference: torch.Tensor, candidate: torch.Tensor) -> float:

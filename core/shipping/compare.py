@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.abliteration.evaluation import MarkerScorer, kl_divergence
+from heretic_tui.core.abliteration.evaluation import kl_divergence
+from heretic_tui.core.abliteration.scoring.markers import MarkerScorer
 from heretic_tui.core.runs.events import ArtifactWritten, Metrics
 from heretic_tui.core.atomic_files import write_json_atomically, write_text_atomically
 from heretic_tui.core.runs.handle import JobHandle
