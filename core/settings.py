@@ -63,6 +63,16 @@ DEFAULT_REFUSAL_MARKERS = [
 ]
 
 
+DEFAULT_THINKING_MARKERS = [
+    "<think>...</think>",
+    "<seed:think>...</seed:think>",
+    "[THINK]...[/THINK]",
+    "<|START_THINKING|>...<|END_THINKING|>",
+    "<|channel|>analysis<|message|>...<|channel|>final<|message|>",
+]
+"""Qwen3, DeepSeek-R1, GLM, Phi-4 and most others; Seed-OSS; Magistral; Command A; gpt-oss (its analysis channel)."""
+
+
 def setting(
     default: Any,
     help: str,
@@ -165,6 +175,26 @@ class AbliterationSettings:
     )
     refusal_max_tokens: int = setting(
         48, "Longest greedy response generated to judge a refusal.", minimum=1, maximum=4096
+    )
+    thinking: str = setting(
+        "auto",
+        "How a reasoning block (<think>...</think>) of a thinking model is handled while trials are measured: "
+        "'disable' renders prompts with enable_thinking=False (or an empty block after the generation prompt), "
+        "'skip' lets the model reason and judges and measures KL only on the answer after the block, 'off' does "
+        "nothing; 'auto' is disable where the chat template reads enable_thinking, skip where it writes one of "
+        "thinking_markers, off otherwise.",
+        choices=("auto", "disable", "skip", "off"),
+    )
+    thinking_markers: list[str] = setting(
+        DEFAULT_THINKING_MARKERS,
+        "Reasoning blocks that thinking models write, each as its opening and closing marker joined by '...'.",
+    )
+    thinking_max_tokens: int = setting(
+        256,
+        "Most tokens of reasoning generated before the answer (on top of refusal_max_tokens); a block still open "
+        "then, or one the model tries to end the response in, is closed for it.",
+        minimum=1,
+        maximum=32768,
     )
 
 
@@ -317,6 +347,69 @@ class HubSettings:
 
 
 @dataclass
+class ServeSettings:
+    """The OpenAI-compatible server (``heretic-tui serve``): where it listens, who may call it, how it generates."""
+
+    serve_host: str = setting(
+        "127.0.0.1", "Address the server listens on; anything but a loopback address (127.0.0.1, ::1, localhost) "
+        "needs serve_api_key.",
+    )
+    serve_port: int = setting(8000, "TCP port the server listens on.", minimum=1, maximum=65535)
+    serve_api_key: str = setting(
+        "", "Key every request must send as 'Authorization: Bearer KEY'; empty means none (allowed on loopback "
+        "only). Best set through the HERETIC_SERVE_API_KEY environment variable; it is never written to a run "
+        "folder.", secret=True,
+    )
+    serve_engine: str = setting(
+        "auto", "What generates the answers: 'vllm', 'transformers' (built in), or 'auto' (vLLM when it is "
+        "installed and a CUDA GPU is present, else transformers; trials of a run always use transformers).",
+        choices=("auto", "vllm", "transformers"),
+    )
+    serve_max_tokens: int = setting(
+        512, "Longest answer, in tokens, when a request does not say (max_tokens / max_completion_tokens).",
+        minimum=1, maximum=1048576,
+    )
+
+
+@dataclass
+class NotifySettings:
+    """Telling the user that a detached run ended: a command to run and/or a URL to post to (e.g. an ntfy topic)."""
+
+    notify_command: str = setting(
+        "", "Command run when a run finishes, fails or is cancelled (split like a shell line, run without a shell); "
+        "it gets HERETIC_RUN_DIR, HERETIC_RUN_KIND, HERETIC_RUN_STATUS, HERETIC_RUN_EXIT_CODE and "
+        "HERETIC_RUN_RESULT in its environment, and the message on standard input. Empty means none.",
+    )
+    notify_url: str = setting(
+        "", "URL the message is POSTed to when a run ends (plain text body, e.g. https://ntfy.sh/your-topic); "
+        "empty means none.",
+    )
+    notify_timeout: float = setting(
+        10.0, "Seconds the command or the URL may take before the notification is given up (logged, never fatal).",
+        minimum=0.1, maximum=600,
+    )
+
+
+@dataclass
+class GgufSettings:
+    """GGUF export through llama.cpp's own converter (``heretic-tui export --gguf``)."""
+
+    gguf_converter: str = setting(
+        "", "llama.cpp's convert_hf_to_gguf.py, or the llama.cpp folder that holds it; empty means "
+        "convert_hf_to_gguf.py (or convert-hf-to-gguf.py) found on PATH.",
+    )
+    gguf_quantize: str = setting(
+        "", "llama.cpp's llama-quantize program, needed only for the k-quant types (q4_k_m and the like); empty "
+        "means the one next to the converter (build/bin) or on PATH.",
+    )
+    gguf_type: str = setting(
+        "q8_0", "Quantization of the GGUF file: f32, f16, bf16 and q8_0 come straight from the converter; q2_k, "
+        "q3_k_m, q4_0, q4_k_m, q5_k_m and q6_k go through llama-quantize.",
+        choices=("f32", "f16", "bf16", "q8_0", "q2_k", "q3_k_m", "q4_0", "q4_k_m", "q5_k_m", "q6_k"),
+    )
+
+
+@dataclass
 class Settings:
     """All settings, one section per concern."""
 
@@ -327,6 +420,9 @@ class Settings:
     output: OutputSettings = field(default_factory=OutputSettings)
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     hub: HubSettings = field(default_factory=HubSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    gguf: GgufSettings = field(default_factory=GgufSettings)
 
 
 @dataclass(frozen=True)
