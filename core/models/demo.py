@@ -49,7 +49,7 @@ from heretic_tui.core.abliteration.builtin_prompts import (
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 DEMO_MODEL_NAME = "demo"
 DEMO_RECIPE_VERSION = 2
@@ -174,6 +174,12 @@ class ToyModelRecipe:
     alignment: TrainingStage = TrainingStage("alignment", epochs=6, learning_rate=1e-3)
     refusal_layer: bool = False
     quiet_answers: float = 0.1
+    architecture: str = "llama"
+    """The transformers model type: one of :data:`TOY_ARCHITECTURES` (all decoder-only chat architectures)."""
+
+
+TOY_ARCHITECTURES: tuple[str, ...] = ("llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3")
+"""Architectures a toy model can be built with; each gets the recipe's sizes and otherwise its own defaults."""
 
 
 DEMO_RECIPE = ToyModelRecipe("demo-model", DEMO_RECIPE_VERSION)
@@ -198,13 +204,14 @@ def ensure_demo_model(report: ProgressReport | None = None) -> Path:
     return ensure_toy_model(DEMO_RECIPE, report)
 
 
-def ensure_toy_model(recipe: ToyModelRecipe, report: ProgressReport | None = None) -> Path:
+def ensure_toy_model(recipe: ToyModelRecipe, report: ProgressReport | None = None, path: Path | None = None) -> Path:
     """Return the toy model's folder, building it first if needed.
 
-    Two processes asking at once build it only once: the second waits on the lock and then finds it built. A build
+    ``path`` puts the model somewhere else than :func:`toy_model_path` (benchmarks keep their toys apart). Two
+    processes asking at once build it only once: the second waits on the lock and then finds it built. A build
     that is killed leaves only a hidden temporary folder, which the next build removes.
     """
-    path = toy_model_path(recipe)
+    path = toy_model_path(recipe) if path is None else path
     if is_demo_model_built(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,28 +305,14 @@ def _ignore_report(stage: str, completed: int, total: int) -> None:
 
 def _build(recipe: ToyModelRecipe, folder: Path, report: ProgressReport) -> None:
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     report("tokenizer", 0, 1)
     tokenizer = _build_tokenizer()
     report("tokenizer", 1, 1)
     end_id = tokenizer.convert_tokens_to_ids(END_TOKEN)
     pad_id = tokenizer.convert_tokens_to_ids(PAD_TOKEN)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=recipe.hidden_size,
-        intermediate_size=recipe.intermediate_size,
-        num_hidden_layers=recipe.layers - 1 if recipe.refusal_layer else recipe.layers,
-        num_attention_heads=recipe.attention_heads,
-        num_key_value_heads=recipe.attention_heads,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=end_id,
-        pad_token_id=pad_id,
-    )
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(_model_config(recipe, len(tokenizer), end_id, pad_id))
     harmful = templated_prompts("harmful", "train")
     harmless = templated_prompts("harmless", "train")
     answered = [(prompt, helpful_response(prompt)) for prompt in harmless] + mention_examples()
@@ -352,6 +345,36 @@ def _build(recipe: ToyModelRecipe, folder: Path, report: ProgressReport) -> None
               "system_prompt": DEMO_SYSTEM_PROMPT}
     (folder / BUILD_MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     report("saving", 1, 1)
+
+
+def _model_config(recipe: ToyModelRecipe, vocabulary_size: int, end_id: int, pad_id: int) -> PretrainedConfig:
+    """The architecture's config with the recipe's sizes; the head size is set where a default would not divide."""
+    from transformers import AutoConfig
+
+    if recipe.architecture not in TOY_ARCHITECTURES:
+        raise ValueError(f"unknown toy architecture {recipe.architecture!r}; known: {', '.join(TOY_ARCHITECTURES)}")
+    extra: dict[str, object] = {}
+    head_size = recipe.hidden_size // recipe.attention_heads
+    if recipe.architecture in ("qwen3", "gemma2"):
+        extra["head_dim"] = head_size
+    if recipe.architecture == "gemma2":
+        extra["query_pre_attn_scalar"] = head_size
+    return AutoConfig.for_model(
+        recipe.architecture,
+        vocab_size=vocabulary_size,
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.layers - 1 if recipe.refusal_layer else recipe.layers,
+        num_attention_heads=recipe.attention_heads,
+        num_key_value_heads=recipe.attention_heads,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=end_id,
+        pad_token_id=pad_id,
+        **extra,
+    )
 
 
 def _with_added_layer(model: PreTrainedModel) -> PreTrainedModel:
