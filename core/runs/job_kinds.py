@@ -120,6 +120,12 @@ JOB_KINDS: dict[str, JobKind] = {
             phases=(("check", "Check folder"), ("prepare", "Repository"), ("upload", "Send files"),
                     ("commit", "Commit")),
         ),
+        JobKind(
+            name="serve",
+            title="Server",
+            runner="heretic_tui.core.serving.job:run",
+            phases=(("load", "Load models"), ("serve", "Serving")),
+        ),
     )
 }
 
