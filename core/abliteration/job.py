@@ -28,7 +28,7 @@ from heretic_tui.core.atomic_files import write_bytes_atomically, write_json_ato
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import prepare_run, start_job
 from heretic_tui.core.models.batch_size import choose_batch_size
-from heretic_tui.core.models.chat_template import format_chat
+from heretic_tui.core.models.chat_template import PLAIN, PromptStyle, format_chat
 from heretic_tui.core.models.layers import text_config
 from heretic_tui.core.models.loading import (
     LoadedModel,
@@ -39,6 +39,7 @@ from heretic_tui.core.models.loading import (
     resolve_model_location,
 )
 from heretic_tui.core.models.residuals import last_token_residuals
+from heretic_tui.core.models.thinking import plan_thinking, reasoning_token_allowance
 from heretic_tui.core.abliteration.study import (
     SAMPLER,
     TrialResult,
@@ -81,11 +82,14 @@ def _origin(name: str, source: str) -> str:
 
 
 def check_prompt_lengths(tokenizer: Any, config: Any, settings: Settings, prompts: dict[str, list[Prompt]]) -> None:
-    """Every prompt set fits the model's context; the harmful evaluation prompts with room for the judged answer."""
+    """Every prompt set fits the model's context; the harmful evaluation prompts with room for the judged answer
+    (and for a thinking model's reasoning before it)."""
     context = context_length(config)
     sources = resolved_sources(settings)
+    thinking = plan_thinking(tokenizer, settings.abliteration, settings.model.model)
+    judged = settings.abliteration.refusal_max_tokens + reasoning_token_allowance(thinking, tokenizer)
     for name, records in prompts.items():
-        answer_tokens = settings.abliteration.refusal_max_tokens if name == "bad_eval_prompts" else 0
+        answer_tokens = judged if name == "bad_eval_prompts" else 0
         check_prompts_fit(tokenizer, context, settings.prompts.system_prompt, records, _origin(name, sources[name]),
                           answer_tokens)
 
@@ -133,8 +137,10 @@ def _cached_directions(path: Path, layers: int, hidden: int) -> tuple[torch.Tens
 
 
 def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[str, list[str]],
-                        batch_size: int) -> tuple[torch.Tensor, bool]:
-    """The refusal directions (from this run's cache when it is sound) and whether they were computed now."""
+                        batch_size: int, style: PromptStyle = PLAIN) -> tuple[torch.Tensor, bool]:
+    """The refusal directions (from this run's cache when it is sound) and whether they were computed now.
+
+    ``style`` is the thinking plan's rendering, so the residuals are read where the trials' answers start."""
     cached = context.run.path / DIRECTIONS_FILE
     config = text_config(loaded.model)
     directions, problem = _cached_directions(cached, config.num_hidden_layers, config.hidden_size)
@@ -150,7 +156,7 @@ def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[
     with context.phase("residuals", total, "residual stream of the last prompt token after every layer") as progress:
         done = 0
         for name in ("bad_prompts", "good_prompts"):
-            texts = format_chat(loaded.tokenizer, system, prompts[name])
+            texts = format_chat(loaded.tokenizer, system, prompts[name], style)
             residuals[name] = last_token_residuals(
                 loaded, texts, batch_size, lambda count, base=done: progress(base + count), context.check_cancelled
             )
@@ -246,20 +252,22 @@ def run(context: JobContext) -> dict[str, Any]:
         for name, items in prompts.items():
             context.log(f"{name}: {len(items)} prompts")
 
+    thinking = plan_thinking(loaded.tokenizer, settings.abliteration, settings.model.model)
+    context.log(thinking.describe())
     system = settings.prompts.system_prompt
-    harmful_eval = format_chat(loaded.tokenizer, system, prompts["bad_eval_prompts"])
-    harmless_eval = format_chat(loaded.tokenizer, system, prompts["good_eval_prompts"])
+    harmful_eval = format_chat(loaded.tokenizer, system, prompts["bad_eval_prompts"], thinking.style)
+    harmless_eval = format_chat(loaded.tokenizer, system, prompts["good_eval_prompts"], thinking.style)
 
     with context.phase("batch_size", None, "finding the fastest batch size"):
         batch_size = state.get("batch_size") or choose_batch_size(loaded, harmful_eval, settings.model, context.log)
         context.log(f"batch size {batch_size}")
 
     started = time.perf_counter()
-    directions, computed = _prepare_directions(context, loaded, prompts, batch_size)
+    directions, computed = _prepare_directions(context, loaded, prompts, batch_size, thinking.style)
     timings["residuals"] = time.perf_counter() - started if computed else state.get("residuals_seconds", 0.0)
 
     with context.phase("baseline", len(harmful_eval), "the unmodified model's refusals and first-token distribution"):
-        evaluator = Evaluator(loaded, harmless_eval, harmful_eval, batch_size, settings.abliteration)
+        evaluator = Evaluator(loaded, harmless_eval, harmful_eval, batch_size, settings.abliteration, thinking)
         baseline_started = time.perf_counter()
         baseline_refusals = evaluator.refusals(context.check_cancelled)
         timings["baseline_generation"] = time.perf_counter() - baseline_started
@@ -297,6 +305,7 @@ def run(context: JobContext) -> dict[str, Any]:
             "timings": timings,
             "prompts": {name: len(items) for name, items in prompts.items()},
             "prompt_sources": resolved_sources(settings),
+            "thinking": thinking.report(),
         }
         write_json_atomically(context.run.report_path, report)
         return chosen

@@ -4,15 +4,33 @@ Some templates reject a system message outright (Gemma's raise), others drop it 
 system prompt would be lost, so both are detected the same way, by rendering a probe, and the system prompt is
 then put in front of the first user message instead. Abliteration, compare and chat all render through here, so
 a model is always shown its system prompt the same way.
+
+A :class:`PromptStyle` carries what a thinking model's rendering needs on top (``enable_thinking=False`` for its
+template, or an empty reasoning block after the generation prompt); :mod:`heretic_tui.core.models.thinking` decides
+it, and residuals, KL and generation all render with the same style so they look at the same position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 SYSTEM_PROBE = "heretic-system-probe"
 """A word no template produces by itself: if it is missing from the rendering, the system turn was dropped."""
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """How a generation prompt is rendered beyond the conversation itself."""
+
+    template_arguments: tuple[tuple[str, Any], ...] = ()
+    """Extra variables the chat template reads, e.g. (("enable_thinking", False),)."""
+    prefill: str = ""
+    """Text put after the generation prompt, as if the assistant had already written it."""
+
+
+PLAIN = PromptStyle()
 
 
 def accepts_system_turn(tokenizer: Any) -> bool:
@@ -38,7 +56,7 @@ def merge_system_turn(messages: Sequence[dict[str, str]]) -> list[dict[str, str]
 
 
 def render_generation_prompt(tokenizer: Any, messages: Sequence[dict[str, str]],
-                             system_accepted: bool | None = None) -> str:
+                             system_accepted: bool | None = None, style: PromptStyle = PLAIN) -> str:
     """The conversation as text ready for the assistant's next answer.
 
     ``system_accepted`` is :func:`accepts_system_turn`'s answer when the caller already has it (it renders many
@@ -49,10 +67,12 @@ def render_generation_prompt(tokenizer: Any, messages: Sequence[dict[str, str]],
             system_accepted = accepts_system_turn(tokenizer)
         if not system_accepted:
             messages = merge_system_turn(messages)
-    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    rendered = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True,
+                                             **dict(style.template_arguments))
+    return rendered + style.prefill
 
 
-def format_chat(tokenizer: Any, system_prompt: str, prompts: Sequence[str]) -> list[str]:
+def format_chat(tokenizer: Any, system_prompt: str, prompts: Sequence[str], style: PromptStyle = PLAIN) -> list[str]:
     """Each prompt as a one-turn chat (after the system prompt, if any), ready for the assistant's answer."""
     system_accepted = accepts_system_turn(tokenizer) if system_prompt else True
     rendered = []
@@ -60,5 +80,5 @@ def format_chat(tokenizer: Any, system_prompt: str, prompts: Sequence[str]) -> l
         messages = [{"role": "user", "content": prompt}]
         if system_prompt:
             messages.insert(0, {"role": "system", "content": system_prompt})
-        rendered.append(render_generation_prompt(tokenizer, messages, system_accepted))
+        rendered.append(render_generation_prompt(tokenizer, messages, system_accepted, style))
     return rendered
