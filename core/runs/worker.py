@@ -204,7 +204,21 @@ def run_worker(run_path: Path) -> int:
     context.close()
     record_finished_run(run.path, warn=lambda message: print(f"warning: {message}", flush=True))
     _record_end(run, exit_code, reason)
+    _notify(run, kind, exit_code, reason, settings)
     return exit_code
+
+
+def _notify(run: RunDirectory, kind: JobKind, exit_code: int, reason: str | None, settings: Settings) -> None:
+    """The user's notify command or URL (notify settings), after the outcome is recorded; never fatal."""
+    if not (settings.notify.notify_command.strip() or settings.notify.notify_url.strip()):
+        return
+    from heretic_tui.core.operations.notify import RunEnd, notify_run_end, result_line
+
+    try:
+        end = RunEnd(run.path, kind.name, exit_code, result_line(run.path, exit_code, reason))
+        notify_run_end(end, settings.notify, log=lambda message: print(message, flush=True))
+    except Exception as error:
+        print(f"warning: the notification failed: {type(error).__name__}: {error}", flush=True)
 
 
 def _run_job(context: JobContext, kind: JobKind) -> tuple[int, str | None]:
