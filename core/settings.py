@@ -29,6 +29,7 @@ import platformdirs
 import tomlkit
 
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.abliteration.methods import ABLATION_METHODS, BOTH, COMPONENT_CHOICES, PROJECTION, SEARCH
 
 APP_NAME = "heretic-tui"
 ENV_PREFIX = "HERETIC_"
@@ -163,8 +164,30 @@ class PromptSettings:
 class AbliterationSettings:
     """How the refusal direction is computed and how a trial is scored."""
 
+    ablation_method: str = setting(
+        PROJECTION,
+        "How a direction is taken out of a weight: 'projection' (W <- W - w d d^T W), 'norm_preserving' (MPOA: the "
+        "same, then each edited row rescaled to its original norm, so the edit turns rows without changing their "
+        "magnitude; with orthogonalize_direction this is norm-preserving biprojected ablation), or 'search' (a "
+        "categorical parameter of the study).",
+        choices=(*ABLATION_METHODS, SEARCH),
+    )
+    edited_components: str = setting(
+        BOTH,
+        "Which weights a trial edits: 'attention' (attention output projections), 'mlp' (MLP and expert down "
+        "projections), 'both', or 'search' (a categorical parameter of the study).",
+        choices=(*COMPONENT_CHOICES, SEARCH),
+    )
     orthogonalize_direction: bool = setting(
         False, "Project each refusal direction off the harmless mean direction before using it."
+    )
+    winsorize_quantile: float = setting(
+        1.0,
+        "Clamp each residual vector's components to this quantile of its absolute values before directions are "
+        "computed, so a few huge outlier dimensions cannot dominate them (0.995 clamps the largest half percent); "
+        "1 turns this off.",
+        minimum=0.5,
+        maximum=1.0,
     )
     refusal_scorer: str = setting(
         "markers", "How a response is judged a refusal: 'markers' (case-insensitive substrings).", choices=("markers",)

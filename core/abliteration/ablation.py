@@ -5,6 +5,16 @@ MoE expert's down projection, fused 3-D expert tensors included) the ablation is
 (I - w d d^T) W, with the strength w given per layer by a kernel. Trials are reset by copying back only the
 matrices a trial touched from a cache of their originals, so no trial reloads the model and a reset is exact
 bit for bit.
+
+Two ablation methods (``TrialParameters.ablation_method``):
+
+- ``projection``: W' = (I - w d d^T) W. On a module output y = W x this is y' = y - w d (d^T y).
+- ``norm_preserving`` (MPOA, Heretic's "row normalization"): the projection, then each output unit's row of W
+  (W[i, :], one per hidden unit the module writes) rescaled to its original norm: W'[i, :] = s_i (W[i, :] -
+  w d_i d^T W), s_i = |W[i, :]| / |W[i, :] - w d_i d^T W|. On a module output this is y' = s * (y - w d (d^T y))
+  with one fixed factor s_i per output unit (per expert and output unit for fused experts), so the same edit can be
+  applied as a forward hook on the module's output. The edit turns rows instead of shrinking them, which keeps
+  the magnitudes the following norm layers expect. A row the projection would zero keeps s_i = 1.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import torch
 from torch import nn
 
 from heretic_tui.core.abliteration.directions import interpolate_direction
+from heretic_tui.core.abliteration.methods import BOTH, MEAN, NORM_PRESERVING, PROJECTION, edited_kinds
 from heretic_tui.core.models.layers import UnsupportedLayoutError, decoder_layers, text_config
 
 ATTENTION_OUTPUT_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "wo", "o")
@@ -46,16 +57,26 @@ class KernelParameters:
         return self.max_weight + (distance / self.min_weight_distance) * (self.min_weight - self.max_weight)
 
 
+METHOD_KEYS = ("direction_method", "ablation_method", "edited_components")
+"""The flat-parameter keys of a trial's methods; a trial recorded before they existed used their defaults."""
+
+
 @dataclass
 class TrialParameters:
-    """Everything that defines one abliteration: which direction and how strongly per component and layer."""
+    """Everything that defines one abliteration: which direction and how strongly per component and layer, and
+    the methods that make and apply the direction."""
 
     direction_scope: str
     direction_index: float
     kernels: dict[str, KernelParameters] = field(default_factory=dict)
+    direction_method: str = MEAN
+    ablation_method: str = PROJECTION
+    edited_components: str = BOTH
 
     def to_flat(self) -> dict[str, Any]:
         flat: dict[str, Any] = {"direction_scope": self.direction_scope, "direction_index": self.direction_index}
+        for key in METHOD_KEYS:
+            flat[key] = getattr(self, key)
         for component, kernel in self.kernels.items():
             for name, value in vars(kernel).items():
                 flat[f"{component}.{name}"] = value
@@ -73,7 +94,8 @@ class TrialParameters:
             for component in COMPONENTS
             if f"{component}.max_weight" in flat
         }
-        return cls(str(flat["direction_scope"]), float(flat["direction_index"]), kernels)
+        methods = {key: str(flat[key]) for key in METHOD_KEYS if key in flat}
+        return cls(str(flat["direction_scope"]), float(flat["direction_index"]), kernels, **methods)
 
 
 @dataclass
@@ -181,7 +203,11 @@ class Abliterator:
         return cached
 
     def weights(self, parameters: TrialParameters) -> Iterator[tuple[Component, float]]:
+        """Every weight the trial edits, with its strength: the edited component kinds, where the kernel is not 0."""
+        kinds = edited_kinds(parameters.edited_components)
         for component in self.components:
+            if component.kind not in kinds:
+                continue
             kernel = parameters.kernels.get(component.kind)
             weight = kernel.weight(component.layer) if kernel else 0.0
             if weight != 0.0:
@@ -196,7 +222,8 @@ class Abliterator:
             self._original(component)
             tensor = component.parameter
             direction = per_layer[component.layer].to(tensor.device)
-            tensor.copy_(project_out(tensor.float(), direction, weight, component.output_axis).to(tensor.dtype))
+            ablated = ablate(tensor.float(), direction, weight, component.output_axis, parameters.ablation_method)
+            tensor.copy_(ablated.to(tensor.dtype))
             self._touched.append(component)
 
     @torch.no_grad()
@@ -219,6 +246,35 @@ def project_out(weight: torch.Tensor, direction: torch.Tensor, strength: float, 
         return weight - strength * direction[None, :, None] * projection[:, None, :]
     projection = torch.einsum("h,eih->ei", direction, weight)
     return weight - strength * projection[:, :, None] * direction[None, None, :]
+
+
+def input_axis(weight: torch.Tensor, output_axis: int) -> int:
+    """The axis a row of the weight runs along: for each output unit (and expert), the inputs it sums."""
+    if weight.dim() == 2:
+        return 1 - output_axis
+    return 2 if output_axis == 1 else 1
+
+
+def norm_preserving_project_out(weight: torch.Tensor, direction: torch.Tensor, strength: float,
+                                output_axis: int) -> torch.Tensor:
+    """MPOA: the projection, then every output unit's row rescaled to its norm before the edit (module docstring)."""
+    ablated = project_out(weight, direction, strength, output_axis)
+    axis = input_axis(weight, output_axis)
+    original = torch.linalg.vector_norm(weight, dim=axis, keepdim=True)
+    edited = torch.linalg.vector_norm(ablated, dim=axis, keepdim=True)
+    scale = torch.where(edited > 0, original / edited.clamp_min(torch.finfo(edited.dtype).tiny),
+                        torch.ones_like(edited))
+    return ablated * scale
+
+
+def ablate(weight: torch.Tensor, direction: torch.Tensor, strength: float, output_axis: int,
+           method: str) -> torch.Tensor:
+    """The weight with the direction taken out by the named ablation method."""
+    if method == PROJECTION:
+        return project_out(weight, direction, strength, output_axis)
+    if method == NORM_PRESERVING:
+        return norm_preserving_project_out(weight, direction, strength, output_axis)
+    raise ValueError(f"Unknown ablation method {method!r}; expected one of {PROJECTION!r}, {NORM_PRESERVING!r}.")
 
 
 def rank_one_factors(weight: torch.Tensor, direction: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ directions in the run folder so a resumed run goes straight back to its trials.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import time
@@ -16,11 +17,13 @@ from typing import Any
 
 import optuna
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from heretic_tui.core.abliteration.ablation import Abliterator
 from heretic_tui.core.abliteration.directions import compute_directions, separation
+from heretic_tui.core.abliteration.methods import DIRECTION_SETTINGS, MethodChoices, method_record
+from heretic_tui.core.abliteration.winsorization import winsorize
 from heretic_tui.core.errors import JobCancelled, UserInputError
 from heretic_tui.core.abliteration.evaluation import Evaluator
 from heretic_tui.core.runs.events import BaselineMeasured, Metrics, TrialFinished, TrialStarted
@@ -120,14 +123,38 @@ def start_abliteration(settings: Settings, run_dir: Path | None = None, resume: 
     return start_job("abliterate", settings, run, {"resume": resume, "export_chosen": export_chosen})
 
 
-def _cached_directions(path: Path, layers: int, hidden: int) -> tuple[torch.Tensor | None, str | None]:
+DIRECTION_KEY = "direction_settings"
+"""The metadata entry of directions.safetensors holding :func:`direction_fingerprint` of what made them."""
+
+
+def direction_fingerprint(settings: Settings) -> str:
+    """A digest of every setting that shapes the directions, so a resumed run whose settings changed computes them
+    again instead of reusing directions its settings no longer describe."""
+    shaping = {
+        "model": settings.model.model,
+        "revision": settings.model.revision,
+        "system_prompt": settings.prompts.system_prompt,
+        "max_direction_prompts": settings.prompts.max_direction_prompts,
+        "sources": {name: source for name, source in resolved_sources(settings).items()
+                    if name in ("good_prompts", "bad_prompts")},
+        "abliteration": {name: getattr(settings.abliteration, name) for name in DIRECTION_SETTINGS},
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _cached_directions(path: Path, layers: int, hidden: int,
+                       fingerprint: str) -> tuple[torch.Tensor | None, str | None]:
     """The directions saved earlier in this run, or None and why they cannot be used (None, None: none saved)."""
     if not path.exists():
         return None, None
     try:
         directions = load_file(str(path))["directions"]
+        with safe_open(str(path), framework="pt") as opened:
+            stored = (opened.metadata() or {}).get(DIRECTION_KEY)
     except (OSError, KeyError, ValueError, SafetensorError) as error:
         return None, f"it cannot be read ({type(error).__name__}: {str(error)[:200]})"
+    if stored != fingerprint:
+        return None, "the settings that shape the directions are not the ones it was computed with"
     if tuple(directions.shape) != (layers, hidden):
         return None, f"its shape {tuple(directions.shape)} is not this model's ({layers} layers, {hidden} wide)"
     norms = directions.float().norm(dim=-1)
@@ -143,7 +170,8 @@ def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[
     ``style`` is the thinking plan's rendering, so the residuals are read where the trials' answers start."""
     cached = context.run.path / DIRECTIONS_FILE
     config = text_config(loaded.model)
-    directions, problem = _cached_directions(cached, config.num_hidden_layers, config.hidden_size)
+    fingerprint = direction_fingerprint(context.settings)
+    directions, problem = _cached_directions(cached, config.num_hidden_layers, config.hidden_size, fingerprint)
     if directions is not None:
         context.log("using the refusal directions computed earlier in this run")
         return directions, False
@@ -161,13 +189,17 @@ def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[
                 loaded, texts, batch_size, lambda count, base=done: progress(base + count), context.check_cancelled
             )
             done += len(texts)
+    quantile = context.settings.abliteration.winsorize_quantile
+    if quantile < 1.0:
+        residuals = {name: winsorize(values, quantile) for name, values in residuals.items()}
+        context.log(f"residuals winsorized at the {quantile} quantile of each vector's magnitudes")
     with context.phase("directions", None, "difference of means per layer"):
         directions = compute_directions(
             residuals["bad_prompts"], residuals["good_prompts"], context.settings.abliteration.orthogonalize_direction
         )
         strengths = separation(residuals["bad_prompts"], residuals["good_prompts"])
         context.log("separation per layer: " + ", ".join(f"{value:.2f}" for value in strengths))
-        write_bytes_atomically(cached, save({"directions": directions.contiguous()}))
+        write_bytes_atomically(cached, save({"directions": directions.contiguous()}, {DIRECTION_KEY: fingerprint}))
     return directions, True
 
 
@@ -201,7 +233,8 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
     has (sampling, ablation, reset, events), which the benchmark compares with the bare forward passes.
     """
     trial_started = time.perf_counter()
-    trial, parameters = ask_untried(study, abliterator.directions.shape[0])
+    trial, parameters = ask_untried(study, abliterator.directions.shape[0],
+                                    MethodChoices.from_settings(context.settings.abliteration))
     flat = parameters.to_flat()
     context.emit(TrialStarted(number=trial.number, total=target, params=flat))
     try:
@@ -302,6 +335,7 @@ def run(context: JobContext) -> dict[str, Any]:
             ],
             "pareto": pareto_front(results),
             "chosen_trial": chosen.number if chosen else None,
+            "methods": method_record(settings.abliteration, chosen.params) if chosen else None,
             "timings": timings,
             "prompts": {name: len(items) for name, items in prompts.items()},
             "prompt_sources": resolved_sources(settings),

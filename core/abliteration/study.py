@@ -30,6 +30,14 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from heretic_tui.core.abliteration.ablation import COMPONENTS, KernelParameters, TrialParameters
+from heretic_tui.core.abliteration.methods import (
+    ABLATION_METHODS,
+    COMPONENT_CHOICES,
+    DIRECTION_METHODS,
+    SEARCH,
+    MethodChoices,
+    edited_kinds,
+)
 from heretic_tui.core.abliteration.search_plan import random_trial_count
 from heretic_tui.core.atomic_files import storage_errors
 from heretic_tui.core.errors import UserInputError
@@ -159,27 +167,41 @@ KERNEL_PEAK_DEPTH = DepthPrior(((0.0, 0.0), (0.1, 0.6), (1.0, 1.0)))
 stream in most models, keeps 90% of the prior, and every lower layer the rest."""
 
 
-def suggest_parameters(trial: optuna.Trial, layer_count: int) -> TrialParameters:
+def suggest_parameters(trial: optuna.Trial, layer_count: int,
+                       methods: MethodChoices = MethodChoices()) -> TrialParameters:
     """The search space, in layer units so it scales with the model's depth; any layer can be chosen.
 
     Positions are sampled as values in [0, 1] and placed in the depth by :class:`DepthPrior`; everything is sampled
     on every trial, even what a trial's scope does not use, because multivariate TPE needs a fixed set of
     parameters. Trial results keep the positions in layer units (:meth:`TrialParameters.to_flat`).
+
+    A method setting set to ``search`` is a categorical parameter; a fixed one is recorded in the trial's
+    parameters without being sampled. A component the study never edits gets no kernel parameters.
     """
     last = max(layer_count - 1, 1)
     scope = trial.suggest_categorical("direction_scope", ["global", "per_layer"])
     index = DIRECTION_DEPTH.fraction(trial.suggest_float("direction_depth", 0.0, 1.0)) * last
+    chosen = {
+        name: trial.suggest_categorical(name, list(options)) if getattr(methods, name) == SEARCH
+        else getattr(methods, name)
+        for name, options in (("direction_method", DIRECTION_METHODS), ("ablation_method", ABLATION_METHODS),
+                              ("edited_components", COMPONENT_CHOICES))
+    }
+    searched_kinds = COMPONENTS if methods.edited_components == SEARCH else edited_kinds(methods.edited_components)
     kernels = {}
     for component in COMPONENTS:
+        if component not in searched_kinds:
+            continue
         max_weight = trial.suggest_float(f"{component}.max_weight", 0.8, 1.5)
         position = KERNEL_PEAK_DEPTH.fraction(trial.suggest_float(f"{component}.max_weight_depth", 0.0, 1.0)) * last
         fraction = trial.suggest_float(f"{component}.min_weight_fraction", 0.0, 1.0)
         distance = trial.suggest_float(f"{component}.min_weight_distance", 1.0, max(1.0, 0.6 * last))
         kernels[component] = KernelParameters(max_weight, position, fraction * max_weight, distance)
-    return TrialParameters(scope, index, kernels)
+    return TrialParameters(scope, index, kernels, **chosen)
 
 
-def ask_untried(study: optuna.Study, layer_count: int) -> tuple[optuna.Trial, TrialParameters]:
+def ask_untried(study: optuna.Study, layer_count: int,
+                methods: MethodChoices = MethodChoices()) -> tuple[optuna.Trial, TrialParameters]:
     """A new trial whose parameters no completed trial of the study has used.
 
     The sampler's seed already differs on every resume; this guard catches what remains (an exact repeat),
@@ -188,7 +210,7 @@ def ask_untried(study: optuna.Study, layer_count: int) -> tuple[optuna.Trial, Tr
     tried = {_parameter_key(trial.params): trial.number for trial in completed_trials(study)}
     for _ in range(RESAMPLE_ATTEMPTS):
         trial = study.ask()
-        parameters = suggest_parameters(trial, layer_count)
+        parameters = suggest_parameters(trial, layer_count, methods)
         repeated = tried.get(_parameter_key(trial.params))
         if repeated is None:
             return trial, parameters

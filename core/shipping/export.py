@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters, rank_one_factors
+from heretic_tui.core.abliteration.methods import PROJECTION, method_record
 from heretic_tui.core.atomic_files import describe_storage_error, write_folder_atomically
 from heretic_tui.core.errors import StorageError, UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten
@@ -117,6 +118,7 @@ def _metadata(settings: Settings, loaded: LoadedModel, run: RunDirectory, frozen
         "run_dir": str(run.path),
         "trial": frozen.number,
         "parameters": result.params,
+        "methods": method_record(settings.abliteration, result.params),
         "metrics": {
             "refusals": result.refusals,
             "refusal_total": report.get("baseline", {}).get("total"),
@@ -138,6 +140,12 @@ def _save_adapter(loaded: LoadedModel, abliterator: Abliterator, parameters: Tri
 
     from heretic_tui.core.abliteration.ablation import layer_directions
 
+    if parameters.ablation_method != PROJECTION:
+        raise UserInputError(
+            f"Adapter export supports only the '{PROJECTION}' ablation method; this trial used "
+            f"'{parameters.ablation_method}', whose edit rescales whole rows and is not a rank-1 adapter. Export the "
+            "merged model instead (leave out --adapter)."
+        )
     touched = list(abliterator.weights(parameters))
     fused = [component.name for component, _ in touched if component.parameter.dim() != 2]
     if fused:

@@ -6,7 +6,8 @@ trial through it, and the model browser shows it. One module writes and reads it
 what a damaged copy means are decided once.
 
 Its keys: ``method`` ("abliteration" or "finetune"), ``format`` ("merged" or "adapter"), ``source_model`` (as the
-user named it), ``source_location``, ``run_dir``, ``trial`` (abliteration), ``parameters``, ``metrics``,
+user named it), ``source_location``, ``run_dir``, ``trial`` (abliteration), ``parameters``, ``methods`` (abliteration: the
+direction, ablation and component methods of the trial and the settings that shaped its directions), ``metrics``,
 ``created`` (ISO 8601, UTC), ``versions`` (library versions), and whatever else the writer adds.
 """
 
