@@ -32,6 +32,7 @@ FLAG_SETTINGS = {
     "system_prompt": "prompts.system_prompt",
     "trials": "optimization.trials",
     "seed": "optimization.seed",
+    "warm_start": "optimization.warm_start_run",
 }
 """CLI flag (argparse dest) -> setting key; every other setting is reachable with --set section.name=value."""
 

@@ -235,6 +235,24 @@ class OptimizationSettings:
         maximum=100000,
     )
     seed: int = setting(42, "Seed of the sampler, so a study can be reproduced.", minimum=0, maximum=2**31 - 1)
+    warm_start_profile: str = setting(
+        "auto",
+        "Known-good trials run first: 'auto' takes the profile for the model's family (its transformers model type) "
+        "from the user config folder's profiles/ (*.toml), else from the profiles shipped with heretic-tui, and "
+        "starts cold when there is none; 'none' always starts cold; anything else is the path of a profile file.",
+    )
+    warm_start_run: str = setting(
+        "",
+        "An earlier abliteration run whose Pareto-front trials are run first (carried over in layer fractions, so "
+        "its model may have another depth); empty for none. The --warm-start RUN flag sets it.",
+    )
+    warm_start_trials: int = setting(
+        8,
+        "Most warm-start trials enqueued (the run's front first, then the profile's); they count toward trials, "
+        "and a trial the study already holds is not enqueued again. 0 turns warm start off.",
+        minimum=0,
+        maximum=1000,
+    )
     choice_max_kl: float = setting(
         0.1,
         "Headless runs choose the Pareto trial with the fewest refusals whose KL divergence is at most this.",

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prompts.add_argument("--system-prompt", metavar="TEXT", help="system prompt put before every prompt")
     add_trials_flag(parser)
     parser.add_argument("--seed", metavar="N", help="seed of the sampler (default: optimization.seed)")
+    parser.add_argument("--warm-start", metavar="RUN",
+                        help="run the Pareto-front trials of an earlier run first (optimization.warm_start_run)")
     add_resume_flags(parser, "continue the run in --run-dir where it stopped; on a finished run, run more trials "
                              "(up to --trials)")
     add_headless_flag(parser)

@@ -26,6 +26,7 @@ from heretic_tui.core.abliteration.methods import DIRECTION_SETTINGS, MethodChoi
 from heretic_tui.core.abliteration.winsorization import winsorize
 from heretic_tui.core.errors import JobCancelled, UserInputError
 from heretic_tui.core.abliteration.evaluation import Evaluator
+from heretic_tui.core.abliteration.warm_start import check_warm_start, enqueue_warm_start, model_types, plan_warm_start
 from heretic_tui.core.runs.events import BaselineMeasured, Metrics, TrialFinished, TrialStarted
 from heretic_tui.core.atomic_files import write_bytes_atomically, write_json_atomically
 from heretic_tui.core.runs.handle import JobHandle
@@ -111,6 +112,7 @@ def preflight(settings: Settings) -> None:
         )
     tokenizer = check_model(settings.model)
     prompts = load_all_prompt_records(settings)
+    check_warm_start(settings.optimization)
     if tokenizer is not None:
         config = load_config(resolve_model_location(settings.model.model), settings.model)
         check_prompt_lengths(tokenizer, config, settings, prompts)
@@ -314,6 +316,9 @@ def run(context: JobContext) -> dict[str, Any]:
     if stale:
         context.warn(f"trials {stale} were in flight when the run stopped; they were marked failed and do not "
                      "count, and the search samples new parameters in their place")
+    warm_start = plan_warm_start(settings.optimization, model_types(loaded.model), run_path)
+    enqueued = enqueue_warm_start(study, warm_start, directions.shape[0], target)
+    context.log(warm_start.describe(enqueued))
     results = [trial_result(trial) for trial in completed_trials(study)]
     def write_report(status: str) -> TrialResult | None:
         chosen = choose_trial(results, settings.optimization.choice_max_kl)
@@ -340,6 +345,7 @@ def run(context: JobContext) -> dict[str, Any]:
             "prompts": {name: len(items) for name, items in prompts.items()},
             "prompt_sources": resolved_sources(settings),
             "thinking": thinking.report(),
+            "warm_start": warm_start.report(enqueued),
         }
         write_json_atomically(context.run.report_path, report)
         return chosen

@@ -136,3 +136,6 @@ def test_a_run_on_a_thinking_model_records_its_handling(reasoning_model: LoadedM
     assert report["thinking"]["max_reasoning_tokens"] == settings.abliteration.thinking_max_tokens
     assert report["baseline"]["refusals"] == 0, "the reasoning's refusal words must not count"
     assert "thinking: skip" in handle.run.log_path.read_text(encoding="utf-8")
+    warm_start = report["warm_start"]
+    assert warm_start["enqueued"] == min(warm_start["trials"], settings.optimization.trials), warm_start
+    assert "warm start: " in handle.run.log_path.read_text(encoding="utf-8")
