@@ -235,6 +235,13 @@ class OptimizationSettings:
         maximum=100000,
     )
     seed: int = setting(42, "Seed of the sampler, so a study can be reproduced.", minimum=0, maximum=2**31 - 1)
+    heartbeat_seconds: int = setting(
+        10,
+        "How often a worker of a study in a shared database (--storage) says it is alive; a trial whose worker is "
+        "silent for twice this long is failed and run again by another worker.",
+        minimum=1,
+        maximum=3600,
+    )
     warm_start_profile: str = setting(
         "auto",
         "Known-good trials run first: 'auto' takes the profile for the model's family (its transformers model type) "

@@ -18,6 +18,21 @@ if ! command -v tmux >/dev/null 2>&1; then
              "install it by hand, or the tmux end-to-end test is skipped" >&2
     fi
 fi
+# PostgreSQL runs the test of several workers on one study (a real server on 127.0.0.1, started by the test itself);
+# install its server binaries the same way when they are missing. Elsewhere that test is skipped and says why.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+            || echo "setup: could not install postgresql with apt-get; the PostgreSQL workers test will be skipped" >&2
+    elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
+            >/dev/null || echo "setup: could not install postgresql with apt-get; the PostgreSQL workers test will be" \
+                              "skipped" >&2
+    else
+        echo "setup: PostgreSQL is missing and cannot be installed here (needs apt-get as root or password-less" \
+             "sudo); install it by hand, or the PostgreSQL workers test is skipped" >&2
+    fi
+fi
 python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$python_bin" -m venv .venv

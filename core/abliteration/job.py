@@ -57,6 +57,20 @@ from heretic_tui.core.abliteration.study import (
     trial_result,
 )
 from heretic_tui.core.abliteration.prompts import Prompt, check_prompts_fit, load_prompt_records, resolve_auto
+from heretic_tui.core.abliteration.study_storage import StudyLocation, database_errors, location_from_arguments
+from heretic_tui.core.abliteration.workers import (
+    WORKER_ATTRIBUTE,
+    give_back,
+    is_surplus,
+    retried_number,
+    retry_abandoned_trials,
+    room_for_another,
+    share_directions,
+    start_heartbeat,
+    still_running,
+    wait_for_others,
+    worker_name,
+)
 from heretic_tui.core.settings import Settings
 from heretic_tui.core.runs.worker import JobContext
 
@@ -228,15 +242,32 @@ def _read_state(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
 
 
 def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator, evaluator: Evaluator,
-              target: int) -> TrialResult:
+              target: int, worker: str = "") -> TrialResult | None:
     """One trial: sample, apply, evaluate, reset, record. A failure or cancel marks the trial failed, never lost.
 
     The recorded time runs from asking the sampler to just before telling it, so it holds every overhead a trial
     has (sampling, ablation, reset, events), which the benchmark compares with the bare forward passes.
+
+    With several workers on the study (see :mod:`~heretic_tui.core.abliteration.workers`) no trial runs (None)
+    while the others' trials fill the target, or when this one was asked at the same instant as the last one
+    needed; a trial of a worker that stopped answering is run again here.
     """
+    retry_abandoned_trials(study)
+    if not room_for_another(study, target):
+        wait_for_others(context.check_cancelled)
+        return None
     trial_started = time.perf_counter()
     trial, parameters = ask_untried(study, abliterator.directions.shape[0],
                                     MethodChoices.from_settings(context.settings.abliteration))
+    start_heartbeat(study, trial)
+    if is_surplus(study, trial.number, target):
+        give_back(study, trial)
+        return None
+    retried = retried_number(study, trial)
+    if retried is not None:
+        context.log(f"trial {trial.number} runs the parameters of trial {retried} again: its worker stopped "
+                    "answering")
+    trial.set_user_attr(WORKER_ATTRIBUTE, worker)
     flat = parameters.to_flat()
     context.emit(TrialStarted(number=trial.number, total=target, params=flat))
     try:
@@ -250,17 +281,29 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
         apply_seconds += time.perf_counter() - reset_started
     except BaseException:
         abliterator.reset()
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         raise
+    if not still_running(study, trial):
+        context.warn(f"trial {trial.number} missed its heartbeats for too long (a paused or overloaded worker), so "
+                     "another worker failed it and runs it again; its result here is not counted")
+        return None
     trial.set_user_attr("parameters", flat)
     trial.set_user_attr("apply_reset_seconds", apply_seconds)
     seconds = time.perf_counter() - trial_started
     trial.set_user_attr("seconds", seconds)
     study.tell(trial, [kl, refusals])
-    return TrialResult(trial.number, refusals, kl, seconds, apply_seconds, flat)
+    return TrialResult(trial.number, refusals, kl, seconds, apply_seconds, flat, worker)
 
 
 def run(context: JobContext) -> dict[str, Any]:
+    """The worker's entry point; a shared study's database that fails is one paragraph with exit code 3."""
+    location = location_from_arguments(context.arguments)
+    resume = f"resume this worker with `heretic-tui abliterate --resume --run-dir {context.run.path}`."
+    with database_errors(location, "record the trials", resume):
+        return _run(context, location)
+
+
+def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
     settings = context.settings
     run_path = context.run.path
     timings: dict[str, float] = {}
@@ -297,8 +340,19 @@ def run(context: JobContext) -> dict[str, Any]:
         batch_size = state.get("batch_size") or choose_batch_size(loaded, harmful_eval, settings.model, context.log)
         context.log(f"batch size {batch_size}")
 
+    worker = worker_name()
+    shared = None
+    if location.url is not None:
+        shared = open_study(run_path, settings.optimization, context.warn, location, worker)
+        context.log(f"worker {worker} on {location.describe()}")
     started = time.perf_counter()
-    directions, computed = _prepare_directions(context, loaded, prompts, batch_size, thinking.style)
+    if shared is None:
+        directions, computed = _prepare_directions(context, loaded, prompts, batch_size, thinking.style)
+    else:
+        directions, computed = share_directions(
+            shared, direction_fingerprint(settings), run_path / DIRECTIONS_FILE,
+            lambda: _prepare_directions(context, loaded, prompts, batch_size, thinking.style), context.log,
+        )
     timings["residuals"] = time.perf_counter() - started if computed else state.get("residuals_seconds", 0.0)
 
     with context.phase("baseline", len(harmful_eval), "the unmodified model's refusals and first-token distribution"):
@@ -311,8 +365,8 @@ def run(context: JobContext) -> dict[str, Any]:
     write_json_atomically(state_path, state)
 
     abliterator = Abliterator(loaded.model, directions)
-    study = open_study(run_path, settings.optimization, context.warn)
-    stale = fail_stale_trials(study)
+    study = shared if shared is not None else open_study(run_path, settings.optimization, context.warn)
+    stale = fail_stale_trials(study) if shared is None else []
     if stale:
         context.warn(f"trials {stale} were in flight when the run stopped; they were marked failed and do not "
                      "count, and the search samples new parameters in their place")
@@ -335,7 +389,7 @@ def run(context: JobContext) -> dict[str, Any]:
             "baseline": {"refusals": baseline_refusals, "total": len(harmful_eval)},
             "trials": [
                 {"number": item.number, "refusals": item.refusals, "kl": item.kl, "seconds": item.seconds,
-                 "apply_reset_seconds": item.apply_reset_seconds, "params": item.params}
+                 "apply_reset_seconds": item.apply_reset_seconds, "params": item.params, "worker": item.worker}
                 for item in results
             ],
             "pareto": pareto_front(results),
@@ -357,11 +411,14 @@ def run(context: JobContext) -> dict[str, Any]:
         while len(results) < target:
             try:
                 context.check_cancelled()
-                finished = run_trial(context, study, abliterator, evaluator, target)
+                finished = run_trial(context, study, abliterator, evaluator, target, worker)
             except JobCancelled:
                 write_report("cancelled")
                 raise
             results = [trial_result(item) for item in completed_trials(study)]
+            if finished is None:
+                progress(len(results))
+                continue
             context.emit(TrialFinished(number=finished.number, total=target, refusals=finished.refusals,
                                        refusal_total=len(evaluator.harmful_texts), kl=finished.kl,
                                        seconds=finished.seconds, apply_reset_seconds=finished.apply_reset_seconds,

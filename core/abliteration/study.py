@@ -10,6 +10,10 @@ keeps every completed trial. Writing and reading are kept apart:
 - :func:`read_study` is for every other use (export, report, compare, screens): it loads the study without
   writing a byte to the journal (``optuna.create_study(load_if_exists=True)`` would append a record each time).
 
+A study several workers share lives in an Optuna RDB storage instead (see
+:mod:`~heretic_tui.core.abliteration.study_storage`): the starter creates it, every worker opens it with
+heartbeats on, and readers load it from the URL the run's job.json names.
+
 The front and the chosen trial come from :func:`pareto_front` and :func:`choose_trial`, which report.json, the
 events and the TUI all use, so there is one definition of both.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,16 @@ from heretic_tui.core.abliteration.methods import (
     edited_kinds,
 )
 from heretic_tui.core.abliteration.search_plan import random_trial_count
+from heretic_tui.core.abliteration.study_storage import (
+    CONFIG_ATTRIBUTE,
+    StudyLocation,
+    database_errors,
+    location_of_run,
+    open_rdb_storage,
+    redacted,
+    study_names,
+)
+from heretic_tui.core.abliteration.workers import WORKER_ATTRIBUTE
 from heretic_tui.core.atomic_files import storage_errors
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.journal import cut_partial_record
@@ -54,6 +69,8 @@ RESAMPLE_ATTEMPTS = 20
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+"""Our trial loop is ask-and-tell and beats for its trials itself (see workers.start_heartbeat)."""
 
 
 @dataclass
@@ -66,22 +83,33 @@ class TrialResult:
     seconds: float
     apply_reset_seconds: float
     params: dict[str, Any]
+    worker: str = ""
+    """The worker that ran it (host/gpu/pid), for studies several workers share."""
 
 
 def study_path(run_path: Path) -> Path:
     return run_path / STUDY_FILE
 
 
-def sampler_seed(seed: int, stored_trials: int) -> int:
+def sampler_seed(seed: int, stored_trials: int, worker: str = "") -> int:
     """The sampler's seed: the setting for a new study, mixed with the number of stored trials for a resumed one.
 
     A sampler seeded the same way on every resume would draw the same random trials again (hours of repeated work
     on a large model); mixing in the stored trial count gives each resume its own stream, and the same journal
-    still resumes the same way.
+    still resumes the same way. Workers sharing a study mix in their name too, or two of them starting together
+    would propose the same random trials.
     """
-    if stored_trials == 0:
+    if stored_trials == 0 and not worker:
         return seed
-    return int(numpy.random.SeedSequence([seed, stored_trials]).generate_state(1)[0])
+    entropy = [seed, stored_trials] + ([zlib.crc32(worker.encode("utf-8"))] if worker else [])
+    return int(numpy.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _sampler(settings: OptimizationSettings, stored_trials: int, worker: str = "") -> optuna.samplers.TPESampler:
+    return optuna.samplers.TPESampler(
+        n_startup_trials=random_trial_count(settings), multivariate=True, constant_liar=True,
+        seed=sampler_seed(settings.seed, stored_trials, worker),
+    )
 
 
 def _stored_trial_count(storage: JournalStorage) -> int | None:
@@ -94,8 +122,19 @@ def _stored_trial_count(storage: JournalStorage) -> int | None:
 
 
 def open_study(run_path: Path, settings: OptimizationSettings,
-               log: Callable[[str], None] = print) -> optuna.Study:
-    """Create the study in the run folder, or load it to add trials (the one writer: the worker)."""
+               log: Callable[[str], None] = print, location: StudyLocation = StudyLocation(),
+               worker: str = "") -> optuna.Study:
+    """Create the study in the run folder, or load it to add trials (the one writer: the worker).
+
+    A study in an RDB storage (``location.url``) was created by the starter (:func:`create_shared_study`); every
+    worker loads it with heartbeats on, so a trial whose worker dies is failed and retried by the others.
+    """
+    if location.url is not None:
+        storage = open_rdb_storage(location, settings.heartbeat_seconds)
+        with database_errors(location, "open the study"):
+            study_id = _shared_study_id(storage, location)
+            sampler = _sampler(settings, len(storage.get_all_trials(study_id, deepcopy=False)), worker)
+            return optuna.load_study(study_name=location.name, storage=storage, sampler=sampler)
     path = study_path(run_path)
     cut, side_file = cut_partial_record(path)
     if cut and side_file is not None:
@@ -104,18 +143,51 @@ def open_study(run_path: Path, settings: OptimizationSettings,
     with storage_errors(path, "open the Optuna study"):
         storage = JournalStorage(JournalFileBackend(str(path)))
         stored = _stored_trial_count(storage)
-        sampler = optuna.samplers.TPESampler(
-            n_startup_trials=random_trial_count(settings), multivariate=True, constant_liar=True,
-            seed=sampler_seed(settings.seed, stored or 0),
-        )
+        sampler = _sampler(settings, stored or 0)
         if stored is None:
             return optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=["minimize", "minimize"],
                                        sampler=sampler)
         return optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
 
 
+def create_shared_study(location: StudyLocation, config: str) -> None:
+    """Create the study of a new run in an RDB storage, recording its settings for workers that join by URL.
+
+    Run by the starter before any worker exists, so the storage's tables and the study are made once, and a name
+    already taken is a user error before anything runs.
+    """
+    storage = open_rdb_storage(location)
+    with database_errors(location, "create the study"):
+        try:
+            study = optuna.create_study(study_name=location.name, storage=storage,
+                                        directions=["minimize", "minimize"])
+        except optuna.exceptions.DuplicatedStudyError:
+            raise UserInputError(
+                f"{location.describe()} already exists. Join it with `heretic-tui abliterate --join "
+                f"{redacted(location.url or '')} --study {location.name}`, or give the new run another --study NAME."
+            ) from None
+        study.set_user_attr(CONFIG_ATTRIBUTE, config)
+
+
+def _shared_study_id(storage: Any, location: StudyLocation) -> int:
+    try:
+        return storage.get_study_id_from_name(location.name)
+    except KeyError:
+        raise UserInputError(
+            f"{redacted(location.url or '')} holds no study named '{location.name}' (studies there: "
+            f"{', '.join(study_names(storage)[:20]) or 'none'}); the database may have been reset. Start a new run "
+            "with --storage."
+        ) from None
+
+
 def read_study(run_path: Path) -> optuna.Study:
     """Load the run's study without writing to its journal (export, report, compare, screens)."""
+    location = location_of_run(run_path)
+    if location.url is not None:
+        storage = open_rdb_storage(location)
+        with database_errors(location, "read the study"):
+            _shared_study_id(storage, location)
+            return optuna.load_study(study_name=location.name, storage=storage)
     path = study_path(run_path)
     if not path.is_file():
         raise UserInputError(f"{run_path} has no Optuna study ({STUDY_FILE}); it is not an abliteration run.")
@@ -239,6 +311,7 @@ def trial_result(trial: FrozenTrial) -> TrialResult:
         seconds=float(trial.user_attrs.get("seconds", 0.0)),
         apply_reset_seconds=float(trial.user_attrs.get("apply_reset_seconds", 0.0)),
         params=dict(trial.user_attrs.get("parameters", {})),
+        worker=str(trial.user_attrs.get(WORKER_ATTRIBUTE, "")),
     )
 
 

@@ -41,6 +41,7 @@ def start_job(
     run: RunDirectory,
     arguments: dict[str, Any] | None = None,
     secret: str | None = None,
+    environment: dict[str, str] | None = None,
 ) -> JobHandle:
     """Take the run's lock, write its job.json and config.toml, then launch the detached worker process.
 
@@ -51,7 +52,8 @@ def start_job(
     are whole.
 
     ``secret`` (an upload token) reaches the worker only through a pipe on its standard input, read once at start:
-    never job.json, config.toml, the environment or the log, so it never touches the disk.
+    never job.json, config.toml, the environment or the log, so it never touches the disk. ``environment`` adds to
+    the worker's environment (``CUDA_VISIBLE_DEVICES`` of one worker per GPU).
     """
     arguments = dict(arguments or {})
     resume = bool(arguments.get("resume"))
@@ -69,7 +71,7 @@ def start_job(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env=worker_environment(),
+                env={**worker_environment(), **(environment or {})},
                 cwd=os.getcwd(),
                 pass_fds=(lock.descriptor,),
             )

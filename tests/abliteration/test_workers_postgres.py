@@ -1,0 +1,157 @@
+"""Two workers on one study in a real PostgreSQL server, on the demo model: one is killed in the middle of a trial,
+the other fails that trial once its heartbeat stops, runs it again, and the study ends with exactly its target of
+completed trials, no trial number twice, none of the killed worker's completed trials lost, and a report that lists
+them all. A run whose study is in its journal file refuses a second worker (one paragraph, exit code 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from heretic_tui.core.abliteration.study_storage import StudyLocation, check_shareable
+from heretic_tui.core.abliteration.workers import SURPLUS_ATTRIBUTE, WORKER_ATTRIBUTE
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.runs.events import TrialFinished, TrialStarted
+from heretic_tui.core.runs.run_directory import RunDirectory
+from postgres_server import PostgresServer, postgres_server  # noqa: F401  (the fixture)
+
+TARGET = 14
+QUICK = ["--model", "demo", "--headless", "--set", "prompts.max_eval_prompts=24",
+         "--set", "prompts.max_direction_prompts=32", "--set", "optimization.heartbeat_seconds=1"]
+
+
+def cli(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "heretic_tui.cli", "abliterate", *arguments]
+
+
+def start(arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log, "wb") as output:
+        return subprocess.Popen(arguments, stdout=output, stderr=subprocess.STDOUT, env=environment)
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 120.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"waited {timeout:.0f}s for {what}")
+
+
+def trial_events(run: RunDirectory) -> tuple[list[int], list[int]]:
+    events = run.read_events() if run.events_path.exists() else []
+    return ([item.number for item in events if isinstance(item, TrialStarted)],
+            [item.number for item in events if isinstance(item, TrialFinished)])
+
+
+def worker_pid(run: RunDirectory) -> int | None:
+    return run.worker_pid() if run.worker_alive() else None
+
+
+def kill_in_flight(run: RunDirectory, study: Callable[[], optuna.Study]) -> tuple[int, list[int]]:
+    """SIGKILL the worker of ``run`` while one of its trials runs, after it completed one; returns that trial's
+    number and the trials it had completed.
+
+    The worker is stopped (SIGSTOP) as soon as its journal says a trial started, and killed only if the storage
+    still shows that trial running; otherwise it goes on to its next trial.
+    """
+    pid = wait_for(lambda: worker_pid(run), f"the joined worker of {run.path} to start")
+    checked: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started, finished = trial_events(run)
+        candidates = [number for number in started if number not in finished and number not in checked]
+        if finished and candidates:
+            number = candidates[-1]
+            checked.add(number)
+            os.kill(pid, signal.SIGSTOP)
+            trial = next(item for item in study().trials if item.number == number)
+            if trial.state == TrialState.RUNNING:
+                os.kill(pid, signal.SIGKILL)
+                return number, trial_events(run)[1]
+            os.kill(pid, signal.SIGCONT)
+        assert run.worker_alive(), f"the joined worker ended before it could be killed:\n{run.log_path.read_text()}"
+        time.sleep(0.02)
+    raise AssertionError("the joined worker never had a trial in flight after completing one")
+
+
+def test_two_workers_one_killed_mid_trial_reach_the_target_exactly(postgres_server: PostgresServer,
+                                                                     tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = start(cli(*QUICK, "--trials", str(TARGET), "--run-dir", str(run_dir), "--storage", postgres_server.url),
+                  tmp_path / "first.log")
+    wait_for(lambda: (run_dir / "job.json").exists() or first.poll() is not None, "the run to be created")
+    assert first.poll() is None, (tmp_path / "first.log").read_text()
+    second = start(cli("--join", str(run_dir), "--headless"), tmp_path / "second.log")
+    workers = run_dir / "workers"
+    joined = RunDirectory(wait_for(lambda: next(iter(workers.glob("*/job.json")), None), "the joined worker's "
+                                   "folder").parent)
+    job = json.loads((run_dir / "job.json").read_text())
+    name = job["arguments"]["study"]
+
+    def study() -> optuna.Study:
+        return optuna.load_study(study_name=name, storage=postgres_server.url)
+
+    killed, completed_by_killed = kill_in_flight(joined, study)
+    assert first.wait(timeout=180) == 0, (tmp_path / "first.log").read_text() + (run_dir / "worker.log").read_text()
+    second.wait(timeout=60)
+
+    trials = study().trials
+    numbers = [trial.number for trial in trials]
+    assert len(numbers) == len(set(numbers)), f"a trial number was given twice: {numbers}"
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    assert len(complete) == TARGET, [(trial.number, trial.state.name) for trial in trials]
+    assert set(completed_by_killed) <= {trial.number for trial in complete}, "a completed trial was lost"
+    killed_trial = next(trial for trial in trials if trial.number == killed)
+    assert killed_trial.state == TrialState.FAIL
+    retry = [trial for trial in complete if trial.system_attrs.get("failed_trial") == killed]
+    assert len(retry) == 1, "the killed worker's trial was not run again exactly once"
+    assert retry[0].params == killed_trial.params
+    assert retry[0].user_attrs[WORKER_ATTRIBUTE] != killed_trial.user_attrs[WORKER_ATTRIBUTE]
+    assert len({trial.user_attrs[WORKER_ATTRIBUTE] for trial in complete}) == 2, "both workers ran trials"
+    for trial in trials:
+        if trial.state == TrialState.FAIL and trial.number != killed:
+            assert trial.user_attrs.get(SURPLUS_ATTRIBUTE) or "repeats_trial" in trial.user_attrs, trial
+
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "finished"
+    assert sorted(item["number"] for item in report["trials"]) == sorted(trial.number for trial in complete)
+    assert {item["number"]: item["worker"] for item in report["trials"]} == {
+        trial.number: trial.user_attrs[WORKER_ATTRIBUTE] for trial in complete}
+    assert report["chosen_trial"] in report["pareto"]
+    assert (joined.path / "directions.safetensors").read_bytes() == (run_dir / "directions.safetensors").read_bytes()
+
+
+def test_a_study_in_the_journal_file_refuses_a_second_worker(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = start(cli(*QUICK, "--trials", "200", "--run-dir", str(run_dir)), tmp_path / "first.log")
+    try:
+        wait_for(lambda: (run_dir / "job.json").exists() or first.poll() is not None, "the run to be created")
+        result = subprocess.run(cli("--join", str(run_dir), "--headless"), capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+    assert result.returncode == 2, result.stderr
+    message = result.stderr.strip()
+    assert "Traceback" not in message and "\n\n" not in message
+    assert "study.journal" in message and "one writer" in message and "--storage postgresql://" in message
+    assert not (run_dir / "workers").exists()
+
+
+def test_sqlite_takes_one_writer_only() -> None:
+    with pytest.raises(UserInputError, match="SQLite does not take several writers"):
+        check_shareable(StudyLocation("sqlite:///study.db", "a"), "The run")
+    check_shareable(StudyLocation("postgresql://someone@127.0.0.1:5432/db", "a"), "The run")
