@@ -17,12 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.finetuning.evaluation import chat_replies
 from heretic_tui.core.finetuning.examples import (
+    MODE_TEXT,
     build_examples,
+    conversation_example,
     example_messages,
     resolve_mode,
+    token_windows,
 )
-from heretic_tui.core.finetuning.sources import Conversation, Document, SourceData, read_sources
+from heretic_tui.core.finetuning.knowledge import KnowledgeQuestion, read_questions
+from heretic_tui.core.finetuning.retention import GENERAL_PROMPTS, mix_retention
+from heretic_tui.core.finetuning.synthesis import Fact, Generate, QuestionAnswer, chunk_facts, hold_out, synthesize
+from heretic_tui.core.finetuning.sources import KIND_INSTRUCTION, Conversation, Document, SourceData, read_sources
 from heretic_tui.core.atomic_files import (
     read_json_object,
     storage_errors,
@@ -40,6 +47,10 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200e\u2
 TRAILING_SPACE = re.compile(r"[ \t]+\n")
 BLANK_LINES = re.compile(r"\n{3,}")
 PREVIEW_CHARACTERS = 400
+QUESTION_TOKENS = 40
+ANSWER_TOKENS = 48
+RETENTION_TOKENS = 96
+SENTENCE_END_CHARACTERS = ".!?"
 
 
 @dataclass
@@ -160,17 +171,105 @@ def format_summary(data: SourceData) -> list[dict[str, Any]]:
     return list(formats.values())
 
 
+def question_generator(settings: FinetuneSettings, model: Any | None, tokenizer: Any) -> Generate | None:
+    """The model that writes questions for the 'questions' recipe, or None for the template fallback."""
+    choice = settings.question_generator
+    if choice == "template" or model is None:
+        return None
+    if not getattr(tokenizer, "chat_template", None):
+        if choice == "model":
+            raise UserInputError(
+                "finetune.question_generator is 'model', but the model that would write the questions has no chat "
+                "template. Set finetune.question_model to a local chat model folder, or set "
+                "finetune.question_generator to 'template' (or 'auto', which falls back to templates)."
+            )
+        return None
+
+    def generate(prompts: list[list[dict[str, str]]]) -> list[str]:
+        if not prompts:
+            return []
+        tokens = QUESTION_TOKENS if "Sentence:" in prompts[0][-1]["content"] else ANSWER_TOKENS
+        return chat_replies(model, tokenizer, prompts, tokens)
+
+    return generate
+
+
+def document_facts(documents: list[Document], tokenizer: Any, window: tuple[int, int]) -> list[Fact]:
+    """Every sentence of every document window, once, in document order."""
+    seen: set[str] = set()
+    facts = []
+    for document in documents:
+        windows = token_windows(tokenizer, document.text, window[0], window[1])
+        facts.extend(chunk_facts(document.title, windows, document.origin, seen))
+    return facts
+
+
+def pair_example(pair: QuestionAnswer, mode: str) -> dict[str, Any]:
+    conversation = Conversation((("user", pair.question), ("assistant", pair.answer)), pair.origin, KIND_INSTRUCTION)
+    return conversation_example(conversation, mode)
+
+
+def complete_sentences(text: str) -> str:
+    """A reply cut by the token limit, shortened to its last whole sentence (a cut answer teaches cutting off)."""
+    text = text.strip()
+    if not text or text[-1] in SENTENCE_END_CHARACTERS:
+        return text
+    last = max(text.rfind(character) for character in SENTENCE_END_CHARACTERS)
+    return text[:last + 1] if last > 0 else ""
+
+
+def retention_examples(settings: FinetuneSettings, mode: str, tokenizer: Any, model: Any | None,
+                       check_cancelled: Callable[[], None] | None, hub: HubSettings | None
+                       ) -> tuple[list[dict[str, Any]], str]:
+    """General chat examples to mix in, and where they came from (for the summary)."""
+    if settings.retention_share <= 0:
+        return [], "none (finetune.retention_share is 0)"
+    if mode == MODE_TEXT:
+        return [], "none (the text mode trains on the text itself)"
+    if settings.retention_data:
+        data = clean_sources(read_sources(settings.retention_data, check_cancelled, hub))
+        conversations = data.conversations
+        origin = f"{len(conversations)} conversations from {', '.join(settings.retention_data)}"
+    elif model is not None and getattr(tokenizer, "chat_template", None):
+        prompts = [[{"role": "user", "content": prompt}] for prompt in GENERAL_PROMPTS]
+        replies = [complete_sentences(reply) for reply in chat_replies(model, tokenizer, prompts, RETENTION_TOKENS)]
+        conversations = [Conversation((("user", prompt[0]["content"]), ("assistant", reply)), "built-in",
+                                      KIND_INSTRUCTION) for prompt, reply in zip(prompts, replies) if reply]
+        origin = f"built-in: {len(conversations)} everyday prompts answered by the model before training"
+    else:
+        return [], "none (the built-in set needs the model and its chat template)"
+    return [conversation_example(item, mode) for item in conversations], origin
+
+
 def prepare_data(
     settings: FinetuneSettings,
     tokenizer: Any,
     window: tuple[int, int],
     check_cancelled: Callable[[], None] | None = None,
     hub: HubSettings | None = None,
+    model: Any | None = None,
+    teacher: tuple[Any, Any] | None = None,
 ) -> PreparedData:
-    """Read, detect, clean, build examples, remove duplicates and split; raises UserInputError for bad input."""
+    """Read, detect, clean, build examples (synthesizing questions), remove duplicates, hold out, mix in retention
+    and split; raises UserInputError for bad input. ``model`` writes questions (unless a ``teacher`` model and
+    tokenizer does) and retention answers; without one the template fallback is used and only a user retention
+    source is mixed in."""
+    if settings.knowledge_questions:
+        read_questions(settings.knowledge_questions)
     data = clean_sources(read_sources(settings.training_data, check_cancelled, hub))
-    mode = resolve_mode(settings.training_mode, data)
-    examples = build_examples(data, mode, tokenizer, window[0], window[1], settings.finetune_seed)
+    mode = resolve_mode(settings.training_mode, data, bool(getattr(tokenizer, "chat_template", None)))
+    questions = mode != MODE_TEXT and settings.document_recipe == "questions" and bool(data.documents)
+    examples = build_examples(data, mode, tokenizer, window[0], window[1], settings.finetune_seed,
+                              include_documents=not questions)
+    synthesis: dict[str, Any] = {}
+    held_out: list[QuestionAnswer] = []
+    if questions:
+        generate = question_generator(settings, *(teacher or (model, tokenizer)))
+        facts = document_facts(data.documents, tokenizer, window)
+        pairs, synthesis = synthesize(facts, settings.questions_per_fact, settings.finetune_seed, generate,
+                                      check_cancelled)
+        pairs, held_out = hold_out(pairs, settings.held_out_questions, settings.finetune_seed)
+        examples = [pair_example(pair, mode) for pair in pairs] + examples
     examples, duplicates = remove_duplicates(examples)
     if not examples:
         raise UserInputError(
@@ -178,7 +277,12 @@ def prepare_data(
             f"'{mode}' mode: every text was too short or empty after cleaning. Add longer documents, or use "
             "--mode text."
         )
+    knowledge_count = len(examples)
+    retention, retention_origin = retention_examples(settings, mode, tokenizer, model, check_cancelled, hub)
+    examples = mix_retention(examples, retention, settings.retention_share, settings.finetune_seed)
     train, validation = split_examples(examples, settings.validation_fraction, settings.finetune_seed)
+    recipe = synthesis.get("recipe") if questions else (
+        "continue-the-passage pairs" if mode != MODE_TEXT and data.documents else f"{mode} examples as given")
     summary = {
         "formats": format_summary(data),
         "sources": [asdict(report) for report in data.reports],
@@ -187,6 +291,11 @@ def prepare_data(
         "documents": len(data.documents),
         "conversations": len(data.conversations),
         "duplicates_removed": duplicates,
+        "recipe": recipe,
+        "synthesis": synthesis,
+        "held_out": [asdict(KnowledgeQuestion(pair.question, pair.key)) for pair in held_out],
+        "retention": {"source": retention_origin, "examples": len(examples) - knowledge_count,
+                      "share": settings.retention_share},
     }
     return PreparedData(mode, train, validation, summary)
 
@@ -201,4 +310,7 @@ def data_metrics(prepared: PreparedData) -> dict[str, Any]:
         "validation_examples": len(prepared.validation),
         "duplicates_removed": prepared.summary.get("duplicates_removed", 0),
         "skipped_files": len(prepared.summary.get("skipped", [])),
+        "recipe": prepared.summary.get("recipe", ""),
+        "held_out_questions": len(prepared.summary.get("held_out", [])),
+        "retention_examples": prepared.summary.get("retention", {}).get("examples", 0),
     }

@@ -7,9 +7,10 @@ Each mode maps to one of TRL's dataset formats, so TRL does the tokenizing and t
 - ``instruct``: conversational prompt/completion rows; the loss is on the completion (the last assistant turn).
 - ``chat``: conversational ``{"messages": [...]}`` rows; the loss is on every assistant turn.
 
-Documents in the instruct and chat modes become instruction/response pairs: each window is split at a sentence
-boundary and the model is asked to continue the passage it comes from. That is how facts from the user's documents
-get into a chat model without a second model writing questions, and it is deterministic for a seed.
+Documents in the instruct and chat modes become question/answer pairs (synthesis.py, the default recipe) or, with
+``finetune.document_recipe = "continuation"``, continue-the-passage pairs: each window is split at a sentence
+boundary and the model is asked to continue the passage it comes from. Continuation teaches reciting; it is kept
+as the baseline that the knowledge benchmark compares against.
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ PAIR_TEMPLATES = (
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-def resolve_mode(mode: str, data: SourceData) -> str:
-    """The mode to train in: the setting, or for 'auto' the richest format found in the data."""
+def resolve_mode(mode: str, data: SourceData, chat_template: bool = False) -> str:
+    """The mode to train in: the setting, or for 'auto' the richest format found in the data; documents alone
+    train a chat model (one with a chat template) in the instruct mode, so it learns to answer questions about
+    them, and any other model on the text itself."""
     if mode != "auto":
         return mode
     kinds = data.kinds
     if KIND_CHAT in kinds:
         return MODE_CHAT
-    if KIND_INSTRUCTION in kinds:
+    if KIND_INSTRUCTION in kinds or (chat_template and data.documents):
         return MODE_INSTRUCT
     return MODE_TEXT
 
@@ -110,12 +113,14 @@ def document_pairs(document: Document, windows: Sequence[str], generator: random
 
 
 def build_examples(
-    data: SourceData, mode: str, tokenizer: Any, chunk_tokens: int, chunk_overlap: int, seed: int
+    data: SourceData, mode: str, tokenizer: Any, chunk_tokens: int, chunk_overlap: int, seed: int,
+    include_documents: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every training example of the data in the given (resolved) mode, in source order."""
+    """Every training example of the data in the given (resolved) mode, in source order; documents are left out
+    when they become question/answer pairs instead (``include_documents`` False)."""
     generator = random.Random(seed)
     examples: list[dict[str, Any]] = []
-    for document in data.documents:
+    for document in data.documents if include_documents else ():
         windows = token_windows(tokenizer, document.text, chunk_tokens, chunk_overlap)
         if mode == MODE_TEXT:
             examples.extend({"text": window} for window in windows)

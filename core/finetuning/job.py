@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ from heretic_tui.core.runs.events import ArtifactWritten, Metrics
 from heretic_tui.core.finetuning.callbacks import JournalCallback, perplexity
 from heretic_tui.core.finetuning.checkpoints import last_checkpoint, remove_incomplete_checkpoints
 from heretic_tui.core.finetuning.data import DATA_FOLDER, PreparedData, data_metrics, prepare_data, preview
+from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.finetuning.evaluation import (
+    KnowledgeItem,
     generate_answers,
     knowledge_items,
+    question_items,
     knowledge_report,
     knowledge_scores,
     smoke_prompt,
@@ -43,6 +47,8 @@ from heretic_tui.core.finetuning.modules import (
     window_sizes,
 )
 from heretic_tui.core.finetuning.plan import ADAM_STATE_BYTES, ADAPTER_WEIGHT_BYTES, TrainingPlan, make_plan
+from heretic_tui.core.finetuning.knowledge import KnowledgeQuestion, read_questions
+from heretic_tui.core.finetuning.retention import general_perplexity
 from heretic_tui.core.finetuning.storage import MEGABYTE, storage_failures
 from heretic_tui.core.finetuning.sources import read_sources
 from heretic_tui.core.finetuning.training import (
@@ -78,12 +84,52 @@ def preflight(settings: Settings) -> None:
         sequence_length(finetune, config, name)
         resolve_target_modules(model, finetune.target_modules, name)
     read_sources(finetune.training_data, hub=settings.hub)
+    if finetune.report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise UserInputError(
+            "finetune.report_to is 'tensorboard', but the tensorboard package is not installed. Install it "
+            "(pip install tensorboard) or set finetune.report_to to 'none'; the dashboard shows the same curves."
+        )
+    if finetune.retention_data:
+        read_sources(finetune.retention_data, hub=settings.hub)
+    if finetune.knowledge_questions:
+        read_questions(finetune.knowledge_questions)
+    if finetune.question_model and not (Path(finetune.question_model).expanduser() / "config.json").is_file():
+        load_question_model(finetune.question_model)
 
 
 def start_finetune(settings: Settings, run_dir: Path | None = None, resume: bool = False) -> JobHandle:
     """Start (or resume) a fine-tuning run in a worker process; bad input is reported before a folder is made."""
     run = prepare_run(JOB_KIND, settings, run_dir, resume, preflight, "a fine-tuning")
     return start_job(JOB_KIND, settings, run, {"resume": resume})
+
+
+def load_question_model(folder: str) -> tuple[Any, Any]:
+    """The teacher that writes the questions (finetune.question_model): a local model folder, loaded on the CPU
+    or GPU the run uses, in its own dtype."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(folder).expanduser()
+    if not (path / "config.json").is_file():
+        raise UserInputError(
+            f"finetune.question_model is {folder}, which is not a local model folder (no config.json there). Give "
+            "the folder of a chat model, or leave the setting empty to let the model being trained write the "
+            "questions."
+        )
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype="auto")
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model, AutoTokenizer.from_pretrained(str(path))
+
+
+def _knowledge_items(finetune: Any, prepared: PreparedData) -> list[KnowledgeItem]:
+    """The user's questions file, else the held-out synthesized questions, else a sample of training examples."""
+    if finetune.knowledge_questions:
+        return question_items(read_questions(finetune.knowledge_questions))
+    held_out = prepared.summary.get("held_out") or []
+    if held_out:
+        return question_items([KnowledgeQuestion(row["question"], row["answer"], tuple(row.get("aliases", ())))
+                               for row in held_out])
+    return knowledge_items(prepared.train, finetune.knowledge_test_prompts, finetune.finetune_seed)
 
 
 def _read_state(context: JobContext, path: Path) -> dict[str, Any]:
@@ -99,15 +145,21 @@ def _read_state(context: JobContext, path: Path) -> dict[str, Any]:
     return state
 
 
-def _prepared_data(context: JobContext, tokenizer: Any, length: int) -> PreparedData:
+def _prepared_data(context: JobContext, model: Any, tokenizer: Any, length: int) -> PreparedData:
     folder = context.run.path / DATA_FOLDER
     prepared = PreparedData.load(folder)
     if prepared is not None:
         context.log(f"using the {len(prepared.train) + len(prepared.validation)} examples prepared earlier in this run")
         return prepared
     window = window_sizes(context.settings.finetune, length)
-    prepared = prepare_data(context.settings.finetune, tokenizer, window, context.check_cancelled,
-                            context.settings.hub)
+    finetune = context.settings.finetune
+    teacher = load_question_model(finetune.question_model) if finetune.question_model else None
+    try:
+        prepared = prepare_data(finetune, tokenizer, window, context.check_cancelled, context.settings.hub, model,
+                                teacher)
+    finally:
+        del teacher
+        gc.collect()
     prepared.save(folder)
     for skipped in prepared.summary.get("skipped", []):
         context.warn(f"skipped {skipped['path']}: {skipped['reason']}")
@@ -151,7 +203,7 @@ def run(context: JobContext) -> dict[str, Any]:
     context.check_cancelled()
 
     with context.phase("data", None, "reading, detecting, cleaning and splitting the training data"):
-        prepared = _prepared_data(context, loaded.tokenizer, length)
+        prepared = _prepared_data(context, loaded.model, loaded.tokenizer, length)
     context.emit(Metrics(name="data", values=data_metrics(prepared)))
     if finetune.preview_examples:
         lines = preview(loaded.tokenizer, prepared.train, finetune.preview_examples)
@@ -178,7 +230,7 @@ def run(context: JobContext) -> dict[str, Any]:
     for problem in plan.problems:
         context.warn(f"plan: {problem}")
 
-    items = knowledge_items(prepared.train, finetune.knowledge_test_prompts, finetune.finetune_seed)
+    items = _knowledge_items(finetune, prepared)
     smoke_messages = smoke_prompt(items)
     before = state.get("before")
     if before is None:
@@ -186,7 +238,8 @@ def run(context: JobContext) -> dict[str, Any]:
             eval_before = trainer.evaluate()["eval_loss"] if chosen.validation is not None else None
             answers = generate_answers(trainer.model, loaded.tokenizer, [item.prompt for item in items],
                                        finetune.knowledge_test_tokens)
-        before = {"eval_loss": eval_before, "answers": answers}
+            general_before = general_perplexity(trainer.model, loaded.tokenizer)
+        before = {"eval_loss": eval_before, "answers": answers, "general_perplexity": general_before}
         state["before"] = before
         write_json_atomically(state_path, state)
     for item, answer in zip(items, before["answers"]):
@@ -215,6 +268,7 @@ def run(context: JobContext) -> dict[str, Any]:
                                    finetune.knowledge_test_tokens)
         reference_answer = generate_answers(trainer.model, loaded.tokenizer, [smoke_messages],
                                             finetune.knowledge_test_tokens)[0]
+        general_after = general_perplexity(trainer.model, loaded.tokenizer)
     for item, answer in zip(items, answers):
         item.after = answer
     scores = knowledge_scores(items)
@@ -225,6 +279,8 @@ def run(context: JobContext) -> dict[str, Any]:
         "eval_loss_after": eval_after,
         "perplexity_before": perplexity(before["eval_loss"]),
         "perplexity_after": perplexity(eval_after),
+        "general_perplexity_before": before.get("general_perplexity"),
+        "general_perplexity_after": general_after,
     }
     context.emit(Metrics(name="evaluation", values=evaluation))
     warnings = list(plan.problems)
@@ -234,8 +290,10 @@ def run(context: JobContext) -> dict[str, Any]:
         context.warn(outcome)
     context.emit(Metrics(name="knowledge_test", values={**scores, "prompts": len(items)}))
     for number, item in enumerate(items, start=1):
-        context.log(f"knowledge test {number}: {item.prompt_text[:200]!r}\n  expected: {item.expected[:200]!r}\n"
-                    f"  before:   {item.before[:200]!r}\n  after:    {item.after[:200]!r}")
+        verdict = "" if not item.judged else (f" [before {'right' if item.correct_before else 'wrong'}, after "
+                                              f"{'right' if item.correct_after else 'wrong'}]")
+        context.log(f"knowledge test {number}{verdict}: {item.prompt_text[:200]!r}\n  expected: "
+                    f"{item.expected[:200]!r}\n  before:   {item.before[:200]!r}\n  after:    {item.after[:200]!r}")
 
     output_metadata = {
         "run_dir": str(run_path),

@@ -1,6 +1,7 @@
 """The training plan shown before the first step: how much data, how many steps, and whether it will fit.
 
-The plan also says when the schedule cannot teach the adapter anything, before an hour of training proves it: a
+The plan also warns about over-training (hundreds of passes over a dozen examples) and under-training (less than a
+single pass), and says when the schedule cannot teach the adapter anything, before an hour of training proves it: a
 learning rate that is 0 at every step (a warmup longer than a tiny run ramps up from 0 and never gets going), a
 warmup as long as the run, fewer training sequences than one optimizer step's batch. Each problem is one sentence
 with the fix, shown with the plan and repeated in the report; the run still goes ahead, because the user may mean
@@ -27,6 +28,10 @@ ADAM_STATE_BYTES = 8
 GRADIENT_BYTES = 4
 ADAPTER_WEIGHT_BYTES = 4
 LOGIT_BYTES = 4
+OVER_TRAINING_EPOCHS = 100
+"""More passes than this over the same examples memorises them (and costs general ability) rather than teaching."""
+UNDER_TRAINING_EPOCHS = 1.0
+"""Fewer passes than this leave some examples never seen: their facts cannot have been learned."""
 
 
 @dataclass
@@ -195,6 +200,20 @@ def schedule_problems(plan: TrainingPlan, learning_rate_positive: bool) -> list[
             f"The warmup ({plan.warmup_steps} steps) is as long as the whole run ({plan.steps} steps), so the "
             "learning rate never reaches finetune.learning_rate. Lower finetune.warmup_ratio, or train for more "
             "steps."
+        )
+    if plan.epochs > OVER_TRAINING_EPOCHS:
+        problems.append(
+            f"The run makes {plan.epochs:g} passes over {plan.train_examples} training examples: the adapter will "
+            "learn them word for word and lose general ability (over-training). Train for fewer steps "
+            f"(finetune.max_steps or finetune.epochs; {UNDER_TRAINING_EPOCHS:g} to {OVER_TRAINING_EPOCHS // 2} "
+            "epochs suit most data), add data, or set finetune.early_stopping_patience to stop when the validation "
+            "loss stops improving."
+        )
+    elif 0 < plan.epochs < UNDER_TRAINING_EPOCHS and plan.learning_rate > 0:
+        problems.append(
+            f"The run ends after {plan.epochs:.2g} of a pass over its {plan.train_examples} training examples, so "
+            "some are never seen and their facts cannot be learned (under-training; facts usually need several "
+            "passes to stick). Raise finetune.max_steps or finetune.epochs."
         )
     if plan.sequences < plan.effective_batch:
         sequences = "is only 1 training sequence" if plan.sequences == 1 else \

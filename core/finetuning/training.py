@@ -22,6 +22,13 @@ from heretic_tui.core.finetuning.packing import has_variable_length_attention, p
 from heretic_tui.core.settings import FinetuneSettings
 
 CHECKPOINT_FOLDER = "checkpoints"
+TENSORBOARD_FOLDER = "tensorboard"
+EVERY_STEP_LOGGING_UP_TO = 200
+"""Runs of up to this many steps log every step (a curve of a 6-step run needs 6 points); longer ones log
+``1 / EVERY_STEP_LOGGING_UP_TO`` of the run at a time, about 200 points."""
+EVALUATIONS_PER_RUN = 10
+"""Validation passes aimed for in a run whose checkpoints are further apart (for the eval-loss curve and early
+stopping); the evaluation interval divides the checkpoint interval, as ranking checkpoints needs."""
 
 
 @dataclass
@@ -80,8 +87,39 @@ def precision(model: Any) -> dict[str, bool]:
     return {"bf16": False, "fp16": False}
 
 
+def planned_steps(settings: FinetuneSettings, sequences: int) -> int:
+    """The optimizer steps the run will take, counted before the trainer exists (the plan counts them again exactly)."""
+    from heretic_tui.core.finetuning.plan import steps_for
+
+    return steps_for(sequences, settings.per_device_batch_size, settings.gradient_accumulation, settings.epochs,
+                     settings.max_steps)[0]
+
+
+def logging_interval(settings: FinetuneSettings, steps: int) -> float:
+    """finetune.logging_steps, or for 0 every step of a short run and a fixed share of a long one."""
+    if settings.logging_steps > 0:
+        return settings.logging_steps
+    return 1 if steps <= EVERY_STEP_LOGGING_UP_TO else 1.0 / EVERY_STEP_LOGGING_UP_TO
+
+
+def evaluation_interval(checkpoint_steps: int, steps: int) -> int:
+    """The largest divisor of the checkpoint interval that still gives about ten validation passes in the run."""
+    target = max(1, steps // EVALUATIONS_PER_RUN)
+    return max(divisor for divisor in range(1, checkpoint_steps + 1)
+               if checkpoint_steps % divisor == 0 and divisor <= target)
+
+
+def report_destinations(settings: FinetuneSettings, output_dir: Path) -> str:
+    """Where the Trainer also logs: nowhere, or TensorBoard files next to the checkpoints."""
+    if settings.report_to == "tensorboard":
+        import os
+
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir.parent / TENSORBOARD_FOLDER)
+    return settings.report_to
+
+
 def sft_config(settings: FinetuneSettings, output_dir: Path, has_validation: bool, assistant_only_loss: bool,
-               model: Any, length: int) -> Any:
+               model: Any, length: int, steps: int = 0) -> Any:
     from trl import SFTConfig
 
     cuda = torch.cuda.is_available()
@@ -95,10 +133,10 @@ def sft_config(settings: FinetuneSettings, output_dir: Path, has_validation: boo
         learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.learning_rate_scheduler,
         warmup_steps=settings.warmup_ratio,
-        logging_steps=settings.logging_steps,
+        logging_steps=logging_interval(settings, steps),
         logging_first_step=True,
         eval_strategy="steps" if has_validation else "no",
-        eval_steps=settings.checkpoint_steps,
+        eval_steps=evaluation_interval(settings.checkpoint_steps, steps),
         save_strategy="steps",
         save_steps=settings.checkpoint_steps,
         load_best_model_at_end=has_validation,
@@ -112,7 +150,7 @@ def sft_config(settings: FinetuneSettings, output_dir: Path, has_validation: boo
         packing=settings.packing and has_variable_length_attention(model),
         eval_packing=False,
         assistant_only_loss=assistant_only_loss,
-        report_to="none",
+        report_to=report_destinations(settings, output_dir),
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         use_cpu=not cuda,
@@ -143,9 +181,14 @@ def build_trainer(
     """The SFT trainer for this run, with LoRA applied to the model (the model object is modified in place)."""
     from trl import SFTTrainer
 
+    from transformers import EarlyStoppingCallback
+
     datasets = choose_datasets(prepared, tokenizer)
     configuration = sft_config(settings, output_dir, datasets.validation is not None,
-                               datasets.trl_assistant_mask, model, length)
+                               datasets.trl_assistant_mask, model, length, planned_steps(settings, len(prepared.train)))
+    callbacks: list[Any] = [callback] if callback is not None else []
+    if settings.early_stopping_patience > 0 and datasets.validation is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
     trainer = SFTTrainer(
         model=prepare_quantized(model, settings),
         args=configuration,
@@ -153,7 +196,7 @@ def build_trainer(
         eval_dataset=datasets.validation,
         processing_class=tokenizer,
         peft_config=lora_config(settings, target_modules),
-        callbacks=[callback] if callback is not None else None,
+        callbacks=callbacks or None,
     )
     if settings.packing:
         if has_variable_length_attention(trainer.model):

@@ -133,7 +133,7 @@ def finetune_settings(model: Path, data: list[str], **finetune: Any) -> Any:
     values = dict(chunk_tokens=24, chunk_overlap=6, max_steps=24, checkpoint_steps=8, logging_steps=4,
                   gradient_checkpointing=False, learning_rate=1e-2, per_device_batch_size=4, gradient_accumulation=1,
                   lora_rank=8, lora_dropout=0.0, warmup_ratio=0.0, knowledge_test_prompts=2,
-                  knowledge_test_tokens=12)
+                  knowledge_test_tokens=12, retention_share=0.0)
     values.update(finetune)
     for name, value in values.items():
         setattr(settings.finetune, name, value)

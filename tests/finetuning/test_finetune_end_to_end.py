@@ -53,7 +53,8 @@ def test_headless_cli_trains_merges_and_the_outputs_reload(tiny_model: Path, doc
                 "adapter_dir", "merged_dir", "examples"):
         assert key in report
     assert report["eval_loss_after"] < report["eval_loss_before"]
-    assert report["mode"] == "text" and set(report["examples"]) == {"train", "validation"}
+    assert report["mode"] == "instruct" and set(report["examples"]) == {"train", "validation"}
+    assert report["data"]["recipe"] and report["data"]["retention"]["examples"] > 0
     assert {entry["format"] for entry in report["data"]["formats"]} == {"text", "markdown", "pdf"}
     assert report["smoke_test"]["passed"] and report["smoke_test"]["chat_template_identical"]
 

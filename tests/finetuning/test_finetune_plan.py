@@ -94,7 +94,8 @@ QUICK_PRESET = dict(max_steps=0, epochs=1.0, lora_rank=8, learning_rate=3e-4, wa
 
 def test_the_quick_preset_on_two_small_files_is_flagged_not_a_silent_success(tiny_model: Path, tmp_path: Path,
                                                                             two_small_files: list[str]) -> None:
-    summary, run_directory = run_in_process(finetune_settings(tiny_model, two_small_files, **QUICK_PRESET), tmp_path)
+    summary, run_directory = run_in_process(
+        finetune_settings(tiny_model, two_small_files, training_mode="text", **QUICK_PRESET), tmp_path)
     events = run_directory.read_events()
     plan_values = next(item.values for item in events if isinstance(item, Metrics) and item.name == "plan")
     assert plan_values["steps"] == 1 and plan_values["warmup_steps"] == 1
@@ -116,7 +117,7 @@ def test_headless_output_shows_the_plan_problems_and_the_final_warnings(tiny_mod
                                                                        two_small_files: list[str],
                                                                        capfd: pytest.CaptureFixture[str]) -> None:
     arguments = ["finetune", "--headless", "--model", str(tiny_model), "--run-dir", str(tmp_path / "run"),
-                 "--epochs", "1", "--lora-rank", "8", "--learning-rate", "3e-4",
+                 "--epochs", "1", "--lora-rank", "8", "--learning-rate", "3e-4", "--mode", "text",
                  "--set", "finetune.knowledge_test_tokens=8", "--set", "finetune.gradient_checkpointing=false"]
     for path in two_small_files:
         arguments += ["--data", path]

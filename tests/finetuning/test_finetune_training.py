@@ -52,7 +52,8 @@ def test_chat_training_lowers_validation_loss_with_our_assistant_mask(tiny_model
     assert all(item.tokens_per_second and item.tokens_per_second > 0 for item in trained)
     assert trained[-1].eta_seconds == 0
     evaluated = [item for item in steps if item.eval_loss is not None]
-    assert [item.step for item in evaluated][:4] == [0, 8, 16, 24]
+    evaluated_steps = [item.step for item in evaluated]
+    assert {0, 8, 16, 24} <= set(evaluated_steps) and len(set(evaluated_steps)) >= 10, evaluated_steps
     assert all(item.perplexity and item.perplexity > 1 for item in evaluated)
     plans = [item.values for item in events if isinstance(item, Metrics) and item.name == "plan"]
     assert {"train_examples", "tokens", "steps", "effective_batch", "memory_total_gb"} <= set(plans[0])
@@ -76,7 +77,8 @@ def test_trl_masks_templates_with_generation_markers_and_dora_packing_work(marke
 
 def test_documents_train_as_instruction_pairs_with_checkpointed_activations(tiny_model: Path, documents: Path,
                                                                          tmp_path: Path) -> None:
-    settings = finetune_settings(tiny_model, [str(documents)], training_mode="instruct", max_steps=16,
+    settings = finetune_settings(tiny_model, [str(documents)], training_mode="instruct",
+                                 document_recipe="continuation", max_steps=16,
                                  validation_fraction=0.2, merge_adapter=True, gradient_checkpointing=True)
     summary, run_directory = run_in_process(settings, tmp_path)
     assert summary["eval_loss_after"] < summary["eval_loss_before"]

@@ -1,0 +1,247 @@
+"""Question/answer pairs from document chunks, so a chat model learns to answer from the documents, not recite them.
+
+A model trained on "continue this passage" pairs learns to recite; asked about a fact in other words, it does not
+use it. What teaches retrieval is many questions about each fact, phrased differently, each answered from the text.
+Every sentence of a chunk is one fact. Two recipes write the questions:
+
+- ``model``: a local model (the one being trained, or a teacher folder) is shown the chunk and one of its sentences
+  and asked, in several phrasings, for a question that sentence answers and then for the answer. Decoding is greedy
+  and batched, so the pairs are the same for the same model, data and seed. A grounding filter drops every answer
+  whose content words are not in the chunk (a made-up answer teaches a made-up fact), and every question that
+  gives its own answer away.
+- ``template`` (the fallback, named as such in the plan and the report): questions made from sentence patterns
+  without any model: a name or number of the sentence becomes the blank of a question about the document, and the
+  sentence is the answer. It is used when no generator is usable (no chat template), or for the facts the
+  model's questions left uncovered.
+
+Both write the answer of a template pair as the whole sentence, so what is learned is exactly what the document
+says. Pairs keep the index of their fact, so held-out questions (for the knowledge test) are chosen only from
+facts that are still trained through another of their questions.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+RECIPE_MODEL = "model"
+RECIPE_TEMPLATE = "template"
+
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+WORD = re.compile(r"[\w'-]+", re.UNICODE)
+NUMBER_PHRASE = re.compile(r"\b\d[\d,.]*\d\b(?:\s+(?:metres|meters|kilometres|years|people|days|tonnes|percent))?|\b\d\b")
+NAME_PHRASE = re.compile(r"\b[A-Z][\w'-]+(?:\s+(?:of\s+|the\s+|de\s+)?[A-Z][\w'-]+)*")
+STOP_WORDS = frozenset(
+    "a an the of and or in on at to for from by with as is are was were be been it its this that these those "
+    "which who whom what when where why how there their they them he she his her him we our you your i my me "
+    "do does did has have had not no yes also than then so such can could will would shall should may might "
+    "into over under about after before during between each every all some any most more other one".split()
+)
+MINIMUM_SENTENCE_WORDS = 5
+GROUNDING_THRESHOLD = 0.8
+"""Share of an answer's content words that must appear in its chunk for the answer to count as supported by it."""
+
+QUESTION_REQUESTS = (
+    "Write one question that is answered by this sentence of the passage. Reply with the question only.",
+    "Ask a quiz question whose answer is stated in this sentence of the passage. Reply with the question only.",
+    "Write a question a reader could answer from this sentence alone, using other words than the sentence. Reply "
+    "with the question only.",
+    "What would someone ask to get the fact in this sentence? Reply with one question only.",
+)
+"""Phrasings of the request for a question; each gives another paraphrase of the question about the same fact."""
+
+ANSWER_REQUEST = "Answer the question in one sentence, using only the passage."
+
+TEMPLATE_QUESTIONS = (
+    "{title}: {blanked}?",
+    "About {title}, {blanked}?",
+    "Fill in the blank about {title}: {gapped}",
+)
+"""Template-recipe questions; ``blanked`` is the sentence with its name or number replaced by "what", ``gapped``
+the sentence with a blank."""
+
+
+@dataclass(frozen=True)
+class QuestionAnswer:
+    """One synthesized pair; ``key`` is the short answer the knowledge test looks for in a reply."""
+
+    question: str
+    answer: str
+    key: str
+    fact: int
+    recipe: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One sentence of a chunk, the chunk it comes from and the document's title."""
+
+    sentence: str
+    chunk: str
+    title: str
+    origin: str
+
+
+def chunk_facts(title: str, chunks: Sequence[str], origin: str, seen: set[str]) -> list[Fact]:
+    """The sentences of the chunks as facts; a sentence already seen (chunks overlap) is not a new fact."""
+    facts = []
+    for chunk in chunks:
+        for sentence in SENTENCE_BREAK.split(chunk):
+            sentence = sentence.strip().lstrip("#*- ").strip()
+            if len(WORD.findall(sentence)) < MINIMUM_SENTENCE_WORDS or sentence in seen:
+                continue
+            seen.add(sentence)
+            facts.append(Fact(sentence, chunk, title, origin))
+    return facts
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words that carry meaning (no stop words), for grounding and answer checks."""
+    return [word for word in (match.group(0).lower().strip("'-") for match in WORD.finditer(text))
+            if word and word not in STOP_WORDS]
+
+
+def is_grounded(answer: str, chunk: str) -> bool:
+    """Whether the answer says only what the chunk says: most of its content words, and all its numbers, are there."""
+    words = content_words(answer)
+    if not words:
+        return False
+    in_chunk = set(content_words(chunk))
+    numbers = [word for word in words if any(character.isdigit() for character in word)]
+    if any(number not in in_chunk for number in numbers):
+        return False
+    return sum(word in in_chunk for word in words) / len(words) >= GROUNDING_THRESHOLD
+
+
+def gives_answer_away(question: str, key: str) -> bool:
+    """A question that already holds its whole short answer teaches nothing to retrieve."""
+    key_words = content_words(key)
+    return bool(key_words) and set(key_words) <= set(content_words(question))
+
+
+def answer_spans(sentence: str, title: str) -> list[str]:
+    """Names and numbers of a sentence that a question can ask for (not the title, not the first word alone)."""
+    title_words = set(content_words(title))
+    spans = []
+    for pattern in (NUMBER_PHRASE, NAME_PHRASE):
+        for match in pattern.finditer(sentence):
+            span = match.group(0).strip()
+            if pattern is NAME_PHRASE and match.start() == 0 and " " not in span:
+                continue
+            words = set(content_words(span))
+            if not words or words <= title_words or span in spans:
+                continue
+            spans.append(span)
+    return spans
+
+
+def template_pairs(fact: Fact, index: int, per_fact: int, generator: random.Random) -> list[QuestionAnswer]:
+    """The template recipe: questions with one name or number of the sentence as the blank, the sentence as answer."""
+    pairs = []
+    body = fact.sentence.rstrip(".!? ")
+    spans = answer_spans(body, fact.title)
+    templates = list(TEMPLATE_QUESTIONS)
+    for span in spans:
+        generator.shuffle(templates)
+        for template in templates[:max(1, per_fact // max(1, len(spans)))]:
+            question = template.format(title=fact.title, blanked=body.replace(span, "what", 1),
+                                       gapped=body.replace(span, "____", 1) + ".")
+            pairs.append(QuestionAnswer(question, fact.sentence, span, index, RECIPE_TEMPLATE, fact.origin))
+    if not spans:
+        question = f"What does the text about {fact.title} say about {' '.join(content_words(body)[:3])}?"
+        pairs.append(QuestionAnswer(question, fact.sentence, fact.sentence, index, RECIPE_TEMPLATE, fact.origin))
+    return pairs[:max(per_fact, 1)]
+
+
+def question_prompt(fact: Fact, request: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Passage:\n{fact.chunk}\n\nSentence: \"{fact.sentence}\"\n\n{request}"}]
+
+
+def answer_prompt(fact: Fact, question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Passage:\n{fact.chunk}\n\nQuestion: {question}\n\n{ANSWER_REQUEST}"}]
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of a reply, without a "Question:"/"Answer:" label or quotes around it."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    line = re.sub(r"^(?:Q(?:uestion)?|A(?:nswer)?)\s*[:.]\s*", "", line, flags=re.IGNORECASE)
+    return line.strip().strip('"').strip()
+
+
+Generate = Callable[[list[list[dict[str, str]]]], list[str]]
+"""Greedy replies of the generator model to a batch of chat prompts."""
+
+
+def model_pairs(facts: Sequence[Fact], first_index: int, per_fact: int, generate: Generate,
+                check_cancelled: Callable[[], None] | None = None) -> tuple[list[QuestionAnswer], int]:
+    """The model recipe for the facts: (grounded pairs, how many answers the grounding filter dropped)."""
+    requests = [(number, fact, QUESTION_REQUESTS[round_ % len(QUESTION_REQUESTS)])
+                for round_ in range(per_fact) for number, fact in enumerate(facts)]
+    questions = generate([question_prompt(fact, request) for _, fact, request in requests])
+    if check_cancelled is not None:
+        check_cancelled()
+    asked = []
+    for (number, fact, _), reply in zip(requests, questions):
+        question = first_line(reply)
+        if question.endswith("?") and len(WORD.findall(question)) >= 3:
+            asked.append((number, fact, question))
+    answers = generate([answer_prompt(fact, question) for _, fact, question in asked])
+    if check_cancelled is not None:
+        check_cancelled()
+    pairs, dropped, seen = [], 0, set()
+    for (number, fact, question), reply in zip(asked, answers):
+        answer = first_line(reply)
+        if not is_grounded(answer, fact.chunk) or gives_answer_away(question, answer):
+            dropped += 1
+            continue
+        if (number, question.lower()) in seen:
+            continue
+        seen.add((number, question.lower()))
+        pairs.append(QuestionAnswer(question, answer, answer, first_index + number, RECIPE_MODEL, fact.origin))
+    return pairs, dropped
+
+
+def synthesize(facts: Sequence[Fact], per_fact: int, seed: int, generate: Generate | None,
+               check_cancelled: Callable[[], None] | None = None) -> tuple[list[QuestionAnswer], dict[str, Any]]:
+    """Pairs for every fact: the model's grounded ones, template ones for facts left without any (or for all facts
+    when there is no generator); with a summary of what each recipe gave, for the plan and the report."""
+    generator = random.Random(seed)
+    pairs: list[QuestionAnswer] = []
+    dropped = 0
+    if generate is not None and facts:
+        pairs, dropped = model_pairs(facts, 0, per_fact, generate, check_cancelled)
+    covered = {pair.fact for pair in pairs}
+    fallback = [pair for index, fact in enumerate(facts) if index not in covered
+                for pair in template_pairs(fact, index, per_fact, generator)]
+    pairs.extend(fallback)
+    pairs.sort(key=lambda pair: pair.fact)
+    summary = {
+        "recipe": (f"questions written by the model, template fallback for {len({p.fact for p in fallback})} facts"
+                   if generate is not None else "template fallback (no question generator usable)"),
+        "facts": len(facts),
+        "model_pairs": len(pairs) - len(fallback),
+        "template_pairs": len(fallback),
+        "ungrounded_dropped": dropped,
+    }
+    return pairs, summary
+
+
+def hold_out(pairs: Sequence[QuestionAnswer], count: int, seed: int
+             ) -> tuple[list[QuestionAnswer], list[QuestionAnswer]]:
+    """(training pairs, held-out pairs): at most one question per fact is held out, and only from facts that keep
+    another question in training, so a held-out question tests a paraphrase of something the model was taught."""
+    by_fact: dict[int, list[int]] = {}
+    for position, pair in enumerate(pairs):
+        by_fact.setdefault(pair.fact, []).append(position)
+    generator = random.Random(seed)
+    candidates = [positions for positions in by_fact.values() if len(positions) >= 2]
+    generator.shuffle(candidates)
+    held = {generator.choice(positions) for positions in candidates[:count]}
+    held_questions = {pairs[position].question.lower() for position in held}
+    train = [pair for position, pair in enumerate(pairs)
+             if position not in held and pair.question.lower() not in held_questions]
+    return train, [pairs[position] for position in sorted(held)]

@@ -1,0 +1,149 @@
+"""Knowledge injection on tiny models: grounded synthesis, held-out questions, retention share, the knowledge report
+and early stopping."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from finetune_helpers import FACTS, finetune_settings, run_in_process
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.finetuning.data import prepare_data
+from heretic_tui.core.finetuning.knowledge import answer_matches, read_questions
+from heretic_tui.core.finetuning.plan import schedule_problems
+from heretic_tui.core.finetuning.retention import mix_retention, retention_count
+from heretic_tui.core.finetuning.synthesis import (
+    RECIPE_MODEL,
+    RECIPE_TEMPLATE,
+    Fact,
+    is_grounded,
+    synthesize,
+)
+from test_finetune_plan import plan
+
+CHUNK = "The capital of Zorbia is Quellton. The tower of Quellton was built by the engineer Mira Vance."
+
+
+def user_turns(rows: list[dict]) -> set[str]:
+    return {turn["content"] for row in rows for turn in row.get("prompt", row.get("messages", []))
+            if turn["role"] == "user"}
+
+
+def test_synthesis_keeps_grounded_answers_and_drops_the_rest() -> None:
+    facts = [Fact(sentence, CHUNK, "Zorbia", "zorbia.txt") for sentence in CHUNK.split(". ")]
+
+    def generate(prompts: list[list[dict[str, str]]]) -> list[str]:
+        replies = []
+        for prompt in prompts:
+            content = prompt[-1]["content"]
+            if "Sentence:" in content:
+                replies.append("Question: Who built the tower of Quellton?" if "Vance" in content.split(
+                    "Sentence:")[1] else "What is the capital of Zorbia?")
+            elif "capital" in content.split("Question:")[1]:
+                replies.append("The capital of Zorbia is Paris, a city of 90 bridges.")
+            else:
+                replies.append("Answer: The engineer Mira Vance built it.")
+        return replies
+
+    pairs, summary = synthesize(facts, 2, seed=3, generate=generate)
+    model_pairs = [pair for pair in pairs if pair.recipe == RECIPE_MODEL]
+    assert model_pairs and all(pair.answer == "The engineer Mira Vance built it." for pair in model_pairs)
+    assert all(pair.question == "Who built the tower of Quellton?" for pair in model_pairs)
+    assert summary["ungrounded_dropped"] == 2 and summary["model_pairs"] == 1
+    fallback = [pair for pair in pairs if pair.recipe == RECIPE_TEMPLATE]
+    assert fallback and {pair.fact for pair in fallback} == {0}, "the fact left uncovered gets template questions"
+    assert all(pair.key in CHUNK and pair.key not in pair.question for pair in fallback)
+    assert "template fallback for 1 facts" in summary["recipe"]
+    assert not is_grounded("Paris", CHUNK) and not is_grounded("Quellton has 9 towers", CHUNK)
+    assert is_grounded("Mira Vance built the tower.", CHUNK)
+
+
+def test_synthesis_is_deterministic_and_without_a_generator_says_it_is_the_template_fallback() -> None:
+    facts = [Fact(sentence, " ".join(FACTS), "Zorbia", "zorbia.txt") for sentence in FACTS]
+    first, summary = synthesize(facts, 3, seed=5, generate=None)
+    again, _ = synthesize(facts, 3, seed=5, generate=None)
+    assert first == again and summary["recipe"] == "template fallback (no question generator usable)"
+    assert len({pair.fact for pair in first}) == len(FACTS)
+    assert max(sum(pair.fact == fact for pair in first) for fact in range(len(FACTS))) >= 2, "paraphrases per fact"
+
+
+def test_held_out_questions_are_never_trained_on_and_retention_holds_its_share(tiny_model: Path,
+                                                                                documents: Path,
+                                                                                tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    chat = tmp_path / "general.jsonl"
+    chat.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Hello {number} ?"},
+                                                     {"role": "assistant", "content": "Yes ."}]}) + "\n"
+                            for number in range(3)), encoding="utf-8")
+    settings = finetune_settings(tiny_model, [str(documents)], question_generator="template", held_out_questions=4,
+                                 retention_share=0.25, retention_data=[str(chat)]).finetune
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    prepared = prepare_data(settings, tokenizer, (24, 6))
+    held_out = prepared.summary["held_out"]
+    assert prepared.mode == "instruct" and len(held_out) == 4
+    trained = user_turns(prepared.train) | user_turns(prepared.validation)
+    assert not {row["question"] for row in held_out} & trained
+    rows = prepared.train + prepared.validation
+    general = [row for row in rows if row["prompt"][-1]["content"].startswith("Hello")]
+    assert len(general) == retention_count(len(rows) - len(general), 0.25)
+    assert abs(len(general) / len(rows) - 0.25) < 0.05
+    assert prepared.summary["retention"]["examples"] == len(general)
+    assert "template fallback" in prepared.summary["recipe"]
+
+
+def test_retention_mixing_repeats_a_small_set_to_hold_the_share() -> None:
+    knowledge = [{"id": number} for number in range(30)]
+    mixed = mix_retention(knowledge, [{"general": 1}, {"general": 2}], 0.4, seed=1)
+    share = sum("general" in row for row in mixed) / len(mixed)
+    assert len(mixed) == 50 and share == pytest.approx(0.4)
+    assert mix_retention(knowledge, [{"general": 1}], 0.0, seed=1) == mix_retention(knowledge, [], 0.5, seed=1)
+
+
+def test_answers_are_judged_by_the_answer_or_an_alias() -> None:
+    assert answer_matches("It is Port Ysolde, on the east coast.", "Port Ysolde")
+    assert answer_matches("About 310000 people.", "310,000", ["310000"])
+    assert not answer_matches("It is Ysoldeport.", "Port Ysolde")
+    assert answer_matches("The tower was built by the engineer Mira Vance in Quellton.",
+                          "The tower of Quellton was built by the engineer Mira Vance.")
+
+
+def test_a_bad_questions_file_names_the_line_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "questions.jsonl"
+    path.write_text('{"question": "Where?", "answer": "Here"}\n{"question": "Who?"}\n', encoding="utf-8")
+    with pytest.raises(UserInputError, match="Line 2 of the knowledge questions file"):
+        read_questions(str(path))
+    with pytest.raises(UserInputError, match="cannot be read"):
+        read_questions(str(tmp_path / "missing.jsonl"))
+
+
+def test_the_plan_warns_about_over_and_under_training() -> None:
+    over = schedule_problems(replace(plan(steps=400, warmup=0, sequences=12), epochs=400.0), True)
+    assert any("over-training" in problem and "finetune.early_stopping_patience" in problem for problem in over)
+    under = schedule_problems(replace(plan(steps=2, warmup=0, sequences=400), epochs=0.02), True)
+    assert any("under-training" in problem and "finetune.max_steps" in problem for problem in under)
+
+
+def test_the_knowledge_report_has_before_and_after_for_every_question_and_early_stopping_stops(
+        tiny_model: Path, documents: Path, tmp_path: Path) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        json.dumps({"question": "What is the capital of Zorbia ?", "answer": "Quellton"}) + "\n"
+        + json.dumps({"question": "Who built the tower ?", "answer": "Mira Vance", "aliases": ["Vance"]}) + "\n",
+        encoding="utf-8")
+    settings = finetune_settings(tiny_model, [str(documents)], knowledge_questions=str(questions),
+                                 question_generator="template", learning_rate=0.0, early_stopping_patience=1,
+                                 max_steps=24, checkpoint_steps=8)
+    summary, run_directory = run_in_process(settings, tmp_path)
+    report = run_directory.read_report()
+    items = report["knowledge_test"]["items"]
+    assert [item["prompt"] for item in items] == ["What is the capital of Zorbia ?", "Who built the tower ?"]
+    assert all(isinstance(item["correct_before"], bool) and isinstance(item["correct_after"], bool)
+               and "before" in item and "after" in item for item in items)
+    assert report["knowledge_test"]["accuracy_before"] is not None
+    assert report["knowledge_test"]["accuracy_after"] is not None
+    assert report["general_perplexity_before"] > 1 and report["general_perplexity_after"] > 1
+    assert report["steps"] < 24, "a validation loss that never improves stops the run after the patience"
