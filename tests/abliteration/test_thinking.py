@@ -21,7 +21,7 @@ from heretic_tui.core.models.generation import first_token_log_probabilities, ge
 from heretic_tui.core.models.loading import LoadedModel, load_model
 from heretic_tui.core.models.thinking import ThinkingPlan, parse_markers, plan_thinking
 from heretic_tui.core.settings import AbliterationSettings, ModelSettings, Settings
-from model_factory import CHAT_TEMPLATE, SWITCH_TEMPLATE, THINKING_TEMPLATE, build_bigram_model, chain
+from model_factory import ARCHITECTURES, CHAT_TEMPLATE, SWITCH_TEMPLATE, THINKING_TEMPLATE, build_bigram_model, chain
 
 ANSWER = ("sure", "here", "is", "the", "answer", "<|end|>")
 REASONING = ("<think>", "sorry", "i", "help", "</think>")
@@ -139,3 +139,31 @@ def test_a_run_on_a_thinking_model_records_its_handling(reasoning_model: LoadedM
     warm_start = report["warm_start"]
     assert warm_start["enqueued"] == min(warm_start["trials"], settings.optimization.trials), warm_start
     assert "warm start: " in handle.run.log_path.read_text(encoding="utf-8")
+
+
+OPEN_BLOCK_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> bake {% endif %}"
+)
+"""A template that opens the reasoning block for the model (as DeepSeek-R1's does), with a block made of words the
+tiny models know: 'bake' opens it, 'bread' closes it."""
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_every_architecture_reaches_its_answer_within_the_reasoning_budget(
+    architecture: str, tiny_models: dict[str, Path]
+) -> None:
+    from transformers import AutoTokenizer
+
+    loaded = load(tiny_models[architecture])
+    loaded.tokenizer = AutoTokenizer.from_pretrained(tiny_models[architecture])
+    loaded.tokenizer.chat_template = OPEN_BLOCK_TEMPLATE
+    thinking = plan(loaded, thinking="skip", thinking_markers=["bake...bread"], thinking_max_tokens=4)
+    texts = format_chat(loaded.tokenizer, "", PROMPTS)
+    responses = generate_responses(loaded, texts, 2, 3, lambda answer, finished: False if finished else None,
+                                   None, thinking)
+    for response in responses:
+        reasoning = loaded.tokenizer.convert_ids_to_tokens(response.tokens[:response.answer_start])
+        assert reasoning and reasoning[-1] == "bread", reasoning
+        assert len(reasoning) <= 4 + 1, reasoning
+        assert len(response.tokens) - response.answer_start <= 3
