@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_demo_abliterates_and_the_export_reproduces_the_report(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo-run"
-    environment = dict(os.environ)
+    environment = dict(os.environ, HERETIC_WARM_START_PROFILE="none")  # the search is under test, not the profile
     result = subprocess.run([sys.executable, "-m", "heretic_tui.cli", "demo", "--run-dir", str(run_dir)],
                             cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

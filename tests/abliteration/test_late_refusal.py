@@ -44,6 +44,8 @@ def test_the_default_search_removes_a_refusal_that_lives_in_the_last_layer(late_
     settings.prompts.good_eval_prompts = "builtin:harmless@test"
     settings.prompts.bad_eval_prompts = "builtin:harmful@test"
     settings.optimization.trials = TRIALS
+    settings.optimization.warm_start_profile = "none"  # the cold search is under test (the llama profile was
+    # measured on this model)
     handle = start_abliteration(settings, tmp_path / "run")
     assert handle.wait(timeout=1200) == 0, handle.run.log_path.read_text(encoding="utf-8")
 
