@@ -177,3 +177,15 @@ def test_the_warm_start_flag_sets_the_setting(tmp_path: Path) -> None:
     abliterate.add_arguments(parser)
     arguments = parser.parse_args(["--warm-start", str(tmp_path)])
     assert settings_from_arguments(arguments).optimization.warm_start_run == str(tmp_path)
+
+
+def test_a_warm_start_run_that_is_not_a_run_stops_the_start_before_a_run_folder_is_made(tmp_path: Path) -> None:
+    from heretic_tui.core.abliteration.job import start_abliteration
+    from heretic_tui.core.settings import Settings
+
+    settings = Settings()
+    settings.model.model = "demo"
+    settings.optimization.warm_start_run = str(tmp_path / "no-such-run")
+    with pytest.raises(UserInputError, match="warm_start_run = .*no-such-run.* is not a folder"):
+        start_abliteration(settings, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
