@@ -23,7 +23,6 @@ refusal that lives only in the last layer), which tests and benchmarks use as mo
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -381,8 +380,10 @@ def _with_added_layer(model: PreTrainedModel) -> PreTrainedModel:
     """The model with one more decoder layer on top whose output projections are zero, so it changes nothing yet."""
     import torch
 
-    config = copy.deepcopy(model.config)
-    config.num_hidden_layers += 1
+    # Rebuilt from its fields rather than copied: per-layer lists such as Gemma-2's layer_types are derived from the
+    # layer count when left out, so the added layer gets its architecture's own kind.
+    fields = {key: value for key, value in model.config.to_dict().items() if key != "layer_types"}
+    config = type(model.config).from_dict({**fields, "num_hidden_layers": model.config.num_hidden_layers + 1})
     grown = type(model)(config)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     prefix = f"model.layers.{config.num_hidden_layers - 1}."
