@@ -14,8 +14,8 @@ seeds exists only when at least two of them reach 0 refusals, and the table says
 fewest refusals).
 
 Every run's result is a JSON file in ``user_cache_dir('heretic-tui')/bench-results/method-quality/``, keyed by the
-toy's recipe hash, the tool, the resolved method settings (so a change of the defaults is a new configuration),
-the budget and the seed: an interrupted benchmark resumes where it stopped, and ``--table`` prints what exists
+toy's recipe hash, the tool, the configuration's name and overrides, the budget and the seed (``--rerun`` measures
+again, e.g. after the defaults changed): an interrupted benchmark resumes where it stopped, and ``--table`` prints what exists
 without running anything. Results record the machine, library versions, the git commit and wall time; wall times
 on a shared machine are not comparable between runs.
 
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import platformdirs  # noqa: E402
 
 import heretic_peer  # noqa: E402
-from toy_models import TOYS, TOYS_BY_NAME, PreparedToy, prepare_toy  # noqa: E402
+from toy_models import TOYS, TOYS_BY_NAME, PreparedToy, is_built, prepare_toy  # noqa: E402
 
 RESULT_FORMAT_VERSION = 1
 DEFAULT_BUDGETS = (30, 100)
@@ -113,9 +113,12 @@ def resolved_method_settings(configuration: Configuration) -> dict[str, Any]:
 
 
 def configuration_key(configuration: Configuration) -> str:
+    """The configuration's name and a hash of its overrides (not of every resolved setting: settings are added all
+    the time, and a new setting that is off changes nothing). Each result records the resolved settings and the
+    commit; ``--rerun`` measures again after the defaults themselves changed."""
     if configuration.is_heretic:
         return HERETIC
-    material = json.dumps(resolved_method_settings(configuration), sort_keys=True, default=str)
+    material = json.dumps(sorted(configuration.overrides))
     return f"{configuration.name}-{hashlib.sha256(material.encode()).hexdigest()[:10]}"
 
 
@@ -167,10 +170,11 @@ def run_ours(toy: PreparedToy, configuration: Configuration, budget: int, seed: 
             "methods": report.get("methods"), "timings": report.get("timings")}
 
 
-def run_one(toy: PreparedToy, configuration: Configuration, budget: int, seed: int) -> dict[str, Any]:
+def run_one(toy: PreparedToy, configuration: Configuration, budget: int, seed: int, rerun: bool = False
+            ) -> dict[str, Any]:
     """Run (or find the cached result of) one tool/configuration on one toy at one budget and seed."""
     path = result_path(toy, configuration, budget, seed)
-    if path.is_file():
+    if path.is_file() and not rerun:
         return json.loads(path.read_text(encoding="utf-8"))
     path.parent.mkdir(parents=True, exist_ok=True)
     log_path = path.with_suffix(".log")
@@ -330,6 +334,7 @@ def main() -> None:
     parser.add_argument("--no-defaults", action="store_true", help="do not run our defaults")
     parser.add_argument("--no-heretic", action="store_true", help="do not run Heretic (cached results still show)")
     parser.add_argument("--quick", action="store_true", help="smoke run: the first toy, 30 trials, one seed")
+    parser.add_argument("--rerun", action="store_true", help="measure again even where a cached result exists")
     parser.add_argument("--table", action="store_true", help="print the tables from cached results; run nothing")
     parser.add_argument("--check-measurement", action="store_true",
                         help="compare both tools' base first-token distributions on each toy, then stop")
@@ -346,14 +351,23 @@ def main() -> None:
     configurations = ([] if arguments.no_defaults else [Configuration(DEFAULTS)]) + [
         Configuration.parse(text) for text in arguments.configuration]
 
-    toys = [prepare_toy(TOYS_BY_NAME[name]) for name in names]
-    for toy in toys:
-        if not toy.valid:
-            print(f"warning: toy {toy.toy.name} failed its validity check ({toy.manifest['check']}); "
-                  "its numbers do not count", flush=True)
+    prepared: dict[str, PreparedToy] = {}
+
+    def toy_named(name: str) -> PreparedToy:
+        """The toy, built on first use (so runs on built toys start while others still build)."""
+        if name not in prepared:
+            prepared[name] = prepare_toy(TOYS_BY_NAME[name])
+            if not prepared[name].valid:
+                print(f"warning: toy {name} failed its validity check ({prepared[name].manifest['check']}); "
+                      "its numbers do not count", flush=True)
+        return prepared[name]
+
+    if arguments.table:
+        names = [name for name in names if is_built(TOYS_BY_NAME[name])]
     if arguments.check_measurement:
-        for toy in toys:
-            print(toy.toy.name, heretic_peer.compare_first_token_distributions(toy.model, prompt_files(toy)))
+        for name in names:
+            toy = toy_named(name)
+            print(name, heretic_peer.compare_first_token_distributions(toy.model, prompt_files(toy)), flush=True)
         return
     if not arguments.table:
         started = time.perf_counter()
@@ -364,14 +378,15 @@ def main() -> None:
         others = [configuration for configuration in configurations if configuration.name != DEFAULTS]
         for group in (primary, others):
             for budget in budgets:
-                for toy in toys:
-                    for seed in seeds:
+                for seed in seeds:  # seed-major: every toy has a first result early
+                    for name in names:
                         for configuration in group:
                             try:
-                                run_one(toy, configuration, budget, seed)
+                                run_one(toy_named(name), configuration, budget, seed, arguments.rerun)
                             except RuntimeError as error:
                                 print(f"    FAILED: {error}", flush=True)
         print(f"benchmark wall time {time.perf_counter() - started:.0f}s on {machine()} (shared; not comparable)")
+    toys = [toy_named(name) for name in names]
     print(table(toys, configurations, budgets, seeds))
     if 30 in budgets and not arguments.no_defaults:
         print("Target (defaults, 30 trials, median best KL at 0 refusals <= 0.5x Heretic's, never worse):")

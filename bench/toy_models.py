@@ -163,6 +163,11 @@ def toy_prompts(toy: BenchmarkToy) -> dict[str, list[str]]:
     return chosen
 
 
+def is_built(toy: BenchmarkToy) -> bool:
+    """Whether the toy's folder is complete (its manifest is written last)."""
+    return (toys_folder() / toy.name / toy_key(toy) / "toy.json").is_file()
+
+
 def prepare_toy(toy: BenchmarkToy, log: Callable[[str], None] = print) -> PreparedToy:
     """The toy's folder, with model, prompt files and validity check made first where missing."""
     key = toy_key(toy)
