@@ -205,6 +205,30 @@ class AbliterationSettings:
     orthogonalize_direction: bool = setting(
         False, "Project each refusal direction off the harmless mean direction before using it."
     )
+    helpfulness_orthogonalization: bool = setting(
+        False,
+        "Make the refusal direction orthogonal to each layer's 'unhelpfulness' direction (the mean of "
+        "general_text_prompts minus the mean of the harmless prompts), so abliteration does not take the model's "
+        "way of answering requests (verbosity, padding) along with its refusals.",
+    )
+    general_text_prompts: str = setting(
+        "builtin:general_text",
+        "Plain text that asks for nothing (any prompt source): the baseline of the unhelpfulness direction and of "
+        "the sacred directions.",
+    )
+    sacred_directions: int = setting(
+        0,
+        "Capability directions per layer (the top eigenvectors of a contrastive PCA of capability_prompts against "
+        "general_text_prompts) that the refusal direction is made orthogonal to, so abliteration leaves them "
+        "alone; 0 turns this off.",
+        minimum=0,
+        maximum=64,
+    )
+    capability_prompts: str = setting(
+        "builtin:capability",
+        "Prompts that exercise the capabilities to protect (exam-style questions, code, reasoning; any prompt "
+        "source), for sacred_directions.",
+    )
     winsorize_quantile: float = setting(
         1.0,
         "Clamp each residual vector's components to this quantile of its absolute values before directions are "
@@ -279,6 +303,21 @@ class AbliterationSettings:
         "then, or one the model tries to end the response in, is closed for it.",
         minimum=1,
         maximum=32768,
+    )
+    apply: str = setting(
+        "hooks",
+        "How a trial is applied while the search runs: 'hooks' (forward hooks take the direction out of each "
+        "residual-writing module's output; no weight is edited, several trials can share a forward pass, and 4-bit "
+        "or 8-bit models can be searched) or 'weights' (the weights are edited and restored for every trial, one "
+        "trial at a time). Both give the same trials within float tolerance; export always edits weights.",
+        choices=("hooks", "weights"),
+    )
+    trial_batch: int = setting(
+        1,
+        "Trials evaluated together in one forward pass (each row of the batch carries its own trial; needs "
+        "apply = 'hooks'); 0 picks as many as the free memory holds, up to 8.",
+        minimum=0,
+        maximum=64,
     )
 
 
@@ -871,6 +910,11 @@ def _check_consistency(settings: Settings, origin: str) -> None:
         raise UserInputError(
             f"{origin}: 'model.batch_size' ({settings.model.batch_size}) is larger than 'model.max_batch_size' "
             f"({settings.model.max_batch_size}). Lower batch_size or raise max_batch_size."
+        )
+    if settings.abliteration.apply == "weights" and settings.abliteration.trial_batch != 1:
+        raise UserInputError(
+            f"{origin}: 'abliteration.trial_batch' ({settings.abliteration.trial_batch}) needs abliteration.apply = "
+            "'hooks': edited weights hold one trial at a time. Set apply = 'hooks' or trial_batch = 1."
         )
 
 

@@ -21,6 +21,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from heretic_tui.core.abliteration.ablation import Abliterator
+from heretic_tui.core.abliteration.activation_ablation import ActivationAblation
+from heretic_tui.core.abliteration.batched_evaluation import BatchedEvaluator, choose_trial_batch, sample_trial
 from heretic_tui.core.abliteration.directions import compute_directions, separation
 from heretic_tui.core.abliteration.methods import DIRECTION_SETTINGS, MethodChoices, method_record
 from heretic_tui.core.abliteration.winsorization import winsorize
@@ -295,6 +297,69 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
     return TrialResult(trial.number, refusals, kl, seconds, apply_seconds, flat, worker)
 
 
+def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEvaluator, target: int,
+                    size: int, worker: str = "") -> list[TrialResult]:
+    """Up to ``size`` trials asked together (the sampler's constant liar keeps them apart), evaluated in shared
+    forward passes through activation hooks, and told one by one; the rest is :func:`run_trial`'s.
+
+    A trial's recorded time is its share of the batch's time, from the first ask to just before the first tell,
+    so trials per minute read the same from one-at-a-time and batched runs. With several workers the batch
+    stops asking once the target is claimed; an empty batch waits for the others like :func:`run_trial`.
+    """
+    retry_abandoned_trials(study)
+    evaluator = batched.evaluator
+    methods = MethodChoices.from_settings(context.settings.abliteration)
+    layers = text_config(evaluator.loaded.model).num_hidden_layers
+    started = time.perf_counter()
+    asked: list[tuple[optuna.Trial, Any]] = []
+    while len(asked) < size:
+        if not room_for_another(study, target):
+            if not asked:
+                wait_for_others(context.check_cancelled)
+            break
+        trial, parameters = ask_untried(study, layers, methods)
+        start_heartbeat(study, trial)
+        if is_surplus(study, trial.number, target):
+            give_back(study, trial)
+            break
+        retried = retried_number(study, trial)
+        if retried is not None:
+            context.log(f"trial {trial.number} runs the parameters of trial {retried} again: its worker stopped "
+                        "answering")
+        trial.set_user_attr(WORKER_ATTRIBUTE, worker)
+        context.emit(TrialStarted(number=trial.number, total=target, params=parameters.to_flat()))
+        asked.append((trial, parameters))
+    if not asked:
+        return []
+    try:
+        prepare_started = time.perf_counter()
+        prepared = batched.ablation.prepare([parameters for _, parameters in asked])
+        prepare_seconds = time.perf_counter() - prepare_started
+        kls = batched.kl(prepared)
+        responses = batched.generate(prepared, context.check_cancelled)
+        refusals = [evaluator.count(judge_responses(context, "trials", evaluator, trial.number, answers))
+                    for (trial, _), answers in zip(asked, responses)]
+    except BaseException:
+        for trial, _ in asked:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        raise
+    seconds = (time.perf_counter() - started) / len(asked)
+    finished = []
+    for (trial, parameters), kl, count in zip(asked, kls, refusals):
+        if not still_running(study, trial):
+            context.warn(f"trial {trial.number} missed its heartbeats for too long (a paused or overloaded worker), "
+                         "so another worker failed it and runs it again; its result here is not counted")
+            continue
+        flat = parameters.to_flat()
+        trial.set_user_attr("parameters", flat)
+        trial.set_user_attr("apply_reset_seconds", prepare_seconds / len(asked))
+        trial.set_user_attr("seconds", seconds)
+        trial.set_user_attr("trial_batch", len(asked))
+        study.tell(trial, [kl, count])
+        finished.append(TrialResult(trial.number, count, kl, seconds, prepare_seconds / len(asked), flat, worker))
+    return finished
+
+
 def run(context: JobContext) -> dict[str, Any]:
     """The worker's entry point; a shared study's database that fails is one paragraph with exit code 3."""
     location = location_from_arguments(context.arguments)
@@ -365,6 +430,13 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
     write_json_atomically(state_path, state)
 
     abliterator = Abliterator(loaded.model, directions)
+    batched = None
+    trial_batch = 1
+    if settings.abliteration.apply == "hooks":
+        batched = BatchedEvaluator(evaluator, ActivationAblation(loaded.model, directions))
+        trial_batch = choose_trial_batch(settings.abliteration.trial_batch, batched,
+                                         sample_trial(text_config(loaded.model).num_hidden_layers,
+                                                      settings.abliteration), context.log)
     study = shared if shared is not None else open_study(run_path, settings.optimization, context.warn)
     stale = fail_stale_trials(study) if shared is None else []
     if stale:
@@ -386,6 +458,7 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
             "model_location": loaded.location,
             "dtype": loaded.dtype,
             "batch_size": batch_size,
+            "trial_batch": trial_batch,
             "baseline": {"refusals": baseline_refusals, "total": len(harmful_eval)},
             "trials": [
                 {"number": item.number, "refusals": item.refusals, "kl": item.kl, "seconds": item.seconds,
@@ -406,25 +479,30 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
 
     with context.phase("trials", target, "Optuna search over direction and kernel parameters") as progress:
         context.emit(Metrics(name="search", values={"random_trials": random_trials,
-                                                    "guided_trials": target - random_trials, "sampler": SAMPLER}))
+                                                    "guided_trials": target - random_trials, "sampler": SAMPLER,
+                                                    "trial_batch": trial_batch}))
         progress(len(results))
         while len(results) < target:
             try:
                 context.check_cancelled()
-                finished = run_trial(context, study, abliterator, evaluator, target, worker)
+                if batched is None:
+                    single = run_trial(context, study, abliterator, evaluator, target, worker)
+                    finished_now = [] if single is None else [single]
+                else:
+                    finished_now = run_trial_batch(context, study, batched, target,
+                                                   min(trial_batch, target - len(results)), worker)
             except JobCancelled:
                 write_report("cancelled")
                 raise
             results = [trial_result(item) for item in completed_trials(study)]
-            if finished is None:
-                progress(len(results))
-                continue
-            context.emit(TrialFinished(number=finished.number, total=target, refusals=finished.refusals,
-                                       refusal_total=len(evaluator.harmful_texts), kl=finished.kl,
-                                       seconds=finished.seconds, apply_reset_seconds=finished.apply_reset_seconds,
-                                       params=finished.params, pareto=pareto_front(results)))
-            print(f"trial {finished.number}: refusals {finished.refusals}/{len(evaluator.harmful_texts)} "
-                  f"kl {finished.kl:.4f} ({finished.seconds:.2f}s)", flush=True)
+            for finished in finished_now:
+                context.emit(TrialFinished(number=finished.number, total=target, refusals=finished.refusals,
+                                           refusal_total=len(evaluator.harmful_texts), kl=finished.kl,
+                                           seconds=finished.seconds,
+                                           apply_reset_seconds=finished.apply_reset_seconds,
+                                           params=finished.params, pareto=pareto_front(results)))
+                print(f"trial {finished.number}: refusals {finished.refusals}/{len(evaluator.harmful_texts)} "
+                      f"kl {finished.kl:.4f} ({finished.seconds:.2f}s)", flush=True)
             progress(len(results))
 
     chosen = write_report("finished")
