@@ -110,3 +110,11 @@ def test_an_abliteration_run_asks_trials_in_batches_and_tells_each(tmp_path: Pat
     events = RunDirectory(run_dir).read_events()
     assert [event.values["trial_batch"] for event in events if isinstance(event, Metrics) and event.name == "search"] == [4]
     assert sorted(event.number for event in events if isinstance(event, TrialFinished)) == list(range(6))
+
+
+def test_the_dashboard_header_says_how_many_trials_share_a_pass() -> None:
+    from heretic_tui.tui.screens.abliteration_dashboard import search_description
+
+    search = {"random_trials": 4, "guided_trials": 6, "sampler": "TPE"}
+    assert search_description({**search, "trial_batch": 4}) == "4 random, then TPE, 4 trials per pass"
+    assert search_description({**search, "trial_batch": 1}) == "4 random, then TPE"

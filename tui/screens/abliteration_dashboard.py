@@ -23,15 +23,21 @@ PLOT_LEGEND = "● Pareto  ★ best  ┄ baseline"
 
 
 def search_description(search: dict[str, object]) -> str:
-    """How the study samples, as the run header says it: ``10 random, then TPE`` (empty when not reported)."""
+    """How the study samples, as the run header says it: ``10 random, then TPE`` (empty when not reported), and
+    how many trials share a forward pass when more than one does (``, 4 trials per pass``)."""
     random_trials = search.get("random_trials")
     if not isinstance(random_trials, int):
         return ""
     sampler = str(search.get("sampler") or "a guided sampler")
     guided = search.get("guided_trials")
     if isinstance(guided, int) and guided <= 0:
-        return f"all {random_trials} random"
-    return f"{random_trials} random, then {sampler}"
+        description = f"all {random_trials} random"
+    else:
+        description = f"{random_trials} random, then {sampler}"
+    trial_batch = search.get("trial_batch")
+    if isinstance(trial_batch, int) and trial_batch > 1:
+        description += f", {trial_batch} trials per pass"
+    return description
 
 
 class AbliterationDashboard(DashboardScreen):
