@@ -43,6 +43,7 @@ from heretic_tui.core.runs.run_directory import (
     list_runs,
     runs_root,
 )
+from heretic_tui.core.operations.plan import Plan
 from heretic_tui.core.settings import Settings
 from heretic_tui.core.shipping.metadata import FORMAT_MERGED, METADATA_FILE, read_metadata
 from heretic_tui.core.shipping.hub import (
@@ -80,6 +81,7 @@ __all__ = [
     "ModelInfo",
     "ModelReference",
     "ModelRecord",
+    "Plan",
     "Registry",
     "RunDirectory",
     "RunRecord",
@@ -93,6 +95,8 @@ __all__ = [
     "list_runs",
     "model_setting_for",
     "parse_model_reference",
+    "plan_lines",
+    "plan_model",
     "resolve_token",
     "runs_root",
     "start_compare",
@@ -145,3 +149,20 @@ def start_upload(
 
     return upload_job.start_upload(folder, repo, private=private, token=token, endpoint=endpoint,
                                    settings=settings)
+
+
+def plan_model(settings: Settings, *, gpus: list[tuple[str, int, int]] | None = None,
+               host_available: int | None = None) -> Plan:
+    """The plan before any download for ``settings.model.model``, on ``gpus`` (name, free and total bytes; none
+    means CPU only): metadata only, no torch import, so a screen may call it from a thread while the person waits."""
+    from heretic_tui.core.operations import plan
+
+    facts = plan.read_model_facts(settings.model.model, settings)
+    return plan.make_plan(facts, settings, [plan.Gpu(*gpu) for gpu in gpus or []], host_available=host_available)
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """The plan as the lines ``heretic-tui plan`` prints."""
+    from heretic_tui.core.operations import plan as planning
+
+    return planning.plan_lines(plan)

@@ -12,14 +12,15 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from textual import events
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, ContentSwitcher, Footer, Header, Input, Label, Select, Static
 
-from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.api import random_trial_count, runs_root
+from heretic_tui.core.errors import HereticError, UserInputError
+from heretic_tui.core.api import KIND_HUB, Plan, parse_model_reference, plan_lines, plan_model, random_trial_count, \
+    runs_root
 from heretic_tui.core.settings import (
     Settings,
     save_config,
@@ -88,6 +89,8 @@ class WizardScreen(HereticScreen[None]):
         if model is not None:
             self.values["model.model"] = model
         self.errors: dict[str, str] = {}
+        self.plan_offers: list[Any] = []
+        """The plan's offers that change a setting, in the order of their buttons."""
         self.mode = "basic"
         self.step = "mode"
         self.basic_preset = prompt_preset_of(self.values)
@@ -110,6 +113,8 @@ class WizardScreen(HereticScreen[None]):
                 with Horizontal(classes="wizard-buttons"):
                     yield Button("Save config (ctrl+s)", id="save", compact=True)
                     yield Button("Start run (ctrl+r)", id="start", variant="success", compact=True)
+                yield Static("", id="summary-plan")
+                yield Horizontal(id="plan-offers", classes="wizard-buttons")
         with Horizontal(id="wizard-nav"):
             yield Static("", id="wizard-status")
             yield Button("Back (esc)", id="back", compact=True)
@@ -338,6 +343,9 @@ class WizardScreen(HereticScreen[None]):
         if action:
             event.stop()
             action()
+        elif (event.button.id or "").startswith("offer-"):
+            event.stop()
+            self.apply_offer(int((event.button.id or "").removeprefix("offer-")))
 
     def action_choose(self, mode: str) -> None:
         self._choose(mode)
@@ -378,8 +386,77 @@ class WizardScreen(HereticScreen[None]):
         settings = self._checked_settings()
         if settings is None:
             return
+        self._show_summary(settings)
+
+    def _show_summary(self, settings: Settings) -> None:
         self.query_one("#summary-text", Static).update(self._summary_markup(settings))
+        self._show_plan(settings)
         self._show_step("summary")
+
+    def _show_plan(self, settings: Settings) -> None:
+        """The plan before any download under the summary, with a button for each change that would make it fit.
+
+        A local model's metadata is read at once (safetensors headers: milliseconds); a hub id's in a thread.
+        """
+        self.query_one("#plan-offers", Horizontal).remove_children()
+        reference = settings.model.model
+        if KIND_HUB == self._model_kind(reference):
+            self.query_one("#summary-plan", Static).update("[$text-muted]Plan: reading the model's metadata on the "
+                                                           "Hub…[/]")
+            self._plan_in_thread(settings)
+        else:
+            self._plan_ready(*self._make_plan(settings))
+
+    @staticmethod
+    def _model_kind(reference: str) -> str | None:
+        try:
+            return parse_model_reference(reference, allow_trial=False).kind
+        except HereticError:
+            return None
+
+    def _make_plan(self, settings: Settings) -> tuple[Plan | None, str]:
+        snapshot = self.heretic.resource_probe.sample(None)
+        gpus = [(gpu.name, gpu.total_bytes - gpu.used_bytes, gpu.total_bytes) for gpu in snapshot.gpus]
+        try:
+            return plan_model(settings, gpus=gpus,
+                              host_available=snapshot.ram_total_bytes - snapshot.ram_used_bytes), ""
+        except HereticError as error:
+            return None, str(error)
+        except Exception as error:
+            return None, f"{type(error).__name__}: {error}"
+
+    @work(thread=True, group="wizard-plan", exclusive=True, exit_on_error=False)
+    def _plan_in_thread(self, settings: Settings) -> None:
+        plan, problem = self._make_plan(settings)
+        self.app.call_from_thread(self._plan_ready, plan, problem)
+
+    def _plan_ready(self, plan: Plan | None, problem: str) -> None:
+        shown = self.query_one("#summary-plan", Static)
+        if plan is None:
+            shown.update(f"[b]Plan[/b]\n[$text-muted]{escape_markup(problem)}[/]")
+            return
+        colour = "$success" if plan.fits else "$error"
+        lines = [f"[b]Plan[/b] [{colour}]{escape_markup(plan.verdict)}[/]"]
+        lines += [escape_markup(line) for line in plan_lines(plan) if not line.startswith(("verdict", "offer"))]
+        offers = [offer for offer in plan.offers if offer.settings]
+        if offers:
+            lines.append("[b]What would fit[/b] (a button applies the change)")
+            lines += [f"  {escape_markup(offer.title)}: {'fits' if offer.fits else 'still does not fit'}; "
+                      f"{escape_markup(offer.note)}" for offer in offers]
+        shown.update("\n".join(lines))
+        self.plan_offers = offers
+        buttons = self.query_one("#plan-offers", Horizontal)
+        buttons.remove_children()
+        buttons.mount_all([Button(f"Apply: {offer.title.split(':')[0].split('(')[0].strip()}", id=f"offer-{index}",
+                                  compact=True) for index, offer in enumerate(offers)])
+
+    def apply_offer(self, index: int) -> None:
+        """Put an offer's settings into the wizard's values and show the summary (and plan) again."""
+        for key, value in self.plan_offers[index].settings.items():
+            self.values[key] = value
+        settings = self._checked_settings()
+        if settings is not None:
+            self._show_summary(settings)
 
     def _checked_settings(self) -> Settings | None:
         """The settings, or None after saying in a dialog why the core refuses the combination."""
