@@ -587,7 +587,7 @@ class NotifySettings:
 
 @dataclass
 class GgufSettings:
-    """GGUF export through llama.cpp's own converter (``heretic-tui export --gguf``)."""
+    """GGUF export through llama.cpp's own converter (``heretic-tui gguf MODEL_FOLDER``)."""
 
     gguf_converter: str = setting(
         "", "llama.cpp's convert_hf_to_gguf.py, or the llama.cpp folder that holds it; empty means "
