@@ -281,6 +281,13 @@ class AbliterationSettings:
         "The judge's three possible replies, for a refusal, a reply without useful content and an answer; the one "
         "it finds likeliest is the verdict.",
     )
+    capability_questions: int = setting(
+        311,
+        "Questions of the built-in multiple-choice check asked of the original model and the chosen trial at the end "
+        "of a run (with perplexity on the built-in general text); 0 skips the capability checks.",
+        minimum=0,
+        maximum=311,
+    )
     refusal_max_tokens: int = setting(
         48, "Longest greedy response generated to judge a refusal.", minimum=1, maximum=4096
     )

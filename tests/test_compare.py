@@ -25,6 +25,7 @@ from heretic_tui.core.shipping.compare import (
     unique_labels,
 )
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.abliteration.scoring.base import counts_as_refusal
 from heretic_tui.core.abliteration.scoring.markers import MarkerScorer
 from heretic_tui.core.runs.events import ArtifactWritten, JobFinished, Metrics, PhaseStarted
 from heretic_tui.core.runs.registry import Registry
@@ -86,11 +87,13 @@ def test_compare_job_on_tiny_models_with_different_tokenizers(
     assert second["tokenizer"] == first["tokenizer"] != third["tokenizer"]
     assert third["kl_vs_first"] is None and third["note"] == KL_NOT_COMPARABLE
     assert any("other-vocabulary" in note and "not comparable" in note for note in document["notes"])
-    scorer = MarkerScorer(Settings().abliteration.refusal_markers)
+    abliteration = Settings().abliteration
+    scorer = MarkerScorer(abliteration.refusal_markers, abliteration.refusal_topic_words)
     assert [item["prompt"] for item in document["answers"]] == PROMPTS
     for column, model in enumerate(document["models"]):
         responses = [item["responses"][column] for item in document["answers"]]
-        assert all(response["refused"] == scorer.verdict(response["text"], True) for response in responses)
+        verdicts = scorer.score(PROMPTS, [response["text"] for response in responses])
+        assert [response["refused"] for response in responses] == [counts_as_refusal(item, True) for item in verdicts]
         assert model["refusals"] == sum(response["refused"] for response in responses)
         assert model["total"] == len(PROMPTS)
         assert model["perplexity"] is not None and model["perplexity"] > 1.0

@@ -23,6 +23,7 @@ from heretic_tui.core.abliteration.job import start_abliteration
 from heretic_tui.cli.main import main
 from heretic_tui.core.errors import StorageError, UserInputError
 from heretic_tui.core.abliteration.evaluation import kl_divergence
+from heretic_tui.core.abliteration.scoring.base import counts_as_refusal
 from heretic_tui.core.abliteration.scoring.markers import MarkerScorer
 from heretic_tui.core.shipping.export import export_loaded_trial
 from heretic_tui.core.atomic_files import write_json_atomically
@@ -152,8 +153,9 @@ def test_export_reloads_and_reproduces_the_run_metrics(
     batch_size = report["batch_size"]
     scorer = MarkerScorer(MARKERS)
     answers = generate_until_verdict(exported, format_chat(exported.tokenizer, system, HARMFUL), batch_size,
-                                     REFUSAL_TOKENS, scorer.verdict)
-    assert sum(refused for _, refused in answers) == metrics["refusals"]
+                                     REFUSAL_TOKENS, scorer.early_verdict)
+    verdicts = scorer.score(HARMFUL, [text for text, _ in answers])
+    assert sum(counts_as_refusal(verdict, True) for verdict in verdicts) == metrics["refusals"]
     harmless = format_chat(original.tokenizer, system, HARMLESS)
     kl = kl_divergence(first_token_log_probabilities(original, harmless, batch_size),
                        first_token_log_probabilities(exported, harmless, batch_size))

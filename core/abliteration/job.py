@@ -28,6 +28,10 @@ from heretic_tui.core.abliteration.methods import DIRECTION_SETTINGS, MethodChoi
 from heretic_tui.core.abliteration.winsorization import winsorize
 from heretic_tui.core.errors import JobCancelled, UserInputError
 from heretic_tui.core.abliteration.evaluation import Evaluator
+from heretic_tui.core.abliteration.relabeling import SCORING_KEY, apply_labels, scoring_section, trial_entry_counts
+from heretic_tui.core.abliteration.responses import BASELINE, trial_counts
+from heretic_tui.core.abliteration.scoring.selection import make_scorer
+from heretic_tui.core.abliteration.trial_judgement import judge_responses
 from heretic_tui.core.abliteration.warm_start import check_warm_start, enqueue_warm_start, model_types, plan_warm_start
 from heretic_tui.core.runs.events import BaselineMeasured, Metrics, TrialFinished, TrialStarted
 from heretic_tui.core.atomic_files import write_bytes_atomically, write_json_atomically
@@ -277,10 +281,11 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
         abliterator.apply(parameters)
         apply_seconds = time.perf_counter() - apply_started
         kl = evaluator.kl()
-        refusals = evaluator.refusals(context.check_cancelled)
+        responses = evaluator.generate(context.check_cancelled)
         reset_started = time.perf_counter()
         abliterator.reset()
         apply_seconds += time.perf_counter() - reset_started
+        refusals = evaluator.count(judge_responses(context, "trials", evaluator, trial.number, responses))
     except BaseException:
         abliterator.reset()
         study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
@@ -421,9 +426,12 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
     timings["residuals"] = time.perf_counter() - started if computed else state.get("residuals_seconds", 0.0)
 
     with context.phase("baseline", len(harmful_eval), "the unmodified model's refusals and first-token distribution"):
-        evaluator = Evaluator(loaded, harmless_eval, harmful_eval, batch_size, settings.abliteration, thinking)
+        scorer = make_scorer(settings, loaded, batch_size, context.log)
+        evaluator = Evaluator(loaded, harmless_eval, harmful_eval, batch_size, settings.abliteration, thinking,
+                              scorer, prompts["bad_eval_prompts"])
         baseline_started = time.perf_counter()
-        baseline_refusals = evaluator.refusals(context.check_cancelled)
+        baseline_refusals = evaluator.count(judge_responses(
+            context, "baseline", evaluator, BASELINE, evaluator.generate(context.check_cancelled)))
         timings["baseline_generation"] = time.perf_counter() - baseline_started
     context.emit(BaselineMeasured(refusals=baseline_refusals, total=len(harmful_eval)))
     state.update(batch_size=batch_size, residuals_seconds=timings["residuals"], baseline_refusals=baseline_refusals)
@@ -447,7 +455,10 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
     context.log(warm_start.describe(enqueued))
     results = [trial_result(trial) for trial in completed_trials(study)]
     def write_report(status: str) -> TrialResult | None:
-        chosen = choose_trial(results, settings.optimization.choice_max_kl)
+        evasive_counts = settings.abliteration.evasive_counts_as_refusal
+        labelled, counted = apply_labels(run_path, results, evasive_counts)
+        baseline_counts = trial_counts(run_path, BASELINE, evasive_counts)
+        chosen = choose_trial(labelled, settings.optimization.choice_max_kl)
         timings["per_trial_median"] = statistics.median([item.seconds for item in results]) if results else 0.0
         timings["apply_reset_median"] = (
             statistics.median([item.apply_reset_seconds for item in results]) if results else 0.0
@@ -459,13 +470,17 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
             "dtype": loaded.dtype,
             "batch_size": batch_size,
             "trial_batch": trial_batch,
-            "baseline": {"refusals": baseline_refusals, "total": len(harmful_eval)},
+            "baseline": {"refusals": baseline_counts.refusals if baseline_counts else baseline_refusals,
+                         "total": len(harmful_eval)},
             "trials": [
                 {"number": item.number, "refusals": item.refusals, "kl": item.kl, "seconds": item.seconds,
-                 "apply_reset_seconds": item.apply_reset_seconds, "params": item.params, "worker": item.worker}
-                for item in results
+                 "apply_reset_seconds": item.apply_reset_seconds, "params": item.params, "worker": item.worker,
+                 **trial_entry_counts(counted.get(item.number))}
+                for item in labelled
             ],
-            "pareto": pareto_front(results),
+            "pareto": pareto_front(labelled),
+            SCORING_KEY: scoring_section(run_path, evaluator.scorer.name, evasive_counts,
+                                         settings.optimization.choice_max_kl, counted),
             "chosen_trial": chosen.number if chosen else None,
             "methods": method_record(settings.abliteration, chosen.params) if chosen else None,
             "timings": timings,

@@ -32,7 +32,8 @@ import torch
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.abliteration.evaluation import kl_divergence
-from heretic_tui.core.abliteration.scoring.markers import MarkerScorer
+from heretic_tui.core.abliteration.scoring.base import RefusalScorer, counts_as_refusal
+from heretic_tui.core.abliteration.scoring.selection import NEEDS_JUDGE, make_scorer
 from heretic_tui.core.runs.events import ArtifactWritten, Metrics
 from heretic_tui.core.atomic_files import write_json_atomically, write_text_atomically
 from heretic_tui.core.runs.handle import JobHandle
@@ -224,21 +225,26 @@ def answer_prompts(
     texts: list[str],
     batch_size: int,
     max_new_tokens: int,
-    scorer: MarkerScorer,
+    scorer: RefusalScorer,
     progress: Callable[[int], None],
     check_cancelled: Callable[[], None],
+    prompts: list[str] | None = None,
+    evasive_counts: bool = True,
 ) -> list[tuple[str, bool]]:
-    """Greedy answers of at most ``max_new_tokens`` (never cut short by an early verdict), each judged at its end."""
+    """Greedy answers of at most ``max_new_tokens`` (never cut short by an early verdict), then judged together by
+    the scorer; ``prompts`` are the requests as written (what a judge is shown), by default the rendered texts."""
 
     def verdict_at_end(text: str, finished: bool) -> bool | None:
-        return bool(scorer.verdict(text, True)) if finished else None
+        return False if finished else None
 
-    answers: list[tuple[str, bool]] = []
+    answers: list[str] = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
-        answers += generate_until_verdict(loaded, chunk, batch_size, max_new_tokens, verdict_at_end, check_cancelled)
+        answers += [text for text, _ in generate_until_verdict(loaded, chunk, batch_size, max_new_tokens,
+                                                                verdict_at_end, check_cancelled)]
         progress(len(answers))
-    return answers
+    verdicts = scorer.score(prompts if prompts is not None else texts, answers)
+    return [(text, counts_as_refusal(verdict, evasive_counts)) for text, verdict in zip(answers, verdicts)]
 
 
 def perplexity(loaded: LoadedModel, texts: list[str], progress: Callable[[int], None]) -> float | None:
@@ -272,7 +278,10 @@ def run(context: JobContext) -> dict[str, Any]:
                            origin=f"--prompts ({arguments['prompts']})")
     held_out = held_out_texts(arguments.get("held_out"))
     max_new_tokens = int(arguments.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
-    scorer = MarkerScorer(settings.abliteration.refusal_markers)
+    scorer: RefusalScorer | None = None
+    # Without a judge_model the judge is the first model, which then stays loaded until every model is judged.
+    judge_is_first = settings.abliteration.refusal_scorer in NEEDS_JUDGE and not settings.abliteration.judge_model
+    keep_loaded: list[LoadedModel] = []
     reference_distribution: torch.Tensor | None = None
     reference_tokenizer = ""
     results: list[ModelResult] = []
@@ -283,9 +292,14 @@ def run(context: JobContext) -> dict[str, Any]:
             loaded = load_compared_model(reference, settings, context.log)
         texts = format_chat(loaded.tokenizer, settings.prompts.system_prompt, prompts)
         batch_size = choose_batch_size(loaded, texts, settings.model, context.log)
+        if scorer is None:
+            scorer = make_scorer(settings, loaded, batch_size, context.log)
+            if judge_is_first:
+                keep_loaded.append(loaded)
         with context.phase(f"{prefix}: answers", len(texts), f"{label} answers the prompts") as progress:
             answers = answer_prompts(loaded, texts, batch_size, max_new_tokens, scorer, progress,
-                                     context.check_cancelled)
+                                     context.check_cancelled, prompts,
+                                     settings.abliteration.evasive_counts_as_refusal)
         distribution = first_token_log_probabilities(loaded, texts, batch_size)
         fingerprint = tokenizer_fingerprint(loaded.tokenizer)
         kl: float | None = None
@@ -305,8 +319,11 @@ def run(context: JobContext) -> dict[str, Any]:
         results.append(result)
         context.emit(Metrics(name=f"{prefix} {label}", values={
             "refusals": f"{result.refusals}/{result.total}", "kl_vs_first": kl, "perplexity": model_perplexity}))
-        _release(loaded)
+        if all(loaded is not kept for kept in keep_loaded):
+            _release(loaded)
         del loaded
+    for judge in keep_loaded:
+        _release(judge)
     return _write_results(context, results, prompts, max_new_tokens)
 
 
@@ -339,6 +356,7 @@ def _write_results(context: JobContext, results: list[ModelResult], prompts: lis
     arguments = context.arguments
     document = comparison_document(results, prompts, arguments["prompts"], arguments.get("held_out") or "",
                                    max_new_tokens, context.settings.prompts.system_prompt)
+    document["scorer"] = context.settings.abliteration.refusal_scorer
     json_path = context.run.path / COMPARISON_JSON
     markdown_path = context.run.path / COMPARISON_MARKDOWN
     write_json_atomically(json_path, document)
