@@ -30,7 +30,16 @@ from heretic_tui.core.runs.events import (
     TrialFinished,
     TrialStarted,
 )
-from heretic_tui.core.api import JOB_KINDS, STATUS_CANCELLED, STATUS_FAILED, STATUS_FINISHED, STATUS_RUNNING, JobKind
+from heretic_tui.core.api import (
+    JOB_KINDS,
+    STATUS_CANCELLED,
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_RUNNING,
+    JobKind,
+    StudySnapshot,
+    WorkerSpeed,
+)
 
 MESSAGE_HISTORY = 200
 
@@ -71,6 +80,8 @@ class TrialRow:
     seconds: float | None = None
     apply_reset_seconds: float | None = None
     started_at: float = 0.0
+    worker: str = ""
+    """The worker that ran it, for a study several workers share (empty otherwise)."""
 
     @property
     def finished(self) -> bool:
@@ -120,6 +131,10 @@ class RunState:
     transfer: FileProgress | None = None
     """The latest file of an upload: the file in flight, and the whole upload's bytes."""
     event_count: int = 0
+    study_trials: set[int] = field(default_factory=set)
+    """Trials known only from the shared study's storage (other workers' trials), replaced on every read."""
+    workers: list[WorkerSpeed] = field(default_factory=list)
+    """Every worker of a shared study and its speed, as the latest read of the storage found them."""
 
     @classmethod
     def from_events(cls, events: list[Event]) -> RunState:
@@ -241,6 +256,30 @@ class RunState:
         self.pareto = list(item.pareto)
         if self.running_trial == item.number:
             self.running_trial = None
+
+    def apply_study(self, snapshot: StudySnapshot) -> None:
+        """Fold in a read of the shared study: every worker's complete and running trials, and the front over all.
+
+        This worker's own events stay the source of its trials; the storage adds the others' and names who ran
+        what. A trial the storage no longer shows (its worker died and it was failed) leaves the table.
+        """
+        seen = set()
+        for trial in snapshot.trials:
+            seen.add(trial.number)
+            row = self.trials.get(trial.number)
+            if row is None:
+                row = self.trials[trial.number] = TrialRow(number=trial.number, started_at=trial.started or 0.0)
+                self.study_trials.add(trial.number)
+            row.worker = trial.worker or row.worker
+            if not trial.running:
+                row.params = dict(trial.params) or row.params
+                row.refusals, row.kl, row.seconds = trial.refusals, trial.kl, trial.seconds
+                row.refusal_total = row.refusal_total or self.baseline_total or 0
+        for number in self.study_trials - seen:
+            self.trials.pop(number, None)
+        self.study_trials &= seen
+        self.pareto = list(snapshot.pareto)
+        self.workers = snapshot.workers
 
     def _end(self) -> None:
         self.running_trial = None

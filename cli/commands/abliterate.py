@@ -17,6 +17,7 @@ from heretic_tui.cli.arguments import (
     run_dir_path,
     settings_from_arguments,
 )
+from heretic_tui.cli.commands.attach import print_study_workers
 from heretic_tui.cli.following import follow_headless, launch_app
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import JobFinished
@@ -88,6 +89,7 @@ def run(arguments: argparse.Namespace) -> int:
     if not arguments.headless:
         return launch_app(attach_run=handle.run.path)
     code, last = follow_headless(handle)
+    print_study_workers(handle.run.path)
     if isinstance(last, JobFinished):
         summary = last.summary
         print(f"report: {handle.run.report_path}", file=sys.stderr)

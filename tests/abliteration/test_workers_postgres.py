@@ -12,30 +12,38 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from heretic_tui.cli.main import main
+from heretic_tui.core.abliteration.job import start_abliteration
 from heretic_tui.core.abliteration.study_storage import StudyLocation, check_shareable
 from heretic_tui.core.abliteration.workers import SURPLUS_ATTRIBUTE, WORKER_ATTRIBUTE
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import TrialFinished, TrialStarted
 from heretic_tui.core.runs.run_directory import RunDirectory
+from heretic_tui.core.settings import Settings
+from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.screens.abliteration_dashboard import AbliterationDashboard
+from heretic_tui.tui.widgets.trial_table import TrialTable
 from postgres_server import PostgresServer, postgres_server  # noqa: F401  (the fixture)
+from shared_cache import SHARED_CACHE
 
-TARGET = 14
-QUICK = ["--model", "demo", "--headless", "--set", "prompts.max_eval_prompts=24",
-         "--set", "prompts.max_direction_prompts=32", "--set", "optimization.heartbeat_seconds=1"]
+TARGET = 12
+QUICK = ["--model", "demo", "--headless", "--set", "prompts.max_eval_prompts=16",
+         "--set", "prompts.max_direction_prompts=32", "--set", "optimization.heartbeat_seconds=2"]
 
 
 def cli(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "heretic_tui.cli", "abliterate", *arguments]
 
 
-def start(arguments: list[str], log: Path) -> subprocess.Popen[bytes]:
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+def start(arguments: list[str], log: Path, environment: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    environment = environment or {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "wb") as output:
         return subprocess.Popen(arguments, stdout=output, stderr=subprocess.STDOUT, env=environment)
 
@@ -87,66 +95,135 @@ def kill_in_flight(run: RunDirectory, study: Callable[[], optuna.Study]) -> tupl
     raise AssertionError("the joined worker never had a trial in flight after completing one")
 
 
-def test_two_workers_one_killed_mid_trial_reach_the_target_exactly(postgres_server: PostgresServer,
-                                                                     tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
+@dataclass
+class SharedRun:
+    """The two-worker run every test of this module looks at (it is run once)."""
+
+    url: str
+    run_dir: Path
+    joined: RunDirectory
+    study_name: str
+    killed: int
+    completed_by_killed: list[int]
+
+    def study(self) -> optuna.Study:
+        return optuna.load_study(study_name=self.study_name, storage=self.url)
+
+
+def isolated_environment(home: Path) -> dict[str, str]:
+    """What the autouse isolated_home fixture gives a test, for the module's one run (made before any test)."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HERETIC_")}
+    environment.update(XDG_DATA_HOME=str(home / "data"), XDG_CONFIG_HOME=str(home / "config"),
+                       XDG_CACHE_HOME=str(SHARED_CACHE), HF_HOME=str(home / "hf"), OMP_NUM_THREADS="1")
+    return environment
+
+
+@pytest.fixture(scope="module")
+def shared_run(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    folder = tmp_path_factory.mktemp("workers")
+    environment = isolated_environment(folder / "home")
+    run_dir = folder / "run"
     first = start(cli(*QUICK, "--trials", str(TARGET), "--run-dir", str(run_dir), "--storage", postgres_server.url),
-                  tmp_path / "first.log")
+                  folder / "first.log", environment)
     wait_for(lambda: (run_dir / "job.json").exists() or first.poll() is not None, "the run to be created")
-    assert first.poll() is None, (tmp_path / "first.log").read_text()
-    second = start(cli("--join", str(run_dir), "--headless"), tmp_path / "second.log")
+    assert first.poll() is None, (folder / "first.log").read_text()
+    second = start(cli("--join", str(run_dir), "--headless"), folder / "second.log", environment)
     workers = run_dir / "workers"
     joined = RunDirectory(wait_for(lambda: next(iter(workers.glob("*/job.json")), None), "the joined worker's "
                                    "folder").parent)
-    job = json.loads((run_dir / "job.json").read_text())
-    name = job["arguments"]["study"]
-
-    def study() -> optuna.Study:
-        return optuna.load_study(study_name=name, storage=postgres_server.url)
-
-    killed, completed_by_killed = kill_in_flight(joined, study)
-    assert first.wait(timeout=180) == 0, (tmp_path / "first.log").read_text() + (run_dir / "worker.log").read_text()
+    name = json.loads((run_dir / "job.json").read_text())["arguments"]["study"]
+    study = optuna.load_study(study_name=name, storage=postgres_server.url)
+    killed, completed_by_killed = kill_in_flight(joined, lambda: study)
+    assert first.wait(timeout=180) == 0, (folder / "first.log").read_text() + (run_dir / "worker.log").read_text()
     second.wait(timeout=60)
+    return SharedRun(postgres_server.url, run_dir, joined, name, killed, completed_by_killed)
 
-    trials = study().trials
+
+def test_two_workers_one_killed_mid_trial_reach_the_target_exactly(shared_run: SharedRun) -> None:
+    trials = shared_run.study().trials
     numbers = [trial.number for trial in trials]
     assert len(numbers) == len(set(numbers)), f"a trial number was given twice: {numbers}"
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     assert len(complete) == TARGET, [(trial.number, trial.state.name) for trial in trials]
-    assert set(completed_by_killed) <= {trial.number for trial in complete}, "a completed trial was lost"
-    killed_trial = next(trial for trial in trials if trial.number == killed)
+    assert set(shared_run.completed_by_killed) <= {trial.number for trial in complete}, "a completed trial was lost"
+    killed_trial = next(trial for trial in trials if trial.number == shared_run.killed)
     assert killed_trial.state == TrialState.FAIL
-    retry = [trial for trial in complete if trial.system_attrs.get("failed_trial") == killed]
+    retry = [trial for trial in complete if trial.system_attrs.get("failed_trial") == shared_run.killed]
     assert len(retry) == 1, "the killed worker's trial was not run again exactly once"
     assert retry[0].params == killed_trial.params
     assert retry[0].user_attrs[WORKER_ATTRIBUTE] != killed_trial.user_attrs[WORKER_ATTRIBUTE]
     assert len({trial.user_attrs[WORKER_ATTRIBUTE] for trial in complete}) == 2, "both workers ran trials"
+    retried = {number for trial in complete for number in trial.system_attrs.get("retry_history", [])}
     for trial in trials:
-        if trial.state == TrialState.FAIL and trial.number != killed:
-            assert trial.user_attrs.get(SURPLUS_ATTRIBUTE) or "repeats_trial" in trial.user_attrs, trial
+        if trial.state == TrialState.FAIL:
+            reason = trial.user_attrs.get(SURPLUS_ATTRIBUTE) or "repeats_trial" in trial.user_attrs
+            assert reason or trial.number in retried, f"trial {trial.number} failed and was never run again"
 
-    report = json.loads((run_dir / "report.json").read_text())
+    report = json.loads((shared_run.run_dir / "report.json").read_text())
     assert report["status"] == "finished"
     assert sorted(item["number"] for item in report["trials"]) == sorted(trial.number for trial in complete)
     assert {item["number"]: item["worker"] for item in report["trials"]} == {
         trial.number: trial.user_attrs[WORKER_ATTRIBUTE] for trial in complete}
     assert report["chosen_trial"] in report["pareto"]
-    assert (joined.path / "directions.safetensors").read_bytes() == (run_dir / "directions.safetensors").read_bytes()
+    directions = (shared_run.run_dir / "directions.safetensors").read_bytes()
+    assert (shared_run.joined.path / "directions.safetensors").read_bytes() == directions
 
 
-def test_a_study_in_the_journal_file_refuses_a_second_worker(tmp_path: Path) -> None:
+def test_attach_to_the_killed_worker_lists_every_worker(shared_run: SharedRun,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["attach", str(shared_run.joined.path), "--headless"])
+    error = capsys.readouterr().err
+    workers = {trial.user_attrs[WORKER_ATTRIBUTE] for trial in shared_run.study().trials
+               if trial.state == TrialState.COMPLETE}
+    assert f"{TARGET} trials complete, 0 running, by 2 workers" in error, error
+    for worker in workers:
+        assert f"  {worker}: " in error
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_dashboard_of_the_killed_worker_follows_the_whole_study(shared_run: SharedRun,
+                                                                           tmp_path: Path) -> None:
+    settings = Settings()
+    settings.output.runs_directory = str(tmp_path / "runs")
+    app = HereticApp(settings=settings, attach_run=shared_run.joined.path)
+    complete = {trial.number: trial for trial in shared_run.study().trials if trial.state == TrialState.COMPLETE}
+    async with app.run_test(size=(160, 40)) as pilot:
+        deadline = time.monotonic() + 60
+
+        def table() -> TrialTable | None:
+            return app.screen.query_one(TrialTable) if isinstance(app.screen, AbliterationDashboard) else None
+
+        while (shown := table()) is None or not (shown.shows_workers and shown.row_count == TARGET):
+            assert time.monotonic() < deadline, "the dashboard never showed every worker's trials"
+            await pilot.pause(0.2)
+        rows = app.screen.state.trials
+        assert {number: row.worker for number, row in rows.items()} == {
+            number: trial.user_attrs[WORKER_ATTRIBUTE] for number, trial in complete.items()}
+        assert sum(speed.completed for speed in app.screen.state.workers) == TARGET
+        assert any(part.startswith("2 workers: ") for part in app.screen.figure_parts())
+
+
+def test_a_study_in_the_journal_file_refuses_a_second_worker(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings()
+    settings.model.model = "demo"
     run_dir = tmp_path / "run"
-    first = start(cli(*QUICK, "--trials", "200", "--run-dir", str(run_dir)), tmp_path / "first.log")
+    handle = start_abliteration(settings, run_dir)
     try:
-        wait_for(lambda: (run_dir / "job.json").exists() or first.poll() is not None, "the run to be created")
-        result = subprocess.run(cli("--join", str(run_dir), "--headless"), capture_output=True, text=True,
-                                timeout=120)
+        with pytest.raises(SystemExit) as ended:
+            main(["abliterate", "--join", str(run_dir), "--headless"])
     finally:
-        first.send_signal(signal.SIGINT)
-        first.wait(timeout=120)
-    assert result.returncode == 2, result.stderr
-    message = result.stderr.strip()
-    assert "Traceback" not in message and "\n\n" not in message
+        handle.kill()
+        handle.wait(timeout=60)
+    message = capsys.readouterr().err.strip()
+    assert ended.value.code == 2, message
+    assert "Traceback" not in message and "\n" not in message
     assert "study.journal" in message and "one writer" in message and "--storage postgresql://" in message
     assert not (run_dir / "workers").exists()
 

@@ -2,17 +2,23 @@
 
 It opens on the chosen trial (the best so far while the study runs), the table's cursor stays there until the
 person moves it, and the plot's KL axis can switch to a log scale so one far-off trial does not squash the rest.
+
+A run whose study several workers share follows that study too: every few seconds, in a thread, the dashboard
+reads every worker's trials from the storage (who ran which, the ones in flight, the front over all), so it shows
+the whole study whichever worker's folder it was opened on, and keeps showing it while workers come and go.
 """
 
 from __future__ import annotations
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.api import SharedStudyReader, StudySnapshot
+from heretic_tui.core.errors import HereticError, UserInputError
 from heretic_tui.core.settings import setting_fields, validate_value
-from heretic_tui.tui.formatting import format_kl, format_refusals
+from heretic_tui.tui.formatting import format_duration, format_kl, format_refusals
 from heretic_tui.tui.screens.dashboard import DashboardScreen
 from heretic_tui.tui.screens.dialogs import ValueDialog
 from heretic_tui.tui.screens.trial_actions import MORE_TRIALS, TrialActionsScreen
@@ -20,6 +26,8 @@ from heretic_tui.tui.widgets.pareto_plot import ParetoPlot, PlotPoint
 from heretic_tui.tui.widgets.trial_table import TrialTable
 
 PLOT_LEGEND = "● Pareto  ★ best  ┄ baseline"
+STUDY_POLL_SECONDS = 2.0
+"""How often a dashboard of a shared study reads the other workers' trials from its storage."""
 
 
 def search_description(search: dict[str, object]) -> str:
@@ -50,6 +58,33 @@ class AbliterationDashboard(DashboardScreen):
         Binding("x", "kl_scale", "KL scale", tooltip="Switch the plot's KL axis between linear and log"),
     ]
     VIEW_CLASS = "-trials"
+
+    def on_mount(self) -> None:
+        self._study_reader = SharedStudyReader(self.run_path)
+        self._study_problem = ""
+        if self._study_reader.shared:
+            self.set_interval(STUDY_POLL_SECONDS, self._read_study)
+            self._read_study()
+
+    @work(thread=True, group="study", exclusive=True, exit_on_error=False)
+    def _read_study(self) -> None:
+        try:
+            snapshot = self._study_reader.read()
+        except HereticError as error:
+            self.app.call_from_thread(self._study_unreadable, str(error))
+            return
+        self.app.call_from_thread(self._show_study, snapshot)
+
+    def _show_study(self, snapshot: StudySnapshot) -> None:
+        self._study_problem = ""
+        self.state.apply_study(snapshot)
+        self._schedule_redraw()
+
+    def _study_unreadable(self, message: str) -> None:
+        """Say once that the storage does not answer; the dashboard keeps what it read last and tries again."""
+        if message != self._study_problem:
+            self._study_problem = message
+            self.notify(message, title="Shared study", severity="warning", timeout=10)
 
     def compose_main(self) -> ComposeResult:
         yield ParetoPlot(id="plot")
@@ -103,6 +138,13 @@ class AbliterationDashboard(DashboardScreen):
                          f"KL {format_kl(best.kl)}")
         if state.running_trial is not None:
             parts.append(f"running #{state.running_trial}")
+        speeds = state.workers
+        if len(speeds) > 1:
+            parts.append(f"{len(speeds)} workers: " + ", ".join(
+                f"{speed.worker} {speed.completed} done"
+                + (f" {format_duration(speed.median_seconds)}/trial" if speed.median_seconds else "")
+                + (" ▸" if speed.running else "")
+                for speed in speeds))
         return parts
 
     def finished_hint(self) -> str:

@@ -3,7 +3,8 @@
 Rows are rebuilt from the run state on each update (a study has hundreds of trials, not millions), sorted in
 Python on the real numbers rather than on the formatted cells. The cursor starts on the best trial (the chosen one
 once the run has finished) and follows it while the study finds better ones, until the person moves it; from then
-on it stays on the trial they picked.
+on it stays on the trial they picked. A study several workers share gets a Worker column once a trial names its
+worker, so runs of one worker keep the table they always had.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ SORT_KEYS: dict[str, Callable[[TrialRow], Any]] = {
     "refusals": lambda row: (row.refusals if row.refusals is not None else 10**9, row.kl or 0.0),
     "kl": lambda row: (row.kl if row.kl is not None else float("inf"), row.refusals or 0),
     "seconds": lambda row: row.seconds if row.seconds is not None else float("inf"),
+    "worker": lambda row: (row.worker, row.number),
 }
-SORT_ORDER = tuple(SORT_KEYS)
+SORT_ORDER = ("number", "refusals", "kl", "seconds")
+"""What ``s`` cycles through (and the worker, while the Worker column is shown)."""
 NAVIGATION_KEYS = {"up", "down", "pageup", "pagedown", "home", "end", "ctrl+home", "ctrl+end"}
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("number", "#"),
@@ -36,6 +39,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("mlp", "MLP w"),
     ("seconds", "Time"),
 )
+WORKER_COLUMN = ("worker", "Worker")
 
 
 def _parameter(row: TrialRow, name: str) -> str:
@@ -65,11 +69,18 @@ class TrialTable(DataTable[Any]):
 
     def show(self, rows: list[TrialRow], front: set[int], best: int | None) -> None:
         self._rows, self._front, self._best = rows, front, best
+        if not self.shows_workers and any(row.worker for row in rows):
+            self.add_column(WORKER_COLUMN[1], key=WORKER_COLUMN[0])
         self._rebuild()
 
+    @property
+    def shows_workers(self) -> bool:
+        return WORKER_COLUMN[0] in self.columns
+
     def cycle_sort(self) -> str:
-        """Next sort column (number, refusals, KL, time); returns its name for a notification."""
-        self.sort_key = SORT_ORDER[(SORT_ORDER.index(self.sort_key) + 1) % len(SORT_ORDER)]
+        """Next sort column (number, refusals, KL, time, worker); returns its name for a notification."""
+        order = SORT_ORDER + ((WORKER_COLUMN[0],) if self.shows_workers else ())
+        self.sort_key = order[(order.index(self.sort_key) + 1) % len(order)] if self.sort_key in order else order[0]
         self.descending = False
         self._rebuild()
         return self.sort_key
@@ -115,7 +126,7 @@ class TrialTable(DataTable[Any]):
                     self.move_cursor(row=index, animate=False, scroll=self.cursor_follows_best)
                     break
         arrow = "▼" if self.descending else "▲"
-        self.border_subtitle = f"sorted by {dict(COLUMNS)[self.sort_key]} {arrow}"
+        self.border_subtitle = f"sorted by {dict((*COLUMNS, WORKER_COLUMN))[self.sort_key]} {arrow}"
 
     def _cells(self, row: TrialRow) -> list[Any]:
         if row.number == self._best:
@@ -125,14 +136,16 @@ class TrialTable(DataTable[Any]):
         else:
             mark, style = " ", ""
         number = Text(f"{mark}{row.number}", style=style, justify="right")
+        worker = [row.worker or "–"] if self.shows_workers else []
         if not row.finished:
-            return [number, Text("running…", style="italic"), "", *self._parameters(row), ""]
+            return [number, Text("running…", style="italic"), "", *self._parameters(row), "", *worker]
         return [
             number,
             Text(format_refusals(row.refusals, row.refusal_total), justify="right"),
             Text(format_kl(row.kl), justify="right"),
             *self._parameters(row),
             Text(format_duration(row.seconds), justify="right"),
+            *worker,
         ]
 
     @staticmethod

@@ -1,0 +1,47 @@
+"""The dashboard's state of a shared study: one worker's own events plus every worker's trials read from the storage
+(who ran which, the ones in flight, the front over all), and a trial whose worker died leaves the table."""
+
+from __future__ import annotations
+
+from heretic_tui.core.abliteration.study_view import StudySnapshot, StudyTrial
+from heretic_tui.core.runs.events import BaselineMeasured, JobStarted, TrialFinished, TrialStarted
+from heretic_tui.tui.run_state import RunState
+
+
+def own_events() -> RunState:
+    return RunState.from_events([
+        JobStarted(job="abliterate", model="demo", run_dir="/runs/a"),
+        BaselineMeasured(refusals=20, total=20),
+        TrialStarted(number=0, total=6),
+        TrialFinished(number=0, total=6, refusals=3, refusal_total=20, kl=0.1, seconds=2.0, pareto=[0]),
+        TrialStarted(number=2, total=6),
+    ])
+
+
+def test_every_workers_trials_join_the_own_ones() -> None:
+    state = own_events()
+    state.apply_study(StudySnapshot(
+        trials=[StudyTrial(0, "box/gpu0/1", False, 3, 0.1, 2.0), StudyTrial(1, "box/gpu1/2", False, 1, 0.3, 4.0),
+                StudyTrial(2, "box/gpu0/1", True), StudyTrial(3, "box/gpu1/2", True)],
+        pareto=[1, 0],
+    ))
+    assert {number: row.worker for number, row in state.trials.items()} == {
+        0: "box/gpu0/1", 1: "box/gpu1/2", 2: "box/gpu0/1", 3: "box/gpu1/2"}
+    other = state.trials[1]
+    assert other.finished and (other.refusals, other.refusal_total, other.kl, other.seconds) == (1, 20, 0.3, 4.0)
+    assert not state.trials[3].finished and state.running_trial == 2
+    assert state.pareto == [1, 0]
+    assert [(speed.worker, speed.completed, speed.median_seconds, speed.running) for speed in state.workers] == [
+        ("box/gpu0/1", 1, 2.0, True), ("box/gpu1/2", 1, 4.0, True)]
+
+
+def test_a_trial_the_storage_no_longer_shows_leaves() -> None:
+    state = own_events()
+    state.apply_study(StudySnapshot([StudyTrial(0, "a", False, 3, 0.1, 2.0), StudyTrial(5, "b", True)], [0]))
+    assert 5 in state.trials
+    state.apply_study(StudySnapshot([StudyTrial(0, "a", False, 3, 0.1, 2.0), StudyTrial(6, "b", False, 0, 0.2, 3.0)],
+                                    [6, 0]))
+    assert 5 not in state.trials and state.trials[6].finished
+    assert 2 in state.trials, "this worker's own trial in flight stays until its events end it"
+    assert [speed.describe() for speed in state.workers] == ["a: 1 trials, 2.0s per trial",
+                                                             "b: 1 trials, 3.0s per trial"]
