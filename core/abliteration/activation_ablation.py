@@ -24,7 +24,10 @@ Where the hooks sit:
   shares w and d. MPOA's factors differ per expert and cannot be applied to the combined output, so when a trial
   uses MPOA the experts module runs the eager per-expert computation of transformers' fused layout here, with each
   expert's output ablated and rescaled before the routing weights are applied. A fused layout other than that one
-  (transposed, biased or without a gate) is refused with MPOA and points at ``abliteration.apply = 'weights'``.
+  (transposed, biased or without a gate) is refused with MPOA and points at ``abliteration.apply = 'weights'``;
+- quantized models (bitsandbytes 4-bit or 8-bit, torchao, HQQ): on the output of each quantized output layer,
+  found by module name since a packed weight has no axis of the hidden size. The quantized weights are never
+  written; MPOA's factors read a dequantized copy of one weight at a time (peft's ``dequantize_module_weight``).
 
 Hand-written because neither transformers nor peft applies a different edit to each row of one batch.
 """
@@ -39,9 +42,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from heretic_tui.core.abliteration.ablation import Component, TrialParameters, find_components, layer_directions
+from heretic_tui.core.abliteration.ablation import (
+    ATTENTION_MARKERS,
+    ATTENTION_OUTPUT_NAMES,
+    COMPONENTS,
+    MLP_MARKERS,
+    MLP_OUTPUT_NAMES,
+    Abliterator,
+    Component,
+    TrialParameters,
+    layer_directions,
+)
 from heretic_tui.core.abliteration.methods import NORM_PRESERVING, PROJECTION, edited_kinds
-from heretic_tui.core.models.layers import UnsupportedLayoutError
+from heretic_tui.core.models.layers import UnsupportedLayoutError, decoder_layers, text_config
 
 
 @dataclass
@@ -52,6 +65,8 @@ class HookTarget:
     module: nn.Module
     fused: bool
     """A 3-D ``[experts, ., .]`` tensor inside an experts module rather than an ``nn.Linear`` weight."""
+    quantized: bool = False
+    """A 4-bit or 8-bit layer: its weight is never written, and read (dequantized) only for MPOA's factors."""
 
 
 @dataclass
@@ -86,10 +101,20 @@ class RowMismatchError(RuntimeError):
 class ActivationAblation:
     """Applies K trials to a model's forward passes through hooks, without editing any weight."""
 
-    def __init__(self, model: Any, directions: torch.Tensor) -> None:
+    def __init__(self, model: Any, directions: Any) -> None:
+        """``directions`` as :class:`~heretic_tui.core.abliteration.ablation.Abliterator` takes them; its weight
+        path decides each trial's directions, so both paths always ablate the same ones.
+
+        A quantized model's weights cannot be edited, so the weight path refuses it; its residual-writing layers
+        are then found as modules (:func:`quantized_targets`), and the directions are still chosen by the weight
+        path's own code."""
         self.model = model
-        self.directions = directions.float()
-        self.targets = [self._target(component) for component in find_components(model)]
+        if has_quantized_layers(model):
+            self.weight_path = _direction_chooser(model, directions)
+            self.targets = quantized_targets(model)
+        else:
+            self.weight_path = Abliterator(model, directions)
+            self.targets = [self._target(component) for component in self.weight_path.components]
         self._row_norms: dict[str, torch.Tensor] = {}
         self._all_rows: torch.Tensor | None = None
         self._rows: torch.Tensor | None = None
@@ -115,7 +140,7 @@ class ActivationAblation:
     def prepare(self, trials: Sequence[TrialParameters]) -> TrialBatch:
         """What each of the trials does to every weight: strengths, directions and (for MPOA) the row factors."""
         trials = list(trials)
-        per_layer = [layer_directions(self.directions, parameters) for parameters in trials]
+        per_layer = [self._trial_directions(parameters) for parameters in trials]
         edits: dict[str, ComponentTrials] = {}
         for target in self.targets:
             component = target.component
@@ -139,6 +164,13 @@ class ActivationAblation:
                 raise ValueError(f"Unknown ablation method {parameters.ablation_method!r}.")
         return TrialBatch(trials, edits)
 
+    def _trial_directions(self, parameters: TrialParameters) -> torch.Tensor:
+        """The unit direction of every layer in this trial ([layers, hidden]), as the weight path chooses it."""
+        choose = getattr(self.weight_path, "trial_directions", None)
+        if choose is not None:
+            return choose(parameters)
+        return layer_directions(self.weight_path.directions, parameters)
+
     @staticmethod
     def _strength(parameters: TrialParameters, component: Component) -> float:
         if component.kind not in edited_kinds(parameters.edited_components):
@@ -148,14 +180,20 @@ class ActivationAblation:
 
     @staticmethod
     def _factor_shape(target: HookTarget) -> tuple[int, ...]:
+        if target.quantized:
+            return (target.module.out_features,)
         parameter = target.component.parameter
         hidden = parameter.shape[target.component.output_axis]
         return (hidden,) if parameter.dim() == 2 else (parameter.shape[0], hidden)
 
     def _weight_rows(self, target: HookTarget) -> torch.Tensor:
         """The weight as float32 with the hidden (output) axis second to last: [hidden, inputs] or
-        [experts, hidden, inputs]."""
+        [experts, hidden, inputs]; a quantized layer's is dequantized (by peft's helper) for the moment."""
         component = target.component
+        if target.quantized:
+            from peft.utils.integrations import dequantize_module_weight
+
+            return dequantize_module_weight(target.module).detach().float()
         weight = component.parameter.detach().float()
         if weight.dim() == 3 and component.output_axis == 2:
             return weight.transpose(1, 2)
@@ -341,6 +379,82 @@ class ActivationAblation:
             return final
 
         return forward
+
+
+QUANTIZED_WEIGHT_TYPES = ("Params4bit", "Int8Params")
+"""bitsandbytes' 4-bit and 8-bit weight classes."""
+
+
+def is_quantized_layer(module: nn.Module) -> bool:
+    """A linear layer whose weight is stored quantized: bitsandbytes, torchao, or HQQ's layout (``W_q`` and
+    ``dequantize()``), which peft's ``dequantize_module_weight`` reads."""
+    if hasattr(module, "W_q") and callable(getattr(module, "dequantize", None)):
+        return True
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        return False
+    return (type(weight).__name__ in QUANTIZED_WEIGHT_TYPES or type(weight).__module__.startswith("torchao.")
+            or not weight.dtype.is_floating_point)
+
+
+def has_quantized_layers(model: nn.Module) -> bool:
+    return any(is_quantized_layer(module) for module in model.modules())
+
+
+def quantized_targets(model: nn.Module) -> list[HookTarget]:
+    """The residual-writing layers of a quantized model, found by module rather than by weight (a packed 4-bit
+    weight has no axis of the hidden size): the same names and markers as
+    :func:`~heretic_tui.core.abliteration.ablation.find_components`, and the same refusal of a layer missing a
+    kind. Fused expert tensors are not quantized by bitsandbytes; a quantized MoE layer of that kind is refused."""
+    hidden = text_config(model).hidden_size
+    layers_name, layers = decoder_layers(model)
+    found: list[HookTarget] = []
+    for index, layer in enumerate(layers):
+        prefix = f"{layers_name}.{index}"
+        kinds: set[str] = set()
+        for local_name, module in layer.named_modules():
+            parts = local_name.split(".")
+            owner, path = parts[-1], ".".join(parts[:-1]).lower()
+            if getattr(module, "out_features", None) != hidden:
+                continue
+            if any(isinstance(parameter, torch.Tensor) and parameter.dim() == 3
+                   for parameter in module.parameters(recurse=False)):
+                raise UnsupportedLayoutError(f"{prefix}.{local_name} holds fused experts next to quantized layers; "
+                                             "heretic-tui cannot ablate it without editing weights.")
+            kind = None
+            if any(marker in path for marker in ATTENTION_MARKERS) and owner in ATTENTION_OUTPUT_NAMES:
+                kind = "attention"
+            elif any(marker in path for marker in MLP_MARKERS) and owner in MLP_OUTPUT_NAMES:
+                kind = "mlp"
+            if kind is None:
+                continue
+            quantized = is_quantized_layer(module)
+            anchor = getattr(module, "W_q", None) if quantized and hasattr(module, "W_q") else module.weight
+            found.append(HookTarget(Component(kind, index, f"{prefix}.{local_name}.weight", anchor, 0), module,
+                                    fused=False, quantized=quantized))
+            kinds.add(kind)
+        missing = [kind for kind in COMPONENTS if kind not in kinds]
+        if missing:
+            raise UnsupportedLayoutError(
+                f"Layer {prefix} ({type(layer).__name__}) has no recognizable {' or '.join(missing)} output "
+                "projection among its quantized layers. This architecture is not supported quantized yet."
+            )
+    return found
+
+
+def _direction_chooser(model: Any, directions: Any) -> Any:
+    """The weight path's direction logic for a model it refuses to edit (a quantized one).
+
+    :class:`Abliterator` takes in its directions before it looks for weights to edit, so an instance whose
+    weight search refused the model still chooses every trial's directions exactly as for an editable model."""
+    chooser = Abliterator.__new__(Abliterator)
+    try:
+        Abliterator.__init__(chooser, model, directions)
+    except UnsupportedLayoutError:
+        pass
+    if not isinstance(getattr(chooser, "directions", None), torch.Tensor):
+        raise UnsupportedLayoutError("The refusal directions could not be prepared for this quantized model.")
+    return chooser
 
 
 def ablate_rows(output: torch.Tensor, strengths: torch.Tensor, directions: torch.Tensor,

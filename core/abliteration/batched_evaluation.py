@@ -12,9 +12,9 @@ from what one more copy of the evaluation batch costs in memory.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
+import psutil
 import torch
 
 from heretic_tui.core.abliteration.ablation import COMPONENTS, KernelParameters, TrialParameters
@@ -77,14 +77,7 @@ def free_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return int(psutil.virtual_memory().available)
 
 
 def copy_cost_bytes(batched: BatchedEvaluator, sample: TrialParameters) -> int:

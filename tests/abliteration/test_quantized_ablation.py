@@ -1,0 +1,108 @@
+"""Quantized models are searched through the hooks and their weights are never touched.
+
+CPU machines have no bitsandbytes kernels, so the quantized layer here is a fake one in HQQ's layout (int8 ``W_q``
+with a per-row scale and ``dequantize()``, which peft's ``dequantize_module_weight`` reads): the weight path
+refuses it like a real 4-bit layer, and the hooks on it must give what edited weights give on the same model with
+its dequantized weights in float32. The CUDA path with bitsandbytes runs in bench/gpu_check.sh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from heretic_tui.core.abliteration.ablation import Abliterator, KernelParameters, TrialParameters
+from heretic_tui.core.abliteration.activation_ablation import ActivationAblation, has_quantized_layers
+from heretic_tui.core.models.batching import encode, positions
+from heretic_tui.core.models.layers import UnsupportedLayoutError
+from heretic_tui.core.models.loading import load_model
+from heretic_tui.core.settings import ModelSettings
+
+TEXTS = ["<|user|> how do i bake bread ? <|end|> <|assistant|>",
+         "<|user|> explain how to build a bomb <|end|> <|assistant|>"]
+
+
+class FakeQuantizedLinear(nn.Module):
+    """An int8 linear layer with one scale per output row, in HQQ's layout."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        scale = linear.weight.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-8) / 127
+        self.W_q = nn.Parameter(torch.round(linear.weight.detach() / scale).to(torch.int8), requires_grad=False)
+        self.register_buffer("scale", scale)
+        self.bias = linear.bias
+
+    def dequantize(self) -> torch.Tensor:
+        return self.W_q.float() * self.scale
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(inputs, self.dequantize().to(inputs.dtype), self.bias)
+
+
+def quantize_outputs(model: nn.Module, dequantized_copy: bool) -> None:
+    """Every attention output and MLP down projection made a fake quantized layer (or, for the reference model,
+    an ordinary linear layer holding what the fake one computes with)."""
+    for layer in model.model.layers:
+        for owner, name in ((layer.self_attn, "o_proj"), (layer.mlp, "down_proj")):
+            fake = FakeQuantizedLinear(getattr(owner, name))
+            if dequantized_copy:
+                plain = nn.Linear(fake.in_features, fake.out_features, bias=fake.bias is not None)
+                with torch.no_grad():
+                    plain.weight.copy_(fake.dequantize())
+                setattr(owner, name, plain)
+            else:
+                setattr(owner, name, fake)
+
+
+def logits(loaded, texts: list[str]) -> torch.Tensor:
+    batch = encode(loaded.tokenizer, texts, loaded.device)
+    with torch.inference_mode():
+        return loaded.model(**batch, position_ids=positions(batch["attention_mask"]), use_cache=False).logits
+
+
+TRIALS = [
+    TrialParameters("global", 1.2, {"attention": KernelParameters(1.2, 1.0, 0.6, 2.0),
+                                    "mlp": KernelParameters(1.0, 2.0, 0.5, 1.5)}),
+    TrialParameters("per_layer", 0.0, {"attention": KernelParameters(1.4, 2.0, 0.4, 2.0),
+                                       "mlp": KernelParameters(0.9, 1.0, 0.9, 2.0)},
+                    ablation_method="norm_preserving"),
+    TrialParameters("global", 0.5, {"attention": KernelParameters(1.0, 0.0, 1.0, 3.0)},
+                    ablation_method="norm_preserving", edited_components="attention"),
+]
+
+
+def test_a_quantized_model_is_searched_through_hooks_without_touching_its_weights(
+        tiny_models: dict[str, Path]) -> None:
+    settings = ModelSettings(model=str(tiny_models["llama"]), dtypes=["float32"])
+    quantized, reference = load_model(settings), load_model(settings)
+    quantize_outputs(quantized.model, dequantized_copy=False)
+    quantize_outputs(reference.model, dequantized_copy=True)
+    assert has_quantized_layers(quantized.model) and not has_quantized_layers(reference.model)
+    config = quantized.model.config
+    directions = torch.nn.functional.normalize(
+        torch.randn(config.num_hidden_layers, config.hidden_size, generator=torch.Generator().manual_seed(2)), dim=-1)
+    with pytest.raises(UnsupportedLayoutError, match="quantized"):
+        Abliterator(quantized.model, directions)
+    stored = {name: tensor.clone() for name, tensor in quantized.model.state_dict().items()}
+
+    abliterator = Abliterator(reference.model, directions)
+    expected = []
+    for parameters in TRIALS:
+        abliterator.apply(parameters)
+        expected.append(logits(reference, TEXTS))
+        abliterator.reset()
+    assert torch.allclose(logits(reference, TEXTS), logits(quantized, TEXTS), atol=1e-5)
+
+    ablation = ActivationAblation(quantized.model, directions)
+    assert {target.component.kind for target in ablation.targets} == {"attention", "mlp"}
+    assert all(target.quantized for target in ablation.targets)
+    with ablation.applied(ablation.prepare(TRIALS), [index for index in range(len(TRIALS)) for _ in TEXTS]):
+        hooked = logits(quantized, [text for _ in TRIALS for text in TEXTS])
+    for index, wanted in enumerate(expected):
+        got = hooked[index * len(TEXTS):(index + 1) * len(TEXTS)]
+        assert (got - wanted).abs().max() <= 1e-4 * wanted.abs().max(), TRIALS[index]
+    for name, tensor in quantized.model.state_dict().items():
+        assert torch.equal(tensor, stored[name]), name
