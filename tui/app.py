@@ -148,6 +148,11 @@ class HereticApp(App[int]):
 
         self.push_screen(FinetuneWizardScreen(self.settings, model=model))
 
+    def open_doctor(self) -> None:
+        from heretic_tui.tui.screens.doctor import DoctorScreen
+
+        self.push_screen(DoctorScreen())
+
     def open_upload(self, folder: Path | None = None) -> None:
         from heretic_tui.tui.screens.upload import UploadScreen
 
@@ -314,6 +319,7 @@ class HereticApp(App[int]):
         yield SystemCommand("New fine-tuning run", "Open the fine-tune wizard (basic or advanced)",
                             self.open_finetune_wizard)
         yield SystemCommand("Upload a model folder", "Send a model folder to the Hugging Face Hub", self.open_upload)
+        yield SystemCommand("Doctor", "Check this machine: torch and CUDA, GPUs, disk, Hub, terminal", self.open_doctor)
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding

@@ -326,3 +326,42 @@ def summary_line(checks: list[Check]) -> str:
 
 def report_data(checks: list[Check]) -> dict[str, Any]:
     return {"checks": [check.to_dict() for check in checks], "worst": worst_level(checks)}
+
+
+def run_checks_apart(settings: Settings, terminal: TerminalFacts, timeout: float = 120.0) -> list[Check]:
+    """:func:`run_checks` in a child process, for the TUI: importing torch and asking CUDA for free memory there
+    would keep a CUDA context (hundreds of MB of GPU memory) in the app for as long as it runs."""
+    import json
+
+    from heretic_tui.core.runs.run_directory import runs_root
+
+    command = [sys.executable, "-m", "heretic_tui.core.operations.doctor", "--runs-directory",
+               str(runs_root(settings)), "--terminal", json.dumps(asdict(terminal))]
+    try:
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        return [Check(**item) for item in json.loads(finished.stdout)["checks"]]
+    except subprocess.TimeoutExpired:
+        return [Check("doctor", PROBLEM, f"the checks did not finish within {timeout:.0f} s",
+                      "Run `heretic-tui doctor` in a shell to see which check hangs.")]
+    except (ValueError, KeyError, TypeError):
+        reason = " ".join((finished.stderr or "").split())[-300:]
+        return [Check("doctor", PROBLEM, f"the checks failed: {reason or 'no output'}",
+                      "Run `heretic-tui doctor` in a shell for the full message.")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m heretic_tui.core.operations.doctor``: the JSON report for :func:`run_checks_apart`."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m heretic_tui.core.operations.doctor")
+    parser.add_argument("--runs-directory", required=True)
+    parser.add_argument("--terminal", required=True, help="TerminalFacts as JSON")
+    arguments = parser.parse_args(argv)
+    settings = Settings()
+    settings.output.runs_directory = arguments.runs_directory
+    print(json.dumps(report_data(run_checks(settings, TerminalFacts(**json.loads(arguments.terminal))))))
+
+
+if __name__ == "__main__":
+    main()

@@ -46,6 +46,7 @@ class HomeScreen(HereticScreen[None]):
         Binding("f", "finetune", "Fine-tune"),
         Binding("u", "upload", "Upload"),
         Binding("g", "refresh_runs", "Refresh", show=False),
+        Binding("d", "doctor", "Doctor", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -134,6 +135,9 @@ class HomeScreen(HereticScreen[None]):
 
     def action_upload(self) -> None:
         self.heretic.open_upload()
+
+    def action_doctor(self) -> None:
+        self.heretic.open_doctor()
 
     async def action_quit(self) -> None:
         await self.heretic.action_quit()
