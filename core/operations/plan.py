@@ -270,19 +270,30 @@ def folder_tensor_counts(folder: Path) -> dict[str, int] | None:
 
 
 def read_model_facts(model: str, settings: Settings) -> ModelFacts:
-    """The facts of a model setting: 'demo', a local folder, or a hub id (config and safetensors headers only)."""
-    from heretic_tui.core.models.references import KIND_DEMO, KIND_FOLDER, KIND_HUB, parse_model_reference
+    """The facts of a model setting: 'demo', a local folder, or a hub id (config and safetensors headers only).
+
+    Nothing here imports torch or builds anything (the wizard calls it while the person waits): a demo model that
+    is not built yet is an error that says so.
+    """
+    from heretic_tui.core.models.demo import demo_model_path, is_demo_model_built
+    from heretic_tui.core.models.references import KIND_DEMO, KIND_HUB, parse_model_reference
 
     reference = parse_model_reference(model, allow_trial=False)
-    if reference.kind in (KIND_DEMO, KIND_FOLDER):
-        from heretic_tui.core.models.loading import resolve_model_location
-
-        folder = Path(resolve_model_location(reference.location))
-        config = _read_config(folder / "config.json")
-        return facts_from_metadata(reference.label, "demo" if reference.kind == KIND_DEMO else "folder", config,
-                                   folder_tensor_counts(folder))
-    assert reference.kind == KIND_HUB
-    return _hub_facts(reference.location, settings)
+    if reference.kind == KIND_HUB:
+        return _hub_facts(reference.location, settings)
+    if reference.kind == KIND_DEMO:
+        folder = demo_model_path()
+        if not is_demo_model_built(folder):
+            raise UserInputError("The demo model is not built yet (its first run builds it in a minute or two); "
+                                 "it is tiny and fits any machine.")
+    else:
+        folder = Path(reference.location)
+        if not (folder / "config.json").is_file():
+            raise UserInputError(f"The model folder {folder} has no config.json, so it is not a Hugging Face model "
+                                 "folder. Give the folder that holds config.json and the weights.")
+    config = _read_config(folder / "config.json")
+    return facts_from_metadata(reference.label, "demo" if reference.kind == KIND_DEMO else "folder", config,
+                               folder_tensor_counts(folder))
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -524,11 +535,13 @@ def gigabytes(value: float) -> str:
 
 
 def duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"about {seconds:.0f} s"
     if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 def plan_lines(plan: Plan) -> list[str]:
@@ -555,7 +568,7 @@ def plan_lines(plan: Plan) -> list[str]:
     else:
         lines.append("GPUs         none: the run uses the CPU and host memory")
     lines.append(f"verdict      {plan.verdict}")
-    lines.append(f"time         about {duration(plan.seconds_per_trial)} per trial, {duration(plan.study_seconds)} "
+    lines.append(f"time         {duration(plan.seconds_per_trial)} per trial, {duration(plan.study_seconds)} "
                  f"for {plan.trials} trials ({plan.timing_source})")
     if plan.finetune:
         tune = plan.finetune
