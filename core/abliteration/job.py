@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from heretic_tui.core.abliteration.ablation import Abliterator
-from heretic_tui.core.abliteration.activation_ablation import ActivationAblation
+from heretic_tui.core.abliteration.activation_ablation import ActivationAblation, has_quantized_layers
 from heretic_tui.core.abliteration.batched_evaluation import BatchedEvaluator, choose_trial_batch, sample_trial
 from heretic_tui.core.abliteration.directions import compute_directions, separation
 from heretic_tui.core.abliteration.methods import DIRECTION_SETTINGS, MethodChoices, method_record
@@ -124,11 +124,12 @@ def preflight(settings: Settings) -> None:
     Raises UserInputError. The tokenizer and config are cheap to load; the demo model may not be built yet, so its
     prompt lengths are checked by the worker right after loading (before any residual is computed).
     """
-    if settings.model.quantization != "none":
+    if settings.model.quantization != "none" and settings.abliteration.apply == "weights":
         raise UserInputError(
-            f"model.quantization = '{settings.model.quantization}' cannot be used for abliteration: it edits the "
-            "weights themselves, which needs them unquantized. Set quantization = 'none' (bfloat16 weights); "
-            "4-bit loading is for fine-tuning (QLoRA)."
+            f"model.quantization = '{settings.model.quantization}' cannot be used with abliteration.apply = "
+            "'weights': that edits the weights themselves, which needs them unquantized. Set apply = 'hooks' (the "
+            "trials are applied to the layers' outputs and the quantized weights are never touched), or "
+            "quantization = 'none'."
         )
     tokenizer = check_model(settings.model)
     prompts = load_all_prompt_records(settings)
@@ -437,7 +438,10 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
     state.update(batch_size=batch_size, residuals_seconds=timings["residuals"], baseline_refusals=baseline_refusals)
     write_json_atomically(state_path, state)
 
-    abliterator = Abliterator(loaded.model, directions)
+    quantized = has_quantized_layers(loaded.model)
+    abliterator = None if quantized else Abliterator(loaded.model, directions)
+    if quantized:
+        context.log("the model is quantized: trials are applied through hooks and its weights are never touched")
     batched = None
     trial_batch = 1
     if settings.abliteration.apply == "hooks":
@@ -501,6 +505,7 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
             try:
                 context.check_cancelled()
                 if batched is None:
+                    assert abliterator is not None, "a quantized model is only searched through hooks"
                     single = run_trial(context, study, abliterator, evaluator, target, worker)
                     finished_now = [] if single is None else [single]
                 else:
@@ -529,7 +534,10 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
         "kl": chosen.kl if chosen else None,
         "trials": len(results),
     }
-    if chosen is not None and context.arguments.get("export_chosen"):
+    if chosen is not None and context.arguments.get("export_chosen") and abliterator is None:
+        context.warn(f"trial {chosen.number} was not exported here: the model was loaded quantized, and a merged "
+                     "export edits the full-precision weights, which this process does not hold")
+    elif chosen is not None and context.arguments.get("export_chosen"):
         from heretic_tui.core.shipping.export import export_loaded_trial
 
         del evaluator

@@ -16,6 +16,7 @@ from torch import nn
 from heretic_tui.core.abliteration.ablation import Abliterator, KernelParameters, TrialParameters
 from heretic_tui.core.abliteration.activation_ablation import ActivationAblation, has_quantized_layers
 from heretic_tui.core.models.batching import encode, positions
+from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.models.layers import UnsupportedLayoutError
 from heretic_tui.core.models.loading import load_model
 from heretic_tui.core.settings import ModelSettings
@@ -106,3 +107,16 @@ def test_a_quantized_model_is_searched_through_hooks_without_touching_its_weight
         assert (got - wanted).abs().max() <= 1e-4 * wanted.abs().max(), TRIALS[index]
     for name, tensor in quantized.model.state_dict().items():
         assert torch.equal(tensor, stored[name]), name
+
+
+def test_a_quantized_load_is_refused_only_for_the_weight_path() -> None:
+    from heretic_tui.core.abliteration.job import preflight
+    from heretic_tui.core.settings import Settings
+
+    settings = Settings()
+    settings.model.quantization = "4bit"
+    settings.abliteration.apply = "weights"
+    with pytest.raises(UserInputError, match="apply = 'hooks'"):
+        preflight(settings)
+    settings.abliteration.apply = "hooks"
+    preflight(settings)
