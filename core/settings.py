@@ -314,9 +314,9 @@ class AbliterationSettings:
     apply: str = setting(
         "hooks",
         "How a trial is applied while the search runs: 'hooks' (forward hooks take the direction out of each "
-        "residual-writing module's output; no weight is edited, several trials can share a forward pass, and 4-bit "
-        "or 8-bit models can be searched) or 'weights' (the weights are edited and restored for every trial, one "
-        "trial at a time). Both give the same trials within float tolerance; export always edits weights.",
+        "residual-writing module's output; no weight is edited, several trials can share a forward pass, and a "
+        "model loaded in 4-bit can be searched) or 'weights' (the weights are edited and restored for every trial, "
+        "one trial at a time). Both give the same trials within float tolerance; export always edits weights.",
         choices=("hooks", "weights"),
     )
     trial_batch: int = setting(
