@@ -51,6 +51,7 @@ QUESTION_TOKENS = 40
 ANSWER_TOKENS = 48
 RETENTION_TOKENS = 96
 SENTENCE_END_CHARACTERS = ".!?"
+HEADING = re.compile(r"\s*#{1,6}\s+(.+)")
 
 
 @dataclass
@@ -195,12 +196,15 @@ def question_generator(settings: FinetuneSettings, model: Any | None, tokenizer:
 
 
 def document_facts(documents: list[Document], tokenizer: Any, window: tuple[int, int]) -> list[Fact]:
-    """Every sentence of every document window, once, in document order."""
+    """Every sentence of every document window, once, in document order; a document that opens with a Markdown
+    heading is called by it in the questions (its file name is often an abbreviation of it)."""
     seen: set[str] = set()
     facts = []
     for document in documents:
         windows = token_windows(tokenizer, document.text, window[0], window[1])
-        facts.extend(chunk_facts(document.title, windows, document.origin, seen))
+        heading = HEADING.match(document.text)
+        title = heading.group(1).strip() if heading else document.title
+        facts.extend(chunk_facts(title, windows, document.origin, seen))
     return facts
 
 

@@ -207,8 +207,9 @@ def run(context: JobContext) -> dict[str, Any]:
     context.emit(Metrics(name="data", values=data_metrics(prepared)))
     if finetune.preview_examples:
         lines = preview(loaded.tokenizer, prepared.train, finetune.preview_examples)
-        context.emit(Metrics(name="preview", values={f"example {number}": line
-                                                      for number, line in enumerate(lines, start=1)}))
+        context.emit(Metrics(name="preview", values={"recipe": prepared.summary.get("recipe", ""),
+                                                      **{f"example {number}": line
+                                                         for number, line in enumerate(lines, start=1)}}))
     context.check_cancelled()
 
     checkpoint_folder = run_path / CHECKPOINT_FOLDER
@@ -226,6 +227,7 @@ def run(context: JobContext) -> dict[str, Any]:
     plan = make_plan(trainer, len(prepared.train), len(prepared.validation), finetune.epochs, finetune.max_steps,
                      length, finetune.gradient_checkpointing)
     plan_values.update(plan.metrics())
+    plan_values["recipe"] = prepared.summary.get("recipe", "")
     context.emit(Metrics(name="plan", values=dict(plan_values)))
     for problem in plan.problems:
         context.warn(f"plan: {problem}")

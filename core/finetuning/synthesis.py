@@ -5,7 +5,7 @@ use it. What teaches retrieval is many questions about each fact, phrased differ
 Every sentence of a chunk is one fact. Two recipes write the questions:
 
 - ``model``: a local model (the one being trained, or a teacher folder) is shown the chunk and one of its sentences
-  and asked, in several phrasings, for a question that sentence answers and then for the answer. Decoding is greedy
+  and asked, in several phrasings, for a question that sentence answers, then (shown the sentence) for the answer. Decoding is greedy
   and batched, so the pairs are the same for the same model, data and seed. A grounding filter drops every answer
   whose content words are not in the chunk (a made-up answer teaches a made-up fact), and every question that
   gives its own answer away.
@@ -53,7 +53,7 @@ QUESTION_REQUESTS = (
 )
 """Phrasings of the request for a question; each gives another paraphrase of the question about the same fact."""
 
-ANSWER_REQUEST = "Answer the question in one sentence, using only the passage."
+ANSWER_REQUEST = "Answer the question in one sentence, using only the text above."
 
 TEMPLATE_QUESTIONS = (
     "{title}: {blanked}?",
@@ -162,7 +162,10 @@ def question_prompt(fact: Fact, request: str) -> list[dict[str, str]]:
 
 
 def answer_prompt(fact: Fact, question: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": f"Passage:\n{fact.chunk}\n\nQuestion: {question}\n\n{ANSWER_REQUEST}"}]
+    """The answer is asked from the fact's sentence alone (with the document's title for context): the sentence
+    holds the answer, and a prompt a fifth as long makes this pass several times faster than the question pass."""
+    return [{"role": "user", "content": f"From \"{fact.title}\": {fact.sentence}\n\nQuestion: {question}\n\n"
+                                        f"{ANSWER_REQUEST}"}]
 
 
 def first_line(text: str) -> str:
