@@ -14,7 +14,7 @@ Two ablation methods (``TrialParameters.ablation_method``):
   w d_i d^T W), s_i = |W[i, :]| / |W[i, :] - w d_i d^T W|. On a module output this is y' = s * (y - w d (d^T y))
   with one fixed factor s_i per output unit (per expert and output unit for fused experts), so the same edit can be
   applied as a forward hook on the module's output. The edit turns rows instead of shrinking them, which keeps
-  the magnitudes the following norm layers expect. A row the projection would zero keeps s_i = 1.
+  the magnitudes the following norm layers expect. A row the projection (all but) zeroes keeps s_i = 1.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from heretic_tui.core.abliteration.direction_set import DirectionSet
 from heretic_tui.core.abliteration.directions import interpolate_direction
+from heretic_tui.core.abliteration.protection import protect
 from heretic_tui.core.abliteration.methods import BOTH, MEAN, NORM_PRESERVING, PROJECTION, edited_kinds
 from heretic_tui.core.models.layers import UnsupportedLayoutError, decoder_layers, text_config
 
@@ -179,11 +181,18 @@ def layer_directions(directions: torch.Tensor, parameters: TrialParameters) -> t
 
 
 class Abliterator:
-    """Applies trials to a loaded model in place and resets them from a cache of the touched matrices."""
+    """Applies trials to a loaded model in place and resets them from a cache of the touched matrices.
 
-    def __init__(self, model: Any, directions: torch.Tensor) -> None:
+    ``directions`` is the run's :class:`DirectionSet` (each trial uses its direction method's directions), or one
+    tensor of mean-difference directions.
+    """
+
+    def __init__(self, model: Any, directions: torch.Tensor | DirectionSet) -> None:
         self.model = model
-        self.directions = directions.float()
+        self.direction_set = directions if isinstance(directions, DirectionSet) else DirectionSet.of(directions)
+        self.direction_set.by_method = {method: values.float()
+                                        for method, values in self.direction_set.by_method.items()}
+        self.directions = self.direction_set.mean
         self.components = find_components(model)
         self._originals: dict[str, torch.Tensor] = {}
         self._touched: list[Component] = []
@@ -217,7 +226,7 @@ class Abliterator:
     def apply(self, parameters: TrialParameters) -> None:
         """Ablate in place (resetting any previous trial first); the math runs in float32."""
         self.reset()
-        per_layer = layer_directions(self.directions, parameters)
+        per_layer = self.trial_directions(parameters)
         for component, weight in self.weights(parameters):
             self._original(component)
             tensor = component.parameter
@@ -225,6 +234,12 @@ class Abliterator:
             ablated = ablate(tensor.float(), direction, weight, component.output_axis, parameters.ablation_method)
             tensor.copy_(ablated.to(tensor.dtype))
             self._touched.append(component)
+
+    def trial_directions(self, parameters: TrialParameters) -> torch.Tensor:
+        """The unit direction every layer uses in this trial ([layers, hidden]), from its direction method, made
+        orthogonal to that layer's protected basis when the run has one."""
+        directions = layer_directions(self.direction_set.get(parameters.direction_method), parameters)
+        return protect(directions, self.direction_set.protected)
 
     @torch.no_grad()
     def reset(self) -> None:
@@ -262,8 +277,10 @@ def norm_preserving_project_out(weight: torch.Tensor, direction: torch.Tensor, s
     axis = input_axis(weight, output_axis)
     original = torch.linalg.vector_norm(weight, dim=axis, keepdim=True)
     edited = torch.linalg.vector_norm(ablated, dim=axis, keepdim=True)
-    scale = torch.where(edited > 0, original / edited.clamp_min(torch.finfo(edited.dtype).tiny),
-                        torch.ones_like(edited))
+    # A row the projection (all but) zeroes has no direction left to restore; it keeps s_i = 1, as in the
+    # activation path (:mod:`~heretic_tui.core.abliteration.activation_ablation`).
+    kept = edited.pow(2) > torch.finfo(torch.float32).eps * original.pow(2)
+    scale = torch.where(kept, original / edited.clamp_min(torch.finfo(edited.dtype).tiny), torch.ones_like(edited))
     return ablated * scale
 
 

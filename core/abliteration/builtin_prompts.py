@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from functools import cache
 
+from heretic_tui.core.abliteration.capability_prompts import REFERENCE_SETS, reference_prompts
 from heretic_tui.core.errors import UserInputError
 
 BUILTIN_PROMPT_SETS: tuple[str, ...] = ("harmful", "harmless")
@@ -149,7 +150,8 @@ def _is_test_combination(task_number: int, template_number: int) -> bool:
 def _check_name_and_split(name: str, split: str) -> None:
     if name not in BUILTIN_PROMPT_SETS:
         raise UserInputError(
-            f"Unknown built-in prompt set {name!r}. Valid names are {', '.join(BUILTIN_PROMPT_SETS)} "
+            f"Unknown built-in prompt set {name!r}. Valid names are "
+            f"{', '.join(BUILTIN_PROMPT_SETS + REFERENCE_SETS)} "
             "(write e.g. 'builtin:harmful@train')."
         )
     if split not in BUILTIN_PROMPT_SPLITS:
@@ -187,5 +189,10 @@ def templated_prompts(name: str, split: str) -> list[TemplatedPrompt]:
 
 
 def builtin_prompts(name: str, split: str) -> list[str]:
-    """The built-in prompts of ``name`` ("harmful" or "harmless") and ``split`` ("train" or "test")."""
+    """The built-in prompts of ``name`` ("harmful" or "harmless") and ``split`` ("train" or "test"), or of a
+    reference set (:mod:`~heretic_tui.core.abliteration.capability_prompts`, one split: train)."""
+    if name in REFERENCE_SETS:
+        if split != "train":
+            raise UserInputError(f"The built-in prompt set {name!r} has one split, 'train' (write 'builtin:{name}').")
+        return reference_prompts(name)
     return [prompt.text for prompt in templated_prompts(name, split)]

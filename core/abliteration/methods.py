@@ -51,7 +51,7 @@ class MethodChoices:
 
     @classmethod
     def from_settings(cls, settings: AbliterationSettings) -> MethodChoices:
-        return cls(getattr(settings, "direction_method", MEAN), settings.ablation_method, settings.edited_components)
+        return cls(settings.direction_method, settings.ablation_method, settings.edited_components)
 
     @property
     def searched(self) -> tuple[str, ...]:
@@ -59,7 +59,10 @@ class MethodChoices:
         return tuple(name for name, value in vars(self).items() if value == SEARCH)
 
 
-DIRECTION_SETTINGS: tuple[str, ...] = ("orthogonalize_direction", "winsorize_quantile")
+DIRECTION_SETTINGS: tuple[str, ...] = (
+    "orthogonalize_direction", "winsorize_quantile", "helpfulness_orthogonalization", "general_text_prompts",
+    "sacred_directions", "capability_prompts",
+)
 """The study-wide abliteration settings that shape the directions every trial of a run shares."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters, rank_one_factors
+from heretic_tui.core.abliteration.direction_set import DirectionSet
 from heretic_tui.core.abliteration.methods import PROJECTION, method_record
 from heretic_tui.core.atomic_files import describe_storage_error, write_folder_atomically
 from heretic_tui.core.errors import StorageError, UserInputError
@@ -84,13 +85,11 @@ def check_output(output: Path) -> None:
         )
 
 
-def _directions(run: RunDirectory) -> Any:
-    from safetensors.torch import load_file
-
+def _directions(run: RunDirectory) -> DirectionSet:
     path = run.path / "directions.safetensors"
     if not path.exists():
         raise UserInputError(f"{run.path} has no refusal directions yet (the run stopped before computing them).")
-    return load_file(str(path))["directions"]
+    return DirectionSet.read(path)[0]
 
 
 def load_trial_model(run_dir: str | Path, trial: int) -> tuple[Any, Any]:
@@ -133,19 +132,22 @@ def _metadata(settings: Settings, loaded: LoadedModel, run: RunDirectory, frozen
     }
 
 
-def _save_adapter(loaded: LoadedModel, abliterator: Abliterator, parameters: TrialParameters, folder: Path) -> None:
-    """A rank-1 LoRA adapter per touched matrix whose product B A equals that matrix's ablation."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from heretic_tui.core.abliteration.ablation import layer_directions
-
+def check_adapter_possible(parameters: TrialParameters) -> None:
+    """A rank-1 adapter reproduces only a plain projection; anything else is refused before any work, exit 2."""
     if parameters.ablation_method != PROJECTION:
         raise UserInputError(
             f"Adapter export supports only the '{PROJECTION}' ablation method; this trial used "
             f"'{parameters.ablation_method}', whose edit rescales whole rows and is not a rank-1 adapter. Export the "
             "merged model instead (leave out --adapter)."
         )
+
+
+def _save_adapter(loaded: LoadedModel, abliterator: Abliterator, parameters: TrialParameters, folder: Path) -> None:
+    """A rank-1 LoRA adapter per touched matrix whose product B A equals that matrix's ablation."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    check_adapter_possible(parameters)
     touched = list(abliterator.weights(parameters))
     fused = [component.name for component, _ in touched if component.parameter.dim() != 2]
     if fused:
@@ -156,7 +158,7 @@ def _save_adapter(loaded: LoadedModel, abliterator: Abliterator, parameters: Tri
     modules = [component.name.removesuffix(".weight") for component, _ in touched]
     config = LoraConfig(r=1, lora_alpha=1, lora_dropout=0.0, bias="none", target_modules=modules)
     peft_model = get_peft_model(loaded.model, config)
-    per_layer = layer_directions(abliterator.directions, parameters)
+    per_layer = abliterator.trial_directions(parameters)
     with torch.no_grad():
         for component, strength in touched:
             module = peft_model.base_model.model.get_submodule(component.name.removesuffix(".weight"))
@@ -233,7 +235,9 @@ def start_export(run_dir: str | Path, trial: int, output: str | Path, adapter: b
     run = open_abliteration_run(run_dir)
     settings = run_settings(run)
     study = read_study(run.path)
-    find_trial(study, trial)
+    frozen = find_trial(study, trial)
+    if adapter:
+        check_adapter_possible(TrialParameters.from_flat(frozen.user_attrs["parameters"]))
     output_path = Path(output).expanduser().resolve()
     check_output(output_path)
     job_run = RunDirectory.create(run.path / "jobs", f"export-trial-{trial}")
