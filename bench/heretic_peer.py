@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,11 +164,13 @@ def journal_state(journal: Path) -> tuple[bool, list[dict[str, Any]]]:
 
 def run_heretic(model: Path, prompt_files: dict[str, Path], trials: int, seed: int, refusal_markers: Sequence[str],
                 system_prompt: str, response_tokens: int, log_path: Path, venv: Path | None = None,
-                log: Log = print, environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+                log: Log = print, environment: Mapping[str, str] | None = None,
+                keep_journal: Path | None = None) -> dict[str, Any]:
     """Run Heretic headless on one toy and return its trials, the response prefix it found and its wall time.
 
     ``environment`` replaces the process environment (the benchmark drops HERETIC_* variables, which Heretic reads
-    as settings, and fixes the thread count)."""
+    as settings, and fixes the thread count). ``keep_journal`` receives a copy of Heretic's Optuna journal before
+    its working directory goes (the throughput benchmark reads the trials' times from it)."""
     venv = ensure_heretic(venv, log)
     with tempfile.TemporaryDirectory(prefix="heretic-peer-") as folder:
         work = Path(folder)
@@ -203,6 +206,8 @@ def run_heretic(model: Path, prompt_files: dict[str, Path], trials: int, seed: i
         journals = list(checkpoints.glob("*.jsonl"))
         if journals:
             finished, found = journal_state(journals[0])
+            if keep_journal is not None:
+                shutil.copyfile(journals[0], keep_journal)
     text = log_path.read_text(encoding="utf-8", errors="replace")
     if not finished or len(found) < trials:
         raise RuntimeError(f"Heretic stopped after {len(found)} of {trials} trials (exit {process.returncode}); "
