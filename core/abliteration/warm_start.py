@@ -162,7 +162,7 @@ def parse_profile(text: str, where: str) -> tuple[list[str], list[WarmTrial]]:
     return types, [_profile_trial(entry, f"{where}, trial {index + 1}") for index, entry in enumerate(entries)]
 
 
-def _fraction(table: dict[str, Any], key: str, where: str, lowest: float = 0.0, highest: float = 1.0) -> float:
+def _number(table: dict[str, Any], key: str, where: str, lowest: float = 0.0, highest: float = 1.0) -> float:
     value = table.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lowest <= value <= highest:
         raise UserInputError(f"The warm-start profile {where}: {key} is {value!r}; it must be a number from {lowest} "
@@ -184,12 +184,12 @@ def _profile_trial(entry: Any, where: str) -> WarmTrial:
             raise UserInputError(f"The warm-start profile {where} has no [trials.{component}] table with "
                                  f"{', '.join(KERNEL_KEYS)}.")
         kernels[component] = {
-            "max_weight": _fraction(table, "max_weight", f"{where}, {component}", 0.0, 10.0),
-            "peak_layer": _fraction(table, "peak_layer", f"{where}, {component}"),
-            "min_weight_fraction": _fraction(table, "min_weight_fraction", f"{where}, {component}"),
-            "min_weight_distance": _fraction(table, "min_weight_distance", f"{where}, {component}"),
+            "max_weight": _number(table, "max_weight", f"{where}, {component}", 0.0, 10.0),
+            "peak_layer": _number(table, "peak_layer", f"{where}, {component}"),
+            "min_weight_fraction": _number(table, "min_weight_fraction", f"{where}, {component}"),
+            "min_weight_distance": _number(table, "min_weight_distance", f"{where}, {component}"),
         }
-    return WarmTrial(scope, _fraction(entry, "direction_layer", where), kernels)
+    return WarmTrial(scope, _number(entry, "direction_layer", where), kernels)
 
 
 def profile_trials(settings: OptimizationSettings, model_types: list[str]) -> tuple[str | None, list[WarmTrial],
