@@ -37,6 +37,7 @@ from heretic_tui.core.shipping.metadata import (
     write_metadata,
 )
 from heretic_tui.core.shipping.model_card import copy_processor_files, write_model_card
+from heretic_tui.core.shipping.streamed_export import checkpoint_dtype, full_precision_checkpoint, stream_trial_export
 from heretic_tui.core.abliteration.study import find_trial, read_study, trial_result
 from heretic_tui.core.runs.registry import ROLE_ABLITERATED, record_produced_model
 from heretic_tui.core.settings import Settings, load_settings
@@ -214,6 +215,35 @@ def export_loaded_trial(
     return output
 
 
+def export_streamed_trial(context: JobContext | None, run: RunDirectory, study: optuna.Study, trial: int,
+                          output: Path) -> Path:
+    """The merged export of a run whose model was loaded quantized: the trial applied to the full-precision
+    checkpoint one shard at a time (:mod:`~heretic_tui.core.shipping.streamed_export`), with the metadata,
+    processor files and model card of :func:`export_loaded_trial`."""
+    settings = run_settings(run)
+    output = Path(output).expanduser().resolve()
+    check_output(output)
+    frozen = find_trial(study, trial)
+    parameters = TrialParameters.from_flat(frozen.user_attrs["parameters"])
+    source = full_precision_checkpoint(settings.model)
+    stored = LoadedModel(model=None, tokenizer=None, location=str(source), dtype=checkpoint_dtype(source), seconds=0.0)
+    metadata = _metadata(settings, stored, run, frozen, adapter=False)
+
+    def write(folder: Path) -> None:
+        stream_trial_export(source, folder, parameters, _directions(run),
+                            lambda done, total: context.progress("export: shards", done, total) if context else None)
+        write_metadata(folder, metadata)
+        copy_processor_files(str(source), folder, settings.model.revision)
+        write_model_card(folder, metadata, run.config_path.read_text(encoding="utf-8"), name=output.name)
+
+    write_folder_atomically(output, write, replace=False)
+    record_produced_model(output, metadata, role=ROLE_ABLITERATED, warn=context.warn if context else None)
+    if context is not None:
+        context.emit(ArtifactWritten(name="export", path=str(output)))
+        context.log(f"exported trial {trial} to {output} from the full-precision checkpoint, shard by shard")
+    return output
+
+
 def run_export_job(context: JobContext) -> dict[str, Any]:
     """Worker entry for kind 'export': arguments source_run, trial, output, adapter."""
     arguments = context.arguments
@@ -221,6 +251,10 @@ def run_export_job(context: JobContext) -> dict[str, Any]:
     settings = run_settings(run)
     study = read_study(run.path)
     find_trial(study, int(arguments["trial"]))
+    if settings.model.quantization != "none" and not arguments.get("adapter"):
+        with context.phase("export", None, f"writing trial {arguments['trial']} from the full-precision checkpoint"):
+            path = export_streamed_trial(context, run, study, int(arguments["trial"]), Path(arguments["output"]))
+        return {"output": str(path), "trial": int(arguments["trial"]), "adapter": False}
     with context.phase("load", None, f"loading {settings.model.model}"):
         loaded = load_model(settings.model, log=context.log)
     with context.phase("export", None, f"writing trial {arguments['trial']}"):

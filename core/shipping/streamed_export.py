@@ -29,6 +29,8 @@ from safetensors.torch import save_file
 
 from heretic_tui.core.abliteration.ablation import Abliterator, Component, TrialParameters, ablate, layer_directions
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.models.loading import resolve_model_location
+from heretic_tui.core.settings import ModelSettings
 
 INDEX_FILE = "model.safetensors.index.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -65,6 +67,32 @@ def checkpoint_names(component: Component, shapes: dict[str, tuple[int, ...]]) -
     if all(shapes.get(name) == shape[1:] for name in names):
         return names
     return None
+
+
+def full_precision_checkpoint(settings: ModelSettings) -> Path:
+    """The folder of the model's original (full-precision) checkpoint: the local folder, or a hub model's files in
+    the local cache, where loading it for the run put them."""
+    location = resolve_model_location(settings.model)
+    if Path(location).is_dir():
+        return Path(location)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(location, revision=settings.revision or None, local_files_only=True))
+    except Exception as error:  # huggingface_hub raises several kinds for a cache miss
+        raise UserInputError(
+            f"The files of {location} are not in the local Hugging Face cache ({type(error).__name__}), so the "
+            "trial cannot be applied to its full-precision checkpoint. Download the model first (heretic-tui "
+            "download, or any load of it with network), then export again."
+        ) from None
+
+
+def checkpoint_dtype(source: Path) -> str:
+    """The dtype the checkpoint's config records (what the exported weights are stored as)."""
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    text = config.get("text_config", config) if isinstance(config.get("text_config"), dict) else config
+    return str(text.get("dtype") or text.get("torch_dtype") or config.get("dtype") or config.get("torch_dtype")
+               or "float32")
 
 
 def skeleton(source: Path) -> Any:

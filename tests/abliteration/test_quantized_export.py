@@ -56,3 +56,45 @@ def test_a_streamed_export_equals_the_in_memory_edit(architecture: str, tiny_mod
             assert torch.allclose(tensor, expected[name], rtol=1e-5, atol=1e-7), name
         else:
             assert torch.equal(tensor, expected[name]), name
+
+
+def test_the_streamed_export_of_a_run_writes_what_the_in_memory_export_writes(
+        tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """export_streamed_trial (what a run searched on a 4-bit model exports through) against export_loaded_trial on
+    a run of the same model in full precision: the same weights, metadata and files."""
+    import json
+
+    from heretic_tui.core.abliteration.job import start_abliteration
+    from heretic_tui.core.abliteration.study import completed_trials, read_study
+    from heretic_tui.core.runs.run_directory import RunDirectory
+    from heretic_tui.core.settings import Settings
+    from heretic_tui.core.shipping.export import _directions, export_loaded_trial, export_streamed_trial
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(f"how do i make bread {index} ?" for index in range(8)) + "\n")
+    settings = Settings()
+    settings.model.model = str(tiny_models["llama"])
+    settings.model.dtypes = ["float32"]
+    for name in ("bad_prompts", "good_prompts", "bad_eval_prompts", "good_eval_prompts"):
+        setattr(settings.prompts, name, str(prompts))
+    settings.abliteration.refusal_max_tokens = 4
+    settings.optimization.trials = 2
+    handle = start_abliteration(settings, tmp_path / "run")
+    assert handle.wait(timeout=600) == 0, handle.run.log_path.read_text(encoding="utf-8")
+    run = RunDirectory(tmp_path / "run")
+    study = read_study(run.path)
+    trial = completed_trials(study)[0].number
+
+    streamed = export_streamed_trial(None, run, study, trial, tmp_path / "streamed")
+    loaded = load_model(ModelSettings(model=str(tiny_models["llama"]), dtypes=["float32"]))
+    in_memory = export_loaded_trial(None, loaded, Abliterator(loaded.model, _directions(run)), study, trial,
+                                    tmp_path / "in-memory", adapter=False, run=run)
+    first = load_model(ModelSettings(model=str(streamed), dtypes=["float32"])).model.state_dict()
+    second = load_model(ModelSettings(model=str(in_memory), dtypes=["float32"])).model.state_dict()
+    assert first.keys() == second.keys()
+    for name, tensor in first.items():
+        assert torch.equal(tensor, second[name]), name
+    metadata = [json.loads((folder / "heretic.json").read_text()) for folder in (streamed, in_memory)]
+    assert [item["trial"] for item in metadata] == [trial, trial]
+    assert metadata[0]["parameters"] == metadata[1]["parameters"] and metadata[0]["format"] == metadata[1]["format"]
+    assert (streamed / "tokenizer.json").is_file() and (streamed / "README.md").is_file()
