@@ -89,7 +89,8 @@ def run(arguments: argparse.Namespace) -> int:
     if not arguments.headless:
         return launch_app(attach_run=handle.run.path)
     code, last = follow_headless(handle)
-    print_study_workers(handle.run.path)
+    if code == 0:
+        print_study_workers(handle.run.path)
     if isinstance(last, JobFinished):
         summary = last.summary
         print(f"report: {handle.run.report_path}", file=sys.stderr)

@@ -151,9 +151,11 @@ def database_errors(location: StudyLocation, action: str, resume: str = "") -> I
         original = error.__cause__ if isinstance(error, optuna.exceptions.StorageInternalError) else error
         cause = str(getattr(original, "orig", None) or original or error).strip().splitlines()
         detail = cause[0][:300] if cause else type(error).__name__
+        kept = (" Every trial it already recorded as complete is kept there; a trial in flight is run again."
+                if location.name else "")
+        where = location.describe() if location.name else redacted(location.url)
         raise StorageError(
-            f"Could not {action}: the database of {location.describe()} failed ({detail}). Every trial it already "
-            "recorded as complete is kept there; a trial in flight is run again. Once the database answers, "
+            f"Could not {action}: the database of {where} failed ({detail}).{kept} Once the database answers, "
             + (resume or "start the command again.")
         ) from None
 

@@ -3,6 +3,7 @@ paragraph, exit code 2) without a storage several workers can write, and on a ma
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -77,3 +78,19 @@ def test_the_command_line_refuses_what_cannot_work(arguments: list[str], message
     assert ended.value.code == 2, error
     assert message in error and "Traceback" not in error
     assert "secret" not in error
+
+
+def test_a_database_that_does_not_answer_is_one_paragraph_and_leaves_no_run(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as ended:
+        main(["abliterate", "--headless", "--model", "demo", "--run-dir", str(run_dir),
+              "--storage", f"postgresql://someone@127.0.0.1:{port}/studies"])
+    error = capsys.readouterr().err.strip()
+    assert ended.value.code == 3, error
+    assert "Traceback" not in error and "\n" not in error
+    assert f"127.0.0.1:{port}" in error and "Once the database answers, start the command again." in error
+    assert not run_dir.exists()
