@@ -535,8 +535,12 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
         "trials": len(results),
     }
     if chosen is not None and context.arguments.get("export_chosen") and abliterator is None:
-        context.warn(f"trial {chosen.number} was not exported here: the model was loaded quantized, and a merged "
-                     "export edits the full-precision weights, which this process does not hold")
+        from heretic_tui.core.shipping.export import export_streamed_trial
+
+        output = run_path / "model"
+        with context.phase("export", None, f"exporting trial {chosen.number} from the full-precision checkpoint"):
+            export_streamed_trial(context, context.run, study, chosen.number, output)
+        summary["export"] = str(output)
     elif chosen is not None and context.arguments.get("export_chosen"):
         from heretic_tui.core.shipping.export import export_loaded_trial
 
