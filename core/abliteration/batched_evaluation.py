@@ -85,7 +85,8 @@ def copy_cost_bytes(batched: BatchedEvaluator, sample: TrialParameters) -> int:
 
     On CUDA it is measured: the peak of a short generation with one copy and with two. The host's allocator gives
     no peak to read, so on a CPU it is estimated from the KV cache one copy fills at the longest response (keys and
-    values of every layer, float32), doubled for the activations beside it."""
+    values of every layer, float32, with the longest prompt's length in characters standing in for its tokens, an
+    upper bound), doubled for the activations beside it."""
     evaluator = batched.evaluator
     device = evaluator.loaded.device
     if device.type != "cuda":
