@@ -44,7 +44,8 @@ def run(model: Path, folder: Path, trials: int, profile: Path | None = None) -> 
     settings = Settings()
     settings.model.model = str(model)
     settings.prompts.good_prompts, settings.prompts.bad_prompts = "builtin:harmless@train", "builtin:harmful@train"
-    settings.prompts.good_eval_prompts, settings.prompts.bad_eval_prompts = "builtin:harmless@test", "builtin:harmful@test"
+    settings.prompts.good_eval_prompts = "builtin:harmless@test"
+    settings.prompts.bad_eval_prompts = "builtin:harmful@test"
     settings.optimization.trials = trials
     settings.optimization.warm_start_profile = str(profile) if profile else "none"
     settings.optimization.warm_start_trials = trials if profile else 0
@@ -109,8 +110,8 @@ def main() -> None:
         "# Warm-start profile for the Llama family (model type llama), measured by bench/warm_start_profiles.py",
         f"# on {platform.machine()} CPU: a cold search of {arguments.trials} trials on each of heretic-tui's own",
         "# Llama-architecture toys (the demo model, 4 layers; the late-refusal test model, 6 layers), the best",
-        f"# {arguments.per_toy} trials of each in layer fractions, kept when they reach <= {arguments.most_refusals:.0%} "
-        f"refusals at KL <= {arguments.largest_kl}",
+        f"# {arguments.per_toy} trials of each in layer fractions, kept when they reach "
+        f"<= {arguments.most_refusals:.0%} refusals at KL <= {arguments.largest_kl}",
         "# on both toys. Measured on toys only, not on a released Llama checkpoint: a real model's best trials may",
         "# differ, which the search then finds; these only start it.",
         f"# Reproduce: XDG_CACHE_HOME=.test-cache python bench/warm_start_profiles.py --trials {arguments.trials} "

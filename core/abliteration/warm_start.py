@@ -94,7 +94,8 @@ class WarmTrial:
             kernels[component] = {
                 "max_weight": max_weight,
                 "peak_layer": _unit(float(flat[f"{component}.max_weight_position"]) / last),
-                "min_weight_fraction": _unit(float(flat[f"{component}.min_weight"]) / max_weight) if max_weight else 0.0,
+                "min_weight_fraction": (_unit(float(flat[f"{component}.min_weight"]) / max_weight)
+                                        if max_weight else 0.0),
                 "min_weight_distance": float(flat[f"{component}.min_weight_distance"]) / last,
             }
         choices = {key: value for key, value in flat.items() if isinstance(value, str) and key != "direction_scope"}
@@ -123,7 +124,8 @@ class WarmStart:
 
     def describe(self, enqueued: int) -> str:
         if not self.sources:
-            return "warm start: none, the search starts cold (" + "; ".join(self.notes or ["nothing to start from"]) + ")"
+            reasons = "; ".join(self.notes or ["nothing to start from"])
+            return f"warm start: none, the search starts cold ({reasons})"
         return (f"warm start: {enqueued} of {len(self.trials)} trials enqueued first, from "
                 + "; ".join(self.sources) + ("" if not self.notes else " (" + "; ".join(self.notes) + ")"))
 
@@ -150,8 +152,10 @@ def parse_profile(text: str, where: str) -> tuple[list[str], list[WarmTrial]]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise UserInputError(f"The warm-start profile {where} is not valid TOML ({error}). Fix the file or remove "
-                             "it; see the module doc of heretic_tui.core.abliteration.warm_start for the format.") from None
+        raise UserInputError(
+            f"The warm-start profile {where} is not valid TOML ({error}). Fix the file or remove it; see the module "
+            "doc of heretic_tui.core.abliteration.warm_start for the format."
+        ) from None
     types = data.get("model_types")
     if not isinstance(types, list) or not types or not all(isinstance(item, str) for item in types):
         raise UserInputError(f"The warm-start profile {where} needs model_types, a list of transformers model types "

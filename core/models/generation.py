@@ -92,7 +92,9 @@ class ResponseReader:
         return len(self.tokens) - self.answer_start if self.in_answer else 0
 
     def answer_text(self) -> str:
-        return self.tokenizer.decode(self.tokens[self.answer_start:], skip_special_tokens=True) if self.in_answer else ""
+        if not self.in_answer:
+            return ""
+        return self.tokenizer.decode(self.tokens[self.answer_start:], skip_special_tokens=True)
 
     def _raw(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens), skip_special_tokens=False)
