@@ -84,6 +84,8 @@ def run(arguments: argparse.Namespace) -> int:
         elif arguments.storage:
             handle = shared_runs.start_shared_run(settings, arguments.storage, arguments.study,
                                                   run_dir_path(arguments))
+        if arguments.gpus or arguments.storage:
+            _print_join_commands(handle)
         else:
             handle = start_abliteration(settings, run_dir_path(arguments), arguments.resume)
     if not arguments.headless:
@@ -163,3 +165,13 @@ def _join(arguments: argparse.Namespace) -> JobHandle:
         config_path.write_text(config, encoding="utf-8")
         settings = settings_from_arguments(arguments, base_config=config_path)
     return shared_runs.join_study(settings, location, run_dir_path(arguments))
+
+
+def _print_join_commands(handle: JobHandle) -> None:
+    """How to add workers to the study just started: on this box, and on another that reaches the database."""
+    from heretic_tui.core.abliteration.study_storage import location_of_run, redacted
+
+    location = location_of_run(handle.run.path)
+    print(f"{location.describe()}: add a worker with `heretic-tui abliterate --join {handle.run.path}` on this box, "
+          f"or `heretic-tui abliterate --join {redacted(location.url or '')} --study {location.name}` on another",
+          file=sys.stderr)

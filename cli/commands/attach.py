@@ -49,6 +49,6 @@ def print_study_workers(run_path: Path) -> None:
         return
     running = sum(1 for trial in snapshot.trials if trial.running)
     progress_line(f"shared study ({reader.location.describe()}): {len(snapshot.trials) - running} trials complete, "
-                  f"{running} running, by {len(snapshot.workers)} workers")
+                  f"{running} running, by {len(snapshot.workers)} worker{'s' if len(snapshot.workers) != 1 else ''}")
     for speed in snapshot.workers:
         progress_line(f"  {speed.describe()}")
