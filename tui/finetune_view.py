@@ -24,6 +24,13 @@ ARTIFACT_TITLES: dict[str, str] = {
     "report": "Report",
 }
 KNOWLEDGE_ANSWER_CHARACTERS = 400
+CURVES: tuple[tuple[str, str, str], ...] = (
+    ("loss", "Loss", "⠂ train  ● validation"),
+    ("learning_rate", "Learning rate", "⠂ per step"),
+    ("grad_norm", "Grad norm", "⠂ per step"),
+    ("tokens_per_second", "Tokens/s", "⠂ per logged step"),
+)
+"""The curves the chart cycles through: (RunState name, title, legend)."""
 
 
 def loss_points(state: RunState) -> tuple[list[LossPoint], list[LossPoint]]:
@@ -31,6 +38,14 @@ def loss_points(state: RunState) -> tuple[list[LossPoint], list[LossPoint]]:
     train = [LossPoint(step, loss) for step, loss in sorted(state.train_losses.items())]
     evaluation = [LossPoint(step, loss) for step, loss in sorted(state.eval_losses.items())]
     return train, evaluation
+
+
+def curve_points(state: RunState, name: str) -> tuple[list[LossPoint], list[LossPoint]]:
+    """The points of one curve of :data:`CURVES` (only the loss has validation points)."""
+    if name == "loss":
+        return loss_points(state)
+    values = state.training_curves.get(name, {})
+    return [LossPoint(step, value) for step, value in sorted(values.items())], []
 
 
 def step_summary(state: RunState) -> list[str]:
@@ -48,6 +63,8 @@ def step_summary(state: RunState) -> list[str]:
         parts.append(f"{step.tokens_per_second:,.0f} tok/s")
     if step.learning_rate is not None:
         parts.append(f"lr {step.learning_rate:.2e}")
+    if step.grad_norm is not None:
+        parts.append(f"grad {format_figure(step.grad_norm)}")
     return parts
 
 
@@ -80,6 +97,10 @@ def results_markup(state: RunState) -> list[str]:
         lines += ["", "[b]Data[/b]", f"  {escape_markup(str(data.get('formats') or '?'))} → mode "
                   f"{escape_markup(str(data.get('mode')))} · {data.get('duplicates_removed', 0)} duplicates removed"
                   f" · {data.get('skipped_files', 0)} files skipped"]
+        if data.get("recipe"):
+            lines.append(f"  recipe {escape_markup(str(data.get('recipe')))} · "
+                         f"{data.get('held_out_questions', 0)} questions held out · "
+                         f"{data.get('retention_examples', 0)} general chat examples mixed in")
     evaluation = state.metrics.get("evaluation")
     if evaluation:
         lines += [
@@ -91,8 +112,15 @@ def results_markup(state: RunState) -> list[str]:
             f"[$success]{format_figure(evaluation.get('perplexity_after'))}[/]",
             f"  train loss  {format_figure(evaluation.get('train_loss'))}",
         ]
+        if evaluation.get("general_perplexity_before") is not None:
+            lines.append(f"  general text perplexity {format_figure(evaluation.get('general_perplexity_before'))} → "
+                         f"{format_figure(evaluation.get('general_perplexity_after'))}")
     knowledge = state.metrics.get("knowledge_test")
-    if knowledge:
+    if knowledge and knowledge.get("accuracy_before") is not None:
+        lines.append(f"  knowledge   {knowledge['accuracy_before']:.0%} → [$success]"
+                     f"{(knowledge.get('accuracy_after') or 0):.0%}[/] of {knowledge.get('prompts')} questions "
+                     "answered right")
+    elif knowledge:
         lines.append(f"  knowledge   {format_figure(knowledge.get('score_before'), 3)} → "
                      f"{format_figure(knowledge.get('score_after'), 3)} similarity on {knowledge.get('prompts')} prompts")
     smoke = state.metrics.get("smoke_test")
@@ -129,8 +157,12 @@ def knowledge_table(items: list[dict[str, Any]]) -> Table | Text:
     for column in ("Prompt", "Expected", "Before", "After"):
         table.add_column(column, ratio=1, overflow="fold")
     for item in items:
-        table.add_row(*(str(item.get(key, ""))[:KNOWLEDGE_ANSWER_CHARACTERS]
-                        for key in ("prompt", "expected", "before", "after")))
+        cells = [str(item.get(key, ""))[:KNOWLEDGE_ANSWER_CHARACTERS] for key in ("prompt", "expected", "before",
+                                                                                    "after")]
+        for index, key in ((2, "correct_before"), (3, "correct_after")):
+            if isinstance(item.get(key), bool):
+                cells[index] = ("✔ " if item[key] else "✘ ") + cells[index]
+        table.add_row(*cells)
     return table
 
 

@@ -127,6 +127,8 @@ class RunState:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_losses: dict[int, float] = field(default_factory=dict)
     eval_losses: dict[int, float] = field(default_factory=dict)
+    training_curves: dict[str, dict[int, float]] = field(default_factory=dict)
+    """Learning rate, grad norm and tokens/s by step (the names of TrainingStep's fields), for the curve charts."""
     latest_step: TrainingStep | None = None
     transfer: FileProgress | None = None
     """The latest file of an upload: the file in flight, and the whole upload's bytes."""
@@ -237,6 +239,10 @@ class RunState:
             self.train_losses[item.step] = item.loss
         if item.eval_loss is not None:
             self.eval_losses[item.step] = item.eval_loss
+        for name in ("learning_rate", "grad_norm", "tokens_per_second"):
+            value = getattr(item, name)
+            if value is not None:
+                self.training_curves.setdefault(name, {})[item.step] = value
         if item.loss is not None or self.latest_step is None or item.step >= self.latest_step.step:
             self.latest_step = item
         train = self.phases.get("train")

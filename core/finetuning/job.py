@@ -226,6 +226,10 @@ def run(context: JobContext) -> dict[str, Any]:
                 + (" (DoRA)" if finetune.dora else ""))
     plan = make_plan(trainer, len(prepared.train), len(prepared.validation), finetune.epochs, finetune.max_steps,
                      length, finetune.gradient_checkpointing)
+    if finetune.early_stopping_patience and chosen.validation is None:
+        plan.problems.append("finetune.early_stopping_patience is set, but there is no validation set to stop on "
+                             "(finetune.validation_fraction is 0, or the data is too small to split): the run "
+                             "trains for every planned step. Set finetune.validation_fraction above 0.")
     plan_values.update(plan.metrics())
     plan_values["recipe"] = prepared.summary.get("recipe", "")
     context.emit(Metrics(name="plan", values=dict(plan_values)))

@@ -230,3 +230,26 @@ async def test_trial_without_export_is_exported_before_fine_tuning(
         await wait_for(pilot, lambda: isinstance(app.screen, FinetuneWizardScreen),
                        "an exported trial goes straight to the fine-tune wizard")
         assert app.screen.values["model.model"] == str(exported)
+
+
+async def test_the_chart_cycles_through_learning_rate_grad_norm_and_throughput(
+    recorded: Recording, make_app: Callable[..., HereticApp], runs_folder: Path
+) -> None:
+    run = recorded.place("finetune", runs_folder, "20260921-141316-finetune-curves")
+    replayed = RunState.from_events(run.events)
+    app = make_app(attach_run=run.path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        chart = screen.query_one(LossChart)
+        assert chart.border_title == "Loss"
+        for title, name in (("Learning rate", "learning_rate"), ("Grad norm", "grad_norm"),
+                            ("Tokens/s", "tokens_per_second")):
+            await pilot.press("c")
+            await wait_for(pilot, lambda: chart.border_title == title, f"c shows the {title} curve")
+            assert [point.loss for point in chart.train] == [
+                value for _, value in sorted(replayed.training_curves[name].items())]
+            assert chart.evaluation == []
+        await pilot.press("c")
+        await wait_for(pilot, lambda: chart.border_title == "Loss", "c comes back to the loss")

@@ -15,10 +15,11 @@ from textual.widgets import Static
 
 from heretic_tui.core.api import STATUS_FINISHED, JobHandle
 from heretic_tui.tui.finetune_view import (
+    CURVES,
     best_model_folder,
+    curve_points,
     details_markup,
     knowledge_table,
-    loss_points,
     read_knowledge_items,
     step_summary,
 )
@@ -32,12 +33,14 @@ class FinetuneDashboard(DashboardScreen):
     BINDINGS = [
         Binding("u", "upload", "Upload", tooltip="Upload the fine-tuned model to the Hugging Face Hub"),
         Binding("f", "finetune_again", "Fine-tune", tooltip="Fine-tune the result further (opens the wizard)"),
+        Binding("c", "next_curve", "Curve", tooltip="Show the next curve: loss, learning rate, grad norm, tokens/s"),
     ]
     VIEW_CLASS = "-finetune"
 
     def __init__(self, run_path: Path, handle: JobHandle | None = None, kind: str = "finetune") -> None:
         super().__init__(run_path, handle, kind)
         self._knowledge_shown = False
+        self._curve = 0
 
     def compose_main(self) -> ComposeResult:
         yield LossChart(id="loss-chart")
@@ -49,8 +52,9 @@ class FinetuneDashboard(DashboardScreen):
 
     def title_panels(self) -> None:
         chart = self.query_one("#loss-chart", LossChart)
-        chart.border_title = "Loss"
-        chart.border_subtitle = "⠂ train  ● validation"
+        _, title, legend = CURVES[self._curve]
+        chart.border_title = title
+        chart.border_subtitle = legend
         self.query_one("#finetune-details").border_title = "Plan and results"
 
     def restart_view(self) -> None:
@@ -59,7 +63,7 @@ class FinetuneDashboard(DashboardScreen):
     def redraw_view(self, now: float) -> None:
         """Loss chart, plan and results; the knowledge test is read from report.json once the run has finished."""
         state = self.state
-        train, evaluation = loss_points(state)
+        train, evaluation = curve_points(state, CURVES[self._curve][0])
         self.query_one("#loss-chart", LossChart).set_losses(train, evaluation, state.step_total)
         self.query_one("#finetune-text", Static).update(details_markup(state))
         knowledge = self.query_one("#knowledge-test", Static)
@@ -68,6 +72,11 @@ class FinetuneDashboard(DashboardScreen):
             report = Path(state.report_path or state.artifacts.get("report") or self.run_path / "report.json")
             knowledge.update(knowledge_table(read_knowledge_items(report)))
         knowledge.display = self._knowledge_shown
+
+    def action_next_curve(self) -> None:
+        self._curve = (self._curve + 1) % len(CURVES)
+        self.title_panels()
+        self.redraw_view(0.0)
 
     def keys_state(self) -> tuple[object, ...]:
         return tuple(self.state.artifacts)
