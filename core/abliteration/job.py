@@ -17,13 +17,19 @@ from typing import Any
 
 import optuna
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError
 
 from heretic_tui.core.abliteration.ablation import Abliterator
 from heretic_tui.core.abliteration.activation_ablation import ActivationAblation, has_quantized_layers
 from heretic_tui.core.abliteration.batched_evaluation import BatchedEvaluator, choose_trial_batch, sample_trial
-from heretic_tui.core.abliteration.directions import compute_directions, separation
+from heretic_tui.core.abliteration.direction_set import DirectionSet, build_direction_set, summarize_diagnostics
+from heretic_tui.core.abliteration.directions import separation
+from heretic_tui.core.abliteration.protection import (
+    CAPABILITY_SETTING,
+    GENERAL_TEXT_SETTING,
+    load_reference_prompts,
+    protected_basis,
+)
 from heretic_tui.core.abliteration.methods import DIRECTION_SETTINGS, MethodChoices, method_record
 from heretic_tui.core.abliteration.winsorization import winsorize
 from heretic_tui.core.errors import JobCancelled, UserInputError
@@ -133,6 +139,7 @@ def preflight(settings: Settings) -> None:
         )
     tokenizer = check_model(settings.model)
     prompts = load_all_prompt_records(settings)
+    load_reference_prompts(settings)
     check_warm_start(settings.optimization)
     if tokenizer is not None:
         config = load_config(resolve_model_location(settings.model.model), settings.model)
@@ -144,10 +151,6 @@ def start_abliteration(settings: Settings, run_dir: Path | None = None, resume: 
     """Start (or resume) an abliteration run in a worker process; see the module doc for what is checked first."""
     run = prepare_run("abliterate", settings, run_dir, resume, preflight, "an abliteration")
     return start_job("abliterate", settings, run, {"resume": resume, "export_chosen": export_chosen})
-
-
-DIRECTION_KEY = "direction_settings"
-"""The metadata entry of directions.safetensors holding :func:`direction_fingerprint` of what made them."""
 
 
 def direction_fingerprint(settings: Settings) -> str:
@@ -166,29 +169,34 @@ def direction_fingerprint(settings: Settings) -> str:
 
 
 def _cached_directions(path: Path, layers: int, hidden: int,
-                       fingerprint: str) -> tuple[torch.Tensor | None, str | None]:
+                       fingerprint: str) -> tuple[DirectionSet | None, str | None]:
     """The directions saved earlier in this run, or None and why they cannot be used (None, None: none saved)."""
     if not path.exists():
         return None, None
     try:
-        directions = load_file(str(path))["directions"]
-        with safe_open(str(path), framework="pt") as opened:
-            stored = (opened.metadata() or {}).get(DIRECTION_KEY)
+        directions, stored = DirectionSet.read(path)
     except (OSError, KeyError, ValueError, SafetensorError) as error:
         return None, f"it cannot be read ({type(error).__name__}: {str(error)[:200]})"
     if stored != fingerprint:
         return None, "the settings that shape the directions are not the ones it was computed with"
-    if tuple(directions.shape) != (layers, hidden):
-        return None, f"its shape {tuple(directions.shape)} is not this model's ({layers} layers, {hidden} wide)"
-    norms = directions.float().norm(dim=-1)
-    if not torch.isfinite(norms).all() or not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
-        return None, "it does not hold one unit direction per layer"
+    for method, values in directions.by_method.items():
+        if tuple(values.shape) != (layers, hidden):
+            return None, (f"its {method} directions' shape {tuple(values.shape)} is not this model's ({layers} "
+                          f"layers, {hidden} wide)")
+        norms = values.float().norm(dim=-1)
+        if not torch.isfinite(norms).all() or not torch.allclose(norms, torch.ones_like(norms), atol=1e-3):
+            return None, f"its {method} directions are not one unit direction per layer"
+    protected = directions.protected
+    if protected is not None and (protected.dim() != 3 or tuple(protected.shape[::2]) != (layers, hidden)
+                                  or not torch.isfinite(protected).all()):
+        return None, f"its protected basis of shape {tuple(protected.shape)} does not fit this model"
     return directions, None
 
 
 def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[str, list[str]],
-                        batch_size: int, style: PromptStyle = PLAIN) -> tuple[torch.Tensor, bool]:
-    """The refusal directions (from this run's cache when it is sound) and whether they were computed now.
+                        batch_size: int, style: PromptStyle = PLAIN) -> tuple[DirectionSet, bool]:
+    """The refusal directions of every method (from this run's cache when it is sound) and whether they were
+    computed now. The evaluation prompts' residuals are the held-out set each method's separation is measured on.
 
     ``style`` is the thinking plan's rendering, so the residuals are read where the trials' answers start."""
     cached = context.run.path / DIRECTIONS_FILE
@@ -203,26 +211,51 @@ def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[
                      "computed again")
     system = context.settings.prompts.system_prompt
     residuals = {}
-    total = len(prompts["bad_prompts"]) + len(prompts["good_prompts"])
+    reference = load_reference_prompts(context.settings)
+    for name, records in reference.items():
+        check_prompts_fit(loaded.tokenizer, context_length(loaded.model.config), system, records,
+                          f"abliteration.{name} ({getattr(context.settings.abliteration, name)})")
+    sets = {name: prompts[name] for name in ("bad_prompts", "good_prompts", "bad_eval_prompts", "good_eval_prompts")}
+    sets.update({name: [record.text for record in records] for name, records in reference.items()})
+    total = sum(len(texts) for texts in sets.values())
     with context.phase("residuals", total, "residual stream of the last prompt token after every layer") as progress:
         done = 0
-        for name in ("bad_prompts", "good_prompts"):
-            texts = format_chat(loaded.tokenizer, system, prompts[name], style)
+        for name, prompt_texts in sets.items():
+            texts = format_chat(loaded.tokenizer, system, prompt_texts, style)
             residuals[name] = last_token_residuals(
                 loaded, texts, batch_size, lambda count, base=done: progress(base + count), context.check_cancelled
             )
             done += len(texts)
     quantile = context.settings.abliteration.winsorize_quantile
     if quantile < 1.0:
-        residuals = {name: winsorize(values, quantile) for name, values in residuals.items()}
+        residuals.update({name: winsorize(residuals[name], quantile) for name in residuals
+                          if name not in ("bad_eval_prompts", "good_eval_prompts")})
         context.log(f"residuals winsorized at the {quantile} quantile of each vector's magnitudes")
-    with context.phase("directions", None, "difference of means per layer"):
-        directions = compute_directions(
-            residuals["bad_prompts"], residuals["good_prompts"], context.settings.abliteration.orthogonalize_direction
+    with context.phase("directions", None, "difference of means, contrastive PCA, probes and their ensemble"):
+        directions = build_direction_set(
+            residuals["bad_prompts"], residuals["good_prompts"], residuals["bad_eval_prompts"],
+            residuals["good_eval_prompts"], context.settings.abliteration.orthogonalize_direction, loaded.device,
         )
         strengths = separation(residuals["bad_prompts"], residuals["good_prompts"])
         context.log("separation per layer: " + ", ".join(f"{value:.2f}" for value in strengths))
-        write_bytes_atomically(cached, save({"directions": directions.contiguous()}, {DIRECTION_KEY: fingerprint}))
+        for method, values in directions.diagnostics["held_out_auc"].items():
+            context.log(f"held-out AUC of the {method} direction per layer: "
+                        + ", ".join(f"{value:.3f}" for value in values))
+        context.log("held-out accuracy of the probe per layer: "
+                    + ", ".join(f"{value:.3f}" for value in directions.diagnostics["probe_held_out_accuracy"]))
+        abliteration = context.settings.abliteration
+        if reference:
+            device_residuals = {name: residuals[name].to(loaded.device) for name in (*reference, "good_prompts")}
+            basis = protected_basis(device_residuals["good_prompts"], device_residuals.get(GENERAL_TEXT_SETTING),
+                                    device_residuals.get(CAPABILITY_SETTING),
+                                    abliteration.helpfulness_orthogonalization, abliteration.sacred_directions)
+            directions.protected = basis.cpu() if basis is not None else None
+            kept = [] if basis is None else (basis.norm(dim=-1) > 0.5).sum(dim=1).tolist()
+            protected = (["the unhelpfulness direction"] if abliteration.helpfulness_orthogonalization else []) + (
+                [f"up to {abliteration.sacred_directions} sacred directions"] if abliteration.sacred_directions else [])
+            context.log(f"every trial's direction is made orthogonal to {' and '.join(protected)} of its layer "
+                        f"(protected directions per layer: {', '.join(str(count) for count in kept)})")
+        write_bytes_atomically(cached, directions.to_bytes(fingerprint))
     return directions, True
 
 
@@ -439,6 +472,9 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
     write_json_atomically(state_path, state)
 
     quantized = has_quantized_layers(loaded.model)
+    if directions.diagnostics:
+        context.emit(Metrics(name="direction separation (held out)", values=summarize_diagnostics(
+            directions.diagnostics)))
     abliterator = None if quantized else Abliterator(loaded.model, directions)
     if quantized:
         context.log("the model is quantized: trials are applied through hooks and its weights are never touched")
@@ -487,6 +523,7 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
                                          settings.optimization.choice_max_kl, counted),
             "chosen_trial": chosen.number if chosen else None,
             "methods": method_record(settings.abliteration, chosen.params) if chosen else None,
+            "direction_separation": directions.diagnostics,
             "timings": timings,
             "prompts": {name: len(items) for name, items in prompts.items()},
             "prompt_sources": resolved_sources(settings),
