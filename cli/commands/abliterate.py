@@ -135,12 +135,12 @@ def _join(arguments: argparse.Namespace) -> JobHandle:
     from heretic_tui.core.runs.run_directory import RunDirectory
 
     target = arguments.join
+    if arguments.config:
+        raise UserInputError(
+            f"--config {arguments.config} cannot be combined with --join {target}: a joined worker uses the settings "
+            "the study was started with. Change single settings with --set section.name=value."
+        )
     if "://" not in target:
-        if arguments.config:
-            raise UserInputError(
-                f"--config {arguments.config} cannot be combined with --join {target}: a joined worker uses the "
-                "run's own config.toml. Change single settings with --set section.name=value."
-            )
         if arguments.run_dir:
             raise UserInputError(
                 f"--run-dir cannot be combined with --join {target}: a worker joining a run on this box gets its "

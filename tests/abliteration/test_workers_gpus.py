@@ -16,6 +16,7 @@ from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.settings import Settings
 
 URL = "postgresql://someone@127.0.0.1:5432/studies"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_without_a_shared_storage_it_is_refused() -> None:
@@ -67,6 +68,8 @@ def test_one_worker_per_gpu_the_first_is_the_run(monkeypatch: pytest.MonkeyPatch
     (["--gpus", "all", "--model", "demo"], "--gpus all starts one worker per GPU"),
     (["--join", "somewhere", "--storage", URL], "--join adds a worker to a study that exists"),
     (["--join", URL], "add --study NAME"),
+    (["--join", URL, "--study", "name", "--config", str(ROOT / "config.toml")], "cannot be combined with --join"),
+    (["--join", "somewhere", "--trials", "40"], "--trials 40 cannot be combined with --join"),
     (["--study", "name", "--model", "demo"], "give the database with --storage URL"),
     (["--storage", "postgresql://someone:secret@127.0.0.1/db", "--model", "demo"], "holds a password"),
 ])
