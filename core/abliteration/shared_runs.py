@@ -10,6 +10,7 @@ file (or in SQLite) is refused a second writer with one paragraph (exit code 2).
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -31,7 +32,7 @@ from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import prepare_run, start_job
 from heretic_tui.core.runs.run_directory import RunDirectory
-from heretic_tui.core.settings import Settings, render_config
+from heretic_tui.core.settings import Settings, render_config, setting_fields
 
 WORKERS_FOLDER = "workers"
 """The folder inside a run that holds the run folders of the workers that joined it on this box."""
@@ -51,13 +52,23 @@ def start_shared_run(settings: Settings, storage: str, study: str | None = None,
     run = prepare_run("abliterate", settings, run_dir, False, preflight, "an abliteration")
     location = StudyLocation(storage, study or run.path.name)
     try:
-        create_shared_study(location, render_config(settings))
+        create_shared_study(location, render_config(without_secrets(settings)))
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)
         raise
     arguments = {"resume": False, "export_chosen": export_chosen, STORAGE_ARGUMENT: storage,
                  STUDY_ARGUMENT: location.name}
     return start_job("abliterate", settings, run, arguments, environment=environment)
+
+
+def without_secrets(settings: Settings) -> Settings:
+    """The settings as the study records them for other boxes: every secret setting (an API key) left at its
+    default, because the database is readable by every worker's user."""
+    copied = copy.deepcopy(settings)
+    for spec in setting_fields():
+        if spec.secret:
+            setattr(getattr(copied, spec.section), spec.name, spec.default)
+    return copied
 
 
 def join_study(settings: Settings, location: StudyLocation, run_dir: Path | None = None,

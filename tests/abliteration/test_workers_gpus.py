@@ -13,7 +13,7 @@ import torch
 from heretic_tui.cli.main import main
 from heretic_tui.core.abliteration import shared_runs
 from heretic_tui.core.errors import UserInputError
-from heretic_tui.core.settings import Settings
+from heretic_tui.core.settings import Settings, render_config
 
 URL = "postgresql://someone@127.0.0.1:5432/studies"
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,3 +97,12 @@ def test_a_database_that_does_not_answer_is_one_paragraph_and_leaves_no_run(tmp_
     assert "Traceback" not in error and "\n" not in error
     assert f"127.0.0.1:{port}" in error and "Once the database answers, start the command again." in error
     assert not run_dir.exists()
+
+
+def test_the_settings_a_study_records_for_other_boxes_hold_no_secret() -> None:
+    settings = Settings()
+    settings.serve.serve_api_key = "key-that-must-stay-here"
+    settings.optimization.trials = 33
+    recorded = render_config(shared_runs.without_secrets(settings))
+    assert "key-that-must-stay-here" not in recorded and "trials = 33" in recorded
+    assert settings.serve.serve_api_key == "key-that-must-stay-here"
