@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import optuna
 from optuna.trial import TrialState
@@ -41,6 +42,8 @@ DIRECTIONS_ATTRIBUTE = "heretic_tui_directions"
 """The study user attribute holding the shared directions.safetensors, base64-encoded."""
 FINGERPRINT_ATTRIBUTE = "heretic_tui_directions_fingerprint"
 """The study user attribute holding the fingerprint of the settings and prompts the shared directions come from."""
+
+Directions = TypeVar("Directions")
 
 WAIT_SECONDS = 1.0
 """How often a worker with nothing to ask looks again (trials of others in flight, one of them may fail)."""
@@ -137,8 +140,8 @@ def wait_for_others(check_cancelled: Callable[[], None]) -> None:
         time.sleep(0.1)
 
 
-def share_directions(study: optuna.Study, fingerprint: str, local: Path, compute: Callable[[], Any],
-                     log: Callable[[str], None]) -> Any:
+def share_directions(study: optuna.Study, fingerprint: str, local: Path, compute: Callable[[], Directions],
+                     log: Callable[[str], None]) -> Directions:
     """The study's directions: the ones another worker stored (written to ``local`` first), else ``compute()``'s.
 
     ``compute`` reads ``local`` when it holds sound directions and computes them otherwise; what it leaves in
