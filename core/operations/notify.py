@@ -71,7 +71,7 @@ def result_line(run_dir: Path, exit_code: int, reason: str | None) -> str:
     if isinstance(last, JobFinished):
         summary = last.summary or {}
         text = str(summary.get("result") or ", ".join(
-            f"{key} {value}" for key, value in summary.items() if isinstance(value, (str, int, float, bool))))
+            f"{key} {_figure(value)}" for key, value in summary.items() if isinstance(value, (str, int, float, bool))))
     elif isinstance(last, JobError):
         text = last.message
     elif isinstance(last, JobCancelled):
@@ -80,6 +80,10 @@ def result_line(run_dir: Path, exit_code: int, reason: str | None) -> str:
         text = reason or ("finished" if exit_code == EXIT_OK else "ended without a recorded reason (see worker.log)")
     text = " ".join((text or "").split())
     return text if len(text) <= RESULT_LENGTH else text[:RESULT_LENGTH - 1] + "…"
+
+
+def _figure(value: str | int | float | bool) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def notify_run_end(end: RunEnd, settings: NotifySettings, log: Callable[[str], None] = print) -> None:

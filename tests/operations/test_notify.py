@@ -115,3 +115,17 @@ def test_an_unreachable_or_refusing_url_is_logged_without_its_path() -> None:
     notify_run_end(end, NotifySettings(notify_url="ftp://example/secret-topic"), log=lines.append)
     assert len(lines) == 3 and "HTTP 500" in lines[0]
     assert all("my-topic" not in line and "secret-topic" not in line for line in lines)
+
+
+def test_the_result_line_is_the_summary_of_a_finished_run_or_the_reason_of_a_cancelled_one(tmp_path: Path) -> None:
+    from heretic_tui.core.operations.notify import result_line
+    from heretic_tui.core.runs.events import JobCancelled, JobFinished
+
+    (tmp_path / "events.jsonl").write_text(JobFinished(summary={"chosen_trial": 4, "kl": 0.0033236, "trials": 12,
+                                                                "pareto": [1, 2]}).to_json() + "\n")
+    assert result_line(tmp_path, 0, None) == "chosen_trial 4, kl 0.003324, trials 12"
+    (tmp_path / "events.jsonl").write_text(JobFinished(summary={"result": "served 3 request(s)"}).to_json() + "\n"
+                                           + JobCancelled(reason="cancelled by the user").to_json() + "\n")
+    assert result_line(tmp_path, 130, None) == "cancelled by the user"
+    (tmp_path / "events.jsonl").unlink()
+    assert result_line(tmp_path, 3, "the disk is full") == "the disk is full"
