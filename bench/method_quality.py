@@ -359,7 +359,7 @@ def main() -> None:
             prepared[name] = prepare_toy(TOYS_BY_NAME[name])
             if not prepared[name].valid:
                 print(f"warning: toy {name} failed its validity check ({prepared[name].manifest['check']}); "
-                      "its numbers do not count", flush=True)
+                      "it is skipped", flush=True)
         return prepared[name]
 
     if arguments.table:
@@ -380,6 +380,8 @@ def main() -> None:
             for budget in budgets:
                 for seed in seeds:  # seed-major: every toy has a first result early
                     for name in names:
+                        if not toy_named(name).valid:
+                            continue
                         for configuration in group:
                             try:
                                 run_one(toy_named(name), configuration, budget, seed, arguments.rerun)

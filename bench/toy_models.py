@@ -5,8 +5,10 @@ to refuse harmful requests) with its own architecture, depth, width and seed, pl
 differ on purpose in where refusal lives:
 
 - ``qwen3-spread``: 12 layers, every layer fine-tuned in alignment, so refusal is written all along the depth;
-- ``gemma2-late``: 8 layers, refusal added by one extra last layer trained on top of a helpful model (the demo
-  recipe's ``refusal_layer``), so it lives late and narrow, where a search focused on mid-depth misses it;
+- ``mistral-late``: 8 layers, refusal added by one extra last layer trained on top of a helpful model (the demo
+  recipe's ``refusal_layer``), so it lives late and narrow, where a search focused on mid-depth misses it (the
+  same recipe on Gemma-2 failed the validity check below: it refused 39/100 harmful and 18/100 harmless evaluation
+  prompts, so that architecture was dropped rather than its recipe tuned);
 - ``phi3-shallow``: 6 layers, the fused qkv / gate_up projections of Phi-3 and a plain full-model alignment.
 
 The recipes were fixed before any benchmark ran and are never adjusted to what a tool scores on them; a build is
@@ -90,19 +92,19 @@ TOYS: tuple[BenchmarkToy, ...] = (
         prompt_seed=101,
     ),
     BenchmarkToy(
-        "gemma2-late",
-        "Gemma-2, 8 layers x 64; refusal only in an added last layer: late and narrow",
-        ToyModelRecipe("bench-gemma2-late", 1, layers=8, hidden_size=64, intermediate_size=192, attention_heads=4,
-                       seed=SEED + 202, architecture="gemma2",
-                       alignment=TrainingStage("alignment", epochs=10, learning_rate=1e-2), refusal_layer=True),
-        prompt_seed=202,
-    ),
-    BenchmarkToy(
         "phi3-shallow",
         "Phi-3 (fused qkv and gate_up), 6 layers x 96; every layer aligned",
         ToyModelRecipe("bench-phi3-shallow", 1, layers=6, hidden_size=96, intermediate_size=256, attention_heads=4,
                        seed=SEED + 303, architecture="phi3"),
         prompt_seed=303,
+    ),
+    BenchmarkToy(
+        "mistral-late",
+        "Mistral, 8 layers x 64; refusal only in an added last layer: late and narrow",
+        ToyModelRecipe("bench-mistral-late", 1, layers=8, hidden_size=64, intermediate_size=192, attention_heads=4,
+                       seed=SEED + 202, architecture="mistral",
+                       alignment=TrainingStage("alignment", epochs=10, learning_rate=1e-2), refusal_layer=True),
+        prompt_seed=202,
     ),
 )
 
