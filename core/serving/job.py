@@ -95,8 +95,9 @@ def check_address(host: str, port: int, api_key: str) -> None:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """The listening socket, bound now so a port in use is one sentence (exit 2) instead of a server that never
-    starts."""
+    """The server's socket, bound now so a port in use is one sentence (exit 2) instead of a server that never
+    starts; uvicorn starts listening on it once the models are loaded, so until then a client is refused at once
+    rather than left waiting."""
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
@@ -112,8 +113,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise UserInputError(f"Cannot listen on {host}:{port} ({error.strerror}): another program uses the port, or "
                              "the address is not this machine's. Choose another --port (0 picks a free one).") \
             from None
-    listener.listen(128)
-    listener.set_inheritable(False)
     return listener
 
 
