@@ -186,7 +186,7 @@ class VllmEngine:
 
     engine_name = ENGINE_VLLM
 
-    def __init__(self, location: str, settings: Settings) -> None:
+    def __init__(self, location: str, settings: Settings, memory_share: float) -> None:
         from vllm import AsyncEngineArgs, AsyncLLMEngine
 
         from heretic_tui.core.models.loading import load_tokenizer
@@ -194,7 +194,8 @@ class VllmEngine:
         self.tokenizer = load_tokenizer(location, settings.model)
         self.system_accepted = accepts_system_turn(self.tokenizer)
         arguments = AsyncEngineArgs(model=location, tokenizer=location, revision=settings.model.revision or None,
-                                    trust_remote_code=bool(getattr(settings.model, "trust_remote_code", False)))
+                                    trust_remote_code=settings.model.trust_remote_code,
+                                    gpu_memory_utilization=memory_share)
         self.engine = AsyncLLMEngine.from_engine_args(arguments)
 
     async def stream(self, request: CompletionRequest, outcome: CompletionOutcome) -> AsyncIterator[str]:
@@ -238,8 +239,16 @@ def engine_for(reference: ModelReference, settings: Settings, cuda_available: Ca
     return ENGINE_TRANSFORMERS
 
 
-def load_engine(reference: ModelReference, settings: Settings, log: Callable[[str], None]) -> Engine:
-    """Load one served model with the engine :func:`engine_for` picks."""
+VLLM_MEMORY_SHARE = 0.85
+"""Share of the GPU memory all vLLM engines of one server take together (vLLM reserves its share up front, so
+two models each asking for vLLM's default 0.9 could never both start); the rest is left for transformers models
+and the CUDA contexts."""
+
+
+def load_engine(reference: ModelReference, settings: Settings, log: Callable[[str], None],
+                vllm_models: int = 1) -> Engine:
+    """Load one served model with the engine :func:`engine_for` picks (``vllm_models``: how many of the server's
+    models vLLM serves, which split its memory)."""
     import torch
 
     from heretic_tui.core.models.loading import resolve_model_location
@@ -248,7 +257,8 @@ def load_engine(reference: ModelReference, settings: Settings, log: Callable[[st
     started = time.perf_counter()
     engine: Engine
     if engine_for(reference, settings, torch.cuda.is_available) == ENGINE_VLLM:
-        engine = VllmEngine(resolve_model_location(reference.location), settings)
+        engine = VllmEngine(resolve_model_location(reference.location), settings,
+                            VLLM_MEMORY_SHARE / max(1, vllm_models))
     else:
         if settings.serve.serve_engine == ENGINE_VLLM:
             log(f"{reference.label} is served by the transformers engine: vLLM cannot apply a trial or an adapter "

@@ -154,9 +154,10 @@ def start_serve(models: list[str], settings: Settings, run_dir: str | Path | Non
 
 def run(context: Any) -> dict[str, Any]:
     """Worker entry for kind 'serve': arguments models [{name, model}], host, port; the API key is the secret."""
+    import torch
     import uvicorn
 
-    from heretic_tui.core.serving.engines import Engine, load_engine
+    from heretic_tui.core.serving.engines import ENGINE_VLLM, Engine, engine_for, load_engine
     from heretic_tui.core.serving.openai_api import create_app
 
     api_key = (context.secret or "").strip()
@@ -168,10 +169,12 @@ def run(context: Any) -> dict[str, Any]:
     bound_port = int(listener.getsockname()[1])
     url = server_url(host, bound_port)
     engines: dict[str, Engine] = {}
+    vllm_models = sum(engine_for(item.reference, context.settings, torch.cuda.is_available) == ENGINE_VLLM
+                      for item in served)
     with context.phase("load", total=len(served), description=f"loading {len(served)} model(s)") as progress:
         for index, item in enumerate(served):
             context.check_cancelled()
-            engines[item.name] = load_engine(item.reference, context.settings, context.log)
+            engines[item.name] = load_engine(item.reference, context.settings, context.log, vllm_models)
             progress(index + 1)
     app = create_app(engines, api_key=api_key or None, default_max_tokens=context.settings.serve.serve_max_tokens)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="off", timeout_graceful_shutdown=5))
