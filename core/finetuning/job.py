@@ -154,6 +154,10 @@ def _prepared_data(context: JobContext, model: Any, tokenizer: Any, length: int)
     window = window_sizes(context.settings.finetune, length)
     finetune = context.settings.finetune
     teacher = load_question_model(finetune.question_model) if finetune.question_model else None
+    if finetune.document_recipe == "questions" and finetune.question_generator != "template":
+        writer = finetune.question_model or "the model being trained"
+        context.log(f"documents become question/answer pairs written by {writer} (greedy, batched), and "
+                    f"{finetune.retention_share:.0%} general chat is mixed in: this generates text, minutes on a CPU")
     try:
         prepared = prepare_data(finetune, tokenizer, window, context.check_cancelled, context.settings.hub, model,
                                 teacher)
