@@ -51,7 +51,6 @@ from heretic_tui.core.abliteration.ablation import (
     Abliterator,
     Component,
     TrialParameters,
-    layer_directions,
 )
 from heretic_tui.core.abliteration.methods import NORM_PRESERVING, PROJECTION, edited_kinds
 from heretic_tui.core.models.layers import UnsupportedLayoutError, decoder_layers, text_config
@@ -166,10 +165,7 @@ class ActivationAblation:
 
     def _trial_directions(self, parameters: TrialParameters) -> torch.Tensor:
         """The unit direction of every layer in this trial ([layers, hidden]), as the weight path chooses it."""
-        choose = getattr(self.weight_path, "trial_directions", None)
-        if choose is not None:
-            return choose(parameters)
-        return layer_directions(self.weight_path.directions, parameters)
+        return self.weight_path.trial_directions(parameters)
 
     @staticmethod
     def _strength(parameters: TrialParameters, component: Component) -> float:

@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from heretic_tui.core.abliteration.ablation import Abliterator, Component, TrialParameters, ablate, layer_directions
+from heretic_tui.core.abliteration.ablation import Abliterator, Component, TrialParameters, ablate
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.models.loading import resolve_model_location
 from heretic_tui.core.settings import ModelSettings
@@ -110,8 +110,7 @@ def stream_trial_export(source: Path, destination: Path, parameters: TrialParame
     names of the edited tensors. ``directions`` as the abliteration run holds them."""
     source, destination = Path(source), Path(destination)
     weight_path = Abliterator(skeleton(source), directions)
-    choose = getattr(weight_path, "trial_directions", None)
-    per_layer = choose(parameters) if choose is not None else layer_directions(weight_path.directions, parameters)
+    per_layer = weight_path.trial_directions(parameters)
     shards = checkpoint_shards(source)
     shapes: dict[str, tuple[int, ...]] = {}
     for shard in shards:
