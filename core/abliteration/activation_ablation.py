@@ -118,6 +118,7 @@ class ActivationAblation:
         self._all_rows: torch.Tensor | None = None
         self._rows: torch.Tensor | None = None
         self._cursor = 0
+        self._every_row = False
         self._version = 0
         self._gathered: dict[str, tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
 
@@ -214,12 +215,20 @@ class ActivationAblation:
     # Applying trials.
 
     @contextmanager
-    def applied(self, batch: TrialBatch, row_trials: Sequence[int]) -> Iterator[None]:
+    def applied(self, batch: TrialBatch, row_trials: Sequence[int] | None = None) -> Iterator[None]:
         """Hooks on for the forwards inside: the i-th text the caller runs is edited by trial ``row_trials[i]``
-        of ``batch``, whether it runs them in one batch or in chunks, with or without a KV cache."""
+        of ``batch``, whether it runs them in one batch or in chunks, with or without a KV cache.
+
+        Without ``row_trials`` the batch must hold one trial, which edits every row of every forward inside
+        (a chat, a capability check): the model behaves as if that trial's weights were loaded."""
         if self._all_rows is not None:
             raise RuntimeError("Trials are already applied through hooks; contexts do not nest.")
-        if any(not 0 <= row < len(batch) for row in row_trials):
+        if row_trials is None:
+            if len(batch) != 1:
+                raise ValueError(f"A batch of {len(batch)} trials needs the trial of every row.")
+            self._every_row = True
+            row_trials = []
+        elif any(not 0 <= row < len(batch) for row in row_trials):
             raise ValueError(f"Row trials must index the {len(batch)} trials of the batch.")
         self._all_rows = torch.tensor(list(row_trials), dtype=torch.long)
         self._rows, self._cursor, self._gathered = None, 0, {}
@@ -245,7 +254,7 @@ class ActivationAblation:
                 handle.remove()
             for module in replaced:
                 del module.forward
-            self._all_rows, self._rows, self._gathered = None, None, {}
+            self._all_rows, self._rows, self._gathered, self._every_row = None, None, {}, False
 
     def _before_model(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         assert self._all_rows is not None
@@ -253,6 +262,9 @@ class ActivationAblation:
         if inputs is None:
             inputs = args[0] if args else kwargs.get("inputs_embeds")
         rows = int(inputs.shape[0])
+        if self._every_row:
+            self._set_rows(torch.zeros(rows, dtype=torch.long))
+            return
         cache = kwargs.get("past_key_values", kwargs.get("cache"))
         if cache is None or cache.get_seq_length() == 0:
             if self._cursor + rows > len(self._all_rows):

@@ -121,3 +121,22 @@ def test_the_output_form_takes_a_bias_off_before_projecting() -> None:
     got = ablate_rows(inputs @ weight.T + bias, torch.tensor([0.8, 0.0]), direction.expand(2, 8), None, bias)
     assert torch.allclose(got[0], inputs[0] @ edited.T + bias, atol=1e-5)
     assert torch.allclose(got[1], inputs[1] @ weight.T + bias, atol=1e-5)
+
+
+def test_one_trial_can_edit_every_row_of_any_forward(tiny_models: dict[str, Path]) -> None:
+    """Without row trials, one trial edits whatever the forwards inside run (a chat, a capability check)."""
+    loaded = load_model(ModelSettings(model=str(tiny_models["qwen3_moe"]), dtypes=["float32"]))
+    config = loaded.model.config
+    directions = torch.nn.functional.normalize(torch.randn(config.num_hidden_layers, config.hidden_size), dim=-1)
+    abliterator = Abliterator(loaded.model, directions)
+    abliterator.apply(TRIALS[1])
+    expected = [logits(loaded, TEXTS), logits(loaded, TEXTS[:1])]
+    abliterator.reset()
+    ablation = ActivationAblation(loaded.model, directions)
+    with ablation.applied(ablation.prepare([TRIALS[1]])):
+        got = [logits(loaded, TEXTS), logits(loaded, TEXTS[:1])]
+    for wanted, value in zip(expected, got):
+        assert (value - wanted).abs().max() <= 1e-4 * wanted.abs().max()
+    with pytest.raises(ValueError, match="needs the trial of every row"):
+        with ablation.applied(ablation.prepare(TRIALS[:2])):
+            pass
