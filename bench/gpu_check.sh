@@ -53,6 +53,10 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 
 status=0
 if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
+    # The tests keep their cache in .test-cache (tests/shared_cache.py): give them the demo model carried here.
+    if [[ -d .gpu-cache/heretic-tui/demo-model-v2 && ! -d .test-cache/heretic-tui/demo-model-v2 ]]; then
+        mkdir -p .test-cache/heretic-tui && cp -r .gpu-cache/heretic-tui/demo-model-v2 .test-cache/heretic-tui/
+    fi
     python3 -m pytest -q -p no:cacheprovider tests/abliteration/test_activation_ablation.py \
         tests/abliteration/test_batched_trials.py tests/abliteration/test_quantized_ablation.py \
         tests/abliteration/test_quantized_export.py || status=$?
