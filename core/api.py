@@ -104,6 +104,7 @@ __all__ = [
     "runs_root",
     "start_compare",
     "start_export",
+    "start_serve",
     "start_job_of_kind",
     "random_trial_count",
     "read_json_object",
@@ -177,3 +178,11 @@ def run_doctor(settings: Settings, *, columns: int, lines: int, color_system: st
     from heretic_tui.core.operations.doctor import TerminalFacts, run_checks_apart
 
     return run_checks_apart(settings, TerminalFacts(True, columns, lines, color_system))
+
+
+def start_serve(models: list[str], settings: Settings, run_dir: str | Path | None = None, *,
+                host: str | None = None, port: int | None = None) -> JobHandle:
+    """Serve models (``NAME=MODEL``) over an OpenAI-compatible API in a detached worker job of its own."""
+    from heretic_tui.core.serving import job
+
+    return job.start_serve(models, settings, run_dir, host=host, port=port)

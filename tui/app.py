@@ -148,6 +148,11 @@ class HereticApp(App[int]):
 
         self.push_screen(FinetuneWizardScreen(self.settings, model=model))
 
+    def open_serve(self, models: str = "") -> None:
+        from heretic_tui.tui.screens.serve import ServeScreen
+
+        self.push_screen(ServeScreen(models))
+
     def open_doctor(self) -> None:
         from heretic_tui.tui.screens.doctor import DoctorScreen
 
@@ -319,6 +324,8 @@ class HereticApp(App[int]):
         yield SystemCommand("New fine-tuning run", "Open the fine-tune wizard (basic or advanced)",
                             self.open_finetune_wizard)
         yield SystemCommand("Upload a model folder", "Send a model folder to the Hugging Face Hub", self.open_upload)
+        yield SystemCommand("Serve models", "An OpenAI-compatible server for the base model, trials or exports",
+                            self.open_serve)
         yield SystemCommand("Doctor", "Check this machine: torch and CUDA, GPUs, disk, Hub, terminal", self.open_doctor)
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
