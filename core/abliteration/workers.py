@@ -60,9 +60,40 @@ def heartbeat_enabled(study: optuna.Study) -> bool:
     return optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
 
 
-def retry_abandoned_trials(study: optuna.Study) -> None:
-    """Fail the trials whose worker stopped beating and queue their retries (a no-op without heartbeats)."""
+CLAIM_ATTRIBUTE = "claimed"
+"""Set to the trial's own number once its worker beats for it (see :func:`retry_abandoned_trials`)."""
+UNCLAIMED_SECONDS = 120.0
+"""How long a running trial may stay unclaimed before it counts as abandoned (see below)."""
+
+
+def retry_abandoned_trials(study: optuna.Study, now: float | None = None) -> None:
+    """Fail the trials whose worker stopped beating and queue their retries (a no-op without heartbeats).
+
+    Optuna never finds a trial stale that has not beaten once, and a worker killed between asking a trial and its
+    first beat (a few milliseconds) would leave one running for ever, holding a place of the target. A worker
+    claims the trial right after that first beat (:func:`start_heartbeat`), so a trial still running unclaimed long
+    after it started (:data:`UNCLAIMED_SECONDS`, or six heartbeats, so the boxes' clocks need not agree closely) is
+    abandoned too. The claim holds the trial's own number because a retry inherits the failed trial's attributes.
+    ``now`` is the current time (seconds since the epoch; the clock by default).
+    """
     optuna.storages.fail_stale_trials(study)
+    if not heartbeat_enabled(study):
+        return
+    storage = study._storage
+    limit = max(UNCLAIMED_SECONDS, 6.0 * storage.get_heartbeat_interval())
+    now = time.time() if now is None else now
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        if now - started < limit or trial.user_attrs.get(CLAIM_ATTRIBUTE) == trial.number:
+            continue
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        if callback is not None:
+            callback(study, storage.get_trial(trial._trial_id))
 
 
 def _count(study: optuna.Study, states: tuple[TrialState, ...], below: int | None = None) -> int:
@@ -118,6 +149,7 @@ def start_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
     storage = study._storage
     interval = storage.get_heartbeat_interval()
     storage.record_heartbeat(trial._trial_id)
+    trial.set_user_attr(CLAIM_ATTRIBUTE, trial.number)
 
     def beat() -> None:
         while True:

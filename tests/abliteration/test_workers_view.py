@@ -1,9 +1,18 @@
 """The dashboard's state of a shared study: one worker's own events plus every worker's trials read from the storage
-(who ran which, the ones in flight, the front over all), and a trial whose worker died leaves the table."""
+(who ran which, the ones in flight, the front over all), and a trial whose worker died leaves the table; a trial
+whose worker died before it could beat once is failed and queued again all the same."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from heretic_tui.core.abliteration.study_storage import StudyLocation, open_rdb_storage
 from heretic_tui.core.abliteration.study_view import StudySnapshot, StudyTrial
+from heretic_tui.core.abliteration.workers import UNCLAIMED_SECONDS, retry_abandoned_trials, start_heartbeat
 from heretic_tui.core.runs.events import BaselineMeasured, JobStarted, TrialFinished, TrialStarted
 from heretic_tui.tui.run_state import RunState
 
@@ -45,3 +54,22 @@ def test_a_trial_the_storage_no_longer_shows_leaves() -> None:
     assert 2 in state.trials, "this worker's own trial in flight stays until its events end it"
     assert [speed.describe() for speed in state.workers] == ["a: 1 trials, 2.0s per trial",
                                                              "b: 1 trials, 3.0s per trial"]
+
+
+def test_a_trial_whose_worker_died_before_its_first_beat_is_failed_and_run_again(tmp_path: Path) -> None:
+    storage = open_rdb_storage(StudyLocation(f"sqlite:///{tmp_path / 'study.db'}", "study"), heartbeat_seconds=1)
+    study = optuna.create_study(storage=storage)
+    abandoned = study.ask()
+    abandoned.suggest_float("x", 0.0, 1.0)
+    claimed = study.ask()
+    claimed.suggest_float("x", 0.0, 1.0)
+    start_heartbeat(study, claimed)
+    retry_abandoned_trials(study)
+    assert [trial.state for trial in study.trials] == [TrialState.RUNNING, TrialState.RUNNING], "too early to tell"
+    retry_abandoned_trials(study, now=time.time() + UNCLAIMED_SECONDS + 1)
+    states = {trial.number: trial.state for trial in study.trials}
+    assert states[abandoned.number] == TrialState.FAIL and states[claimed.number] == TrialState.RUNNING
+    retry = study.trials[-1]
+    assert retry.state == TrialState.WAITING and retry.params == abandoned.params
+    assert retry.system_attrs["failed_trial"] == abandoned.number
+    study.tell(claimed, 0.5)
