@@ -15,9 +15,10 @@ the diagnostics as JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -34,6 +35,8 @@ from heretic_tui.core.abliteration.directions import (
 )
 from heretic_tui.core.abliteration.methods import DIRECTION_METHODS, ENSEMBLE, MEAN, PCA, PROBE
 from heretic_tui.core.abliteration.probing import train_probes
+
+T = TypeVar("T")
 
 MEAN_KEY = "directions"
 PROTECTED_KEY = "protected"
@@ -105,14 +108,34 @@ class DirectionSet:
                 metadata.get(SETTINGS_KEY))
 
 
+def on_device(compute: Callable[[torch.device | str], T], device: torch.device | str) -> T:
+    """``compute(device)``, or ``compute("cpu")`` when the device runs out of memory (a model that fills its GPU
+    leaves little room for the residuals of every layer at once)."""
+    try:
+        return compute(device)
+    except torch.cuda.OutOfMemoryError:
+        if torch.device(device).type == "cpu":
+            raise
+        torch.cuda.empty_cache()
+        return compute("cpu")
+
+
 def build_direction_set(harmful: torch.Tensor, harmless: torch.Tensor, held_out_harmful: torch.Tensor,
                         held_out_harmless: torch.Tensor, orthogonalize: bool = False,
                         device: torch.device | str = "cpu") -> DirectionSet:
-    """Every method's directions from residuals [prompts, layers, hidden], computed on ``device``, with the
-    per-layer separation (ROC AUC) of each on the held-out residuals and the probe's held-out accuracy.
+    """Every method's directions from residuals [prompts, layers, hidden], computed on ``device`` (on the CPU when
+    it runs out of memory), with the per-layer separation (ROC AUC) of each on the held-out residuals and the
+    probe's held-out accuracy.
 
     With ``orthogonalize`` every method's direction loses its component along the layer's harmless mean.
     """
+    return on_device(lambda chosen: _build_direction_set(harmful, harmless, held_out_harmful, held_out_harmless,
+                                                         orthogonalize, chosen), device)
+
+
+def _build_direction_set(harmful: torch.Tensor, harmless: torch.Tensor, held_out_harmful: torch.Tensor,
+                         held_out_harmless: torch.Tensor, orthogonalize: bool,
+                         device: torch.device | str) -> DirectionSet:
     harmful, harmless = harmful.float().to(device), harmless.float().to(device)
     held_out_harmful, held_out_harmless = held_out_harmful.float().to(device), held_out_harmless.float().to(device)
     reference = mean_differences(harmful, harmless)

@@ -22,7 +22,12 @@ from safetensors import SafetensorError
 from heretic_tui.core.abliteration.ablation import Abliterator
 from heretic_tui.core.abliteration.activation_ablation import ActivationAblation, has_quantized_layers
 from heretic_tui.core.abliteration.batched_evaluation import BatchedEvaluator, choose_trial_batch, sample_trial
-from heretic_tui.core.abliteration.direction_set import DirectionSet, build_direction_set, summarize_diagnostics
+from heretic_tui.core.abliteration.direction_set import (
+    DirectionSet,
+    build_direction_set,
+    on_device,
+    summarize_diagnostics,
+)
 from heretic_tui.core.abliteration.directions import separation
 from heretic_tui.core.abliteration.protection import (
     CAPABILITY_SETTING,
@@ -164,6 +169,7 @@ def direction_fingerprint(settings: Settings) -> str:
         "sources": {name: source for name, source in resolved_sources(settings).items()
                     if name in ("good_prompts", "bad_prompts")},
         "abliteration": {name: getattr(settings.abliteration, name) for name in DIRECTION_SETTINGS},
+        "thinking": [settings.abliteration.thinking, settings.abliteration.thinking_markers],
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -245,10 +251,13 @@ def _prepare_directions(context: JobContext, loaded: LoadedModel, prompts: dict[
                     + ", ".join(f"{value:.3f}" for value in directions.diagnostics["probe_held_out_accuracy"]))
         abliteration = context.settings.abliteration
         if reference:
-            device_residuals = {name: residuals[name].to(loaded.device) for name in (*reference, "good_prompts")}
-            basis = protected_basis(device_residuals["good_prompts"], device_residuals.get(GENERAL_TEXT_SETTING),
-                                    device_residuals.get(CAPABILITY_SETTING),
-                                    abliteration.helpfulness_orthogonalization, abliteration.sacred_directions)
+            def basis_on(device: Any) -> torch.Tensor | None:
+                moved = {name: residuals[name].to(device) for name in (*reference, "good_prompts")}
+                return protected_basis(moved["good_prompts"], moved.get(GENERAL_TEXT_SETTING),
+                                       moved.get(CAPABILITY_SETTING), abliteration.helpfulness_orthogonalization,
+                                       abliteration.sacred_directions)
+
+            basis = on_device(basis_on, loaded.device)
             directions.protected = basis.cpu() if basis is not None else None
             kept = [] if basis is None else (basis.norm(dim=-1) > 0.5).sum(dim=1).tolist()
             protected = (["the unhelpfulness direction"] if abliteration.helpfulness_orthogonalization else []) + (

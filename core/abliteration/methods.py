@@ -53,11 +53,6 @@ class MethodChoices:
     def from_settings(cls, settings: AbliterationSettings) -> MethodChoices:
         return cls(settings.direction_method, settings.ablation_method, settings.edited_components)
 
-    @property
-    def searched(self) -> tuple[str, ...]:
-        """The names of the method settings the search chooses."""
-        return tuple(name for name, value in vars(self).items() if value == SEARCH)
-
 
 DIRECTION_SETTINGS: tuple[str, ...] = (
     "orthogonalize_direction", "winsorize_quantile", "helpfulness_orthogonalization", "general_text_prompts",

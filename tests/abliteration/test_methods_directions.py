@@ -124,7 +124,9 @@ def test_the_directions_file_round_trips_and_a_changed_setting_means_computing_a
         assert torch.equal(restored.get(method), directions.get(method))
     assert restored.diagnostics == directions.diagnostics
 
-    for name, value in (("winsorize_quantile", 0.99), ("orthogonalize_direction", True)):
+    for name, value in (("winsorize_quantile", 0.99), ("orthogonalize_direction", True),
+                        ("helpfulness_orthogonalization", True), ("sacred_directions", 3),
+                        ("capability_prompts", "questions.txt"), ("thinking", "disable")):
         changed = dataclasses.replace(settings, abliteration=dataclasses.replace(settings.abliteration,
                                                                                    **{name: value}))
         assert direction_fingerprint(changed) != fingerprint, name
@@ -171,3 +173,19 @@ def test_every_direction_method_applies_and_resets_bit_exact_on_every_architectu
     abliterator.reset()
     for name, tensor in loaded.model.state_dict().items():
         assert torch.equal(tensor, before[name]), name
+
+
+def test_directions_fall_back_to_the_cpu_when_the_device_runs_out_of_memory() -> None:
+    from heretic_tui.core.abliteration.direction_set import on_device
+
+    tried = []
+
+    def compute(device: object) -> str:
+        tried.append(str(device))
+        if str(device) != "cpu":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return "computed"
+
+    assert on_device(compute, "cuda") == "computed" and tried == ["cuda", "cpu"]
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        on_device(lambda device: compute("cuda"), "cpu")
