@@ -21,6 +21,11 @@ from heretic_tui.tui.screens.dialogs import MessageDialog
 
 
 class ServeScreen(HereticScreen[None]):
+    DEFAULT_CSS = """
+    ServeScreen #serve-address, ServeScreen #serve-address > Vertical { height: auto; }
+    ServeScreen #serve-status { margin-top: 1; }
+    """
+
     BINDINGS = [
         Binding("ctrl+r", "start", "Start server", priority=True),
         Binding("escape", "app.pop_screen", "Back"),
