@@ -17,7 +17,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS, PUBLIC_DEFAULTS
+from heretic_tui.core.abliteration.responses import (
+    BASELINE,
+    Agreement,
+    JudgedResponse,
+    TrialCounts,
+    agreement,
+    has_responses,
+    read_labels,
+    read_responses,
+    set_label,
+    trial_counts,
+)
+from heretic_tui.core.abliteration.scoring.base import Verdict
 from heretic_tui.core.abliteration.search_plan import random_trial_count
+from heretic_tui.core.abliteration.study_view import SharedStudyReader, StudySnapshot, StudyTrial, WorkerSpeed
 from heretic_tui.core.atomic_files import read_json_object
 from heretic_tui.core.finetuning.sources import HUB_PREFIX
 from heretic_tui.core.models.browser import (
@@ -87,6 +101,10 @@ __all__ = [
     "Registry",
     "RunDirectory",
     "RunRecord",
+    "SharedStudyReader",
+    "StudySnapshot",
+    "StudyTrial",
+    "WorkerSpeed",
     "attach",
     "default_repo_name",
     "delete_run",
@@ -113,6 +131,17 @@ __all__ = [
     "tail_lines",
     "validate_model_folder",
     "validate_repo_name",
+    "BASELINE",
+    "Agreement",
+    "JudgedResponse",
+    "TrialCounts",
+    "Verdict",
+    "agreement",
+    "has_responses",
+    "read_labels",
+    "read_responses",
+    "set_label",
+    "trial_counts",
 ]
 
 
@@ -155,6 +184,36 @@ def start_upload(
                                    settings=settings)
 
 
+def trial_responses(run_dir: str | Path, trial: int | str) -> list[JudgedResponse]:
+    """A trial's (or ``BASELINE``'s) harmful prompts, responses, scorer verdicts and human labels."""
+    return read_responses(Path(run_dir), trial)
+
+
+def label_response(run_dir: str | Path, prompt: str, response: str, verdict: Verdict | None) -> None:
+    """Store a person's verdict on one response (None removes it) and recount report.json with it, if written.
+
+    The label applies to every trial of the run that gave the same response to the same prompt; a live run's
+    worker reads the labels again whenever it writes its report.
+    """
+    from heretic_tui.core.abliteration.relabeling import relabel_report
+
+    set_label(Path(run_dir), prompt, response, verdict)
+    relabel_report(Path(run_dir))
+
+
+def relabelled_counts(run_dir: str | Path, trials: list[int], evasive_counts: bool = True) -> dict[int, TrialCounts]:
+    """The refusal counts of the given trials with the run's human labels applied (trials without stored
+    responses are left out)."""
+    labels = read_labels(Path(run_dir))
+    counted = {number: trial_counts(Path(run_dir), number, evasive_counts, labels) for number in trials}
+    return {number: counts for number, counts in counted.items() if counts is not None}
+
+
+def scorer_agreement(run_dir: str | Path) -> Agreement:
+    """How often the run's scorer agrees with the person's labels."""
+    return agreement(Path(run_dir))
+
+
 def plan_model(settings: Settings, *, gpus: list[tuple[str, int, int]] | None = None,
                host_available: int | None = None) -> Plan:
     """The plan before any download for ``settings.model.model``, on ``gpus`` (name, free and total bytes; none
@@ -170,6 +229,28 @@ def plan_lines(plan: Plan) -> list[str]:
     from heretic_tui.core.operations import plan as planning
 
     return planning.plan_lines(plan)
+
+
+def run_scorer(run_dir: str | Path) -> str:
+    """The refusal scorer a run's report.json names ('markers' for runs older than the scorer record)."""
+    path = Path(run_dir) / "report.json"
+    report = read_json_object(path) if path.is_file() else {}
+    scoring = report.get("scoring")
+    return str(scoring.get("scorer", "markers")) if isinstance(scoring, dict) else "markers"
+
+
+def pareto_of(points: list[tuple[int, float, int]]) -> list[int]:
+    """The Pareto front of (trial, KL, refusals) points, by the study's own definition."""
+    from heretic_tui.core.abliteration.study import TrialResult, pareto_front
+
+    return pareto_front([TrialResult(number, refusals, kl, 0.0, 0.0, {}) for number, kl, refusals in points])
+
+
+def chosen_trial(run_dir: str | Path) -> int | None:
+    """The trial report.json chooses (after human labels, when there are any); None before the report exists."""
+    path = Path(run_dir) / "report.json"
+    chosen = (read_json_object(path) if path.is_file() else {}).get("chosen_trial")
+    return chosen if isinstance(chosen, int) and not isinstance(chosen, bool) else None
 
 
 def run_doctor(settings: Settings, *, columns: int, lines: int, color_system: str | None) -> list[Check]:
