@@ -26,11 +26,13 @@ class ExitCode:
 
 EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(EXIT_OK, "success"),
-    ExitCode(EXIT_FAILED, "the job failed (a bug, a model that cannot run, out of memory); worker.log has the cause"),
+    ExitCode(EXIT_FAILED, "the job failed (a bug, a model that cannot run, out of memory); worker.log has the cause. "
+                          "doctor: a check found a problem; plan: the model does not fit"),
     ExitCode(EXIT_BAD_INPUT, "bad input (a file, key or value to fix) or a run folder another worker holds; "
                              "nothing was written"),
-    ExitCode(EXIT_STORAGE, "a folder could not be written (disk full, read-only, no permission); free space or "
-                           "fix the permission, then resume"),
+    ExitCode(EXIT_STORAGE, "a folder could not be written (disk full, read-only, no permission), or the study's "
+                           "database (--storage) failed or cannot be reached; free space, fix the permission or "
+                           "bring the database back, then resume"),
     ExitCode(EXIT_NETWORK, "the Hugging Face Hub or the network failed (refused, unreachable, timed out, HTTP "
                            "error); check the connection and the token, then run it again"),
     ExitCode(EXIT_CANCELLED, "cancelled (Ctrl-C or cancel); completed work is saved and the run can be resumed"),
