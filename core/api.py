@@ -201,9 +201,14 @@ def label_response(run_dir: str | Path, prompt: str, response: str, verdict: Ver
     relabel_report(Path(run_dir))
 
 
-def relabelled_counts(run_dir: str | Path, trials: list[int], evasive_counts: bool = True) -> dict[int, TrialCounts]:
+def relabelled_counts(run_dir: str | Path, trials: list[int],
+                      evasive_counts: bool | None = None) -> dict[int, TrialCounts]:
     """The refusal counts of the given trials with the run's human labels applied (trials without stored
-    responses are left out)."""
+    responses are left out); ``evasive_counts`` defaults to the run's own evasive_counts_as_refusal."""
+    if evasive_counts is None:
+        path = Path(run_dir) / "report.json"
+        scoring = (read_json_object(path) if path.is_file() else {}).get("scoring")
+        evasive_counts = bool(scoring.get("evasive_counts_as_refusal", True)) if isinstance(scoring, dict) else True
     labels = read_labels(Path(run_dir))
     counted = {number: trial_counts(Path(run_dir), number, evasive_counts, labels) for number in trials}
     return {number: counts for number, counts in counted.items() if counts is not None}

@@ -30,6 +30,7 @@ def test_demo_abliterates_and_the_export_reproduces_the_report(tmp_path: Path) -
                             cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Demo finished." in result.stderr and "before:" in result.stderr and "after:" in result.stderr
+    assert "scorer: markers (trial " in result.stderr and "agreement with you" in result.stderr
 
     report = json.loads((run_dir / "report.json").read_text())
     total = report["baseline"]["total"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from heretic_tui.cli.arguments import (
     add_headless_flag,
@@ -32,6 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_flags(parser)
 
 
+def scorer_lines(run_path: Path, trial: int) -> str:
+    """How the chosen trial's responses were judged and how far the scorer agrees with the person's labels."""
+    from heretic_tui.core.api import Verdict, run_scorer, scorer_agreement, trial_responses
+
+    scorer = run_scorer(run_path)
+    judged = trial_responses(run_path, trial)
+    tally = {verdict: sum(1 for item in judged if item.verdict is verdict) for verdict in Verdict}
+    return (f"scorer: {scorer} (trial {trial}: {tally[Verdict.REFUSED]} refused, {tally[Verdict.EVASIVE]} complied "
+            f"without answering, {tally[Verdict.ANSWERED]} answered); {scorer_agreement(run_path).sentence(scorer)} "
+            "(label responses in the TUI: trial actions, r)")
+
+
 def run(arguments: argparse.Namespace) -> int:
     from heretic_tui.core.abliteration.job import start_abliteration
 
@@ -49,7 +62,8 @@ def run(arguments: argparse.Namespace) -> int:
             f"  after:  {summary['refusals']}/{total} refused with trial {summary['chosen_trial']} "
             f"(KL divergence {summary['kl']:.4f} on harmless prompts)\n"
             f"  exported model: {summary.get('export')}\n"
-            f"  report: {handle.run.report_path}",
+            f"  report: {handle.run.report_path}\n"
+            f"  {scorer_lines(handle.run.path, summary['chosen_trial'])}",
             file=sys.stderr,
         )
     return code

@@ -43,6 +43,7 @@ from heretic_tui.core.abliteration.relabeling import SCORING_KEY, apply_labels, 
 from heretic_tui.core.abliteration.responses import BASELINE, trial_counts
 from heretic_tui.core.abliteration.scoring.selection import make_scorer
 from heretic_tui.core.abliteration.trial_judgement import judge_responses
+from heretic_tui.core.capability.trial_checks import check_chosen_trial
 from heretic_tui.core.abliteration.warm_start import check_warm_start, enqueue_warm_start, model_types, plan_warm_start
 from heretic_tui.core.runs.events import BaselineMeasured, Metrics, TrialFinished, TrialStarted
 from heretic_tui.core.atomic_files import write_bytes_atomically, write_json_atomically
@@ -503,6 +504,7 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
     enqueued = enqueue_warm_start(study, warm_start, directions.shape[0], target)
     context.log(warm_start.describe(enqueued))
     results = [trial_result(trial) for trial in completed_trials(study)]
+    capability: dict[str, Any] = {}
     def write_report(status: str) -> TrialResult | None:
         evasive_counts = settings.abliteration.evasive_counts_as_refusal
         labelled, counted = apply_labels(run_path, results, evasive_counts)
@@ -537,6 +539,7 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
             "prompts": {name: len(items) for name, items in prompts.items()},
             "prompt_sources": resolved_sources(settings),
             "thinking": thinking.report(),
+            "capability": capability or None,
             "warm_start": warm_start.report(enqueued),
         }
         write_json_atomically(context.run.report_path, report)
@@ -572,6 +575,10 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
             progress(len(results))
 
     chosen = write_report("finished")
+    if chosen is not None and settings.abliteration.capability_questions:
+        capability.update(check_chosen_trial(context, loaded, abliterator, chosen.number, chosen.params, batch_size,
+                                             settings.abliteration.capability_questions))
+        chosen = write_report("finished")
     summary: dict[str, Any] = {
         "baseline_refusals": baseline_refusals,
         "total": len(harmful_eval),

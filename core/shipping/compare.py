@@ -34,6 +34,8 @@ from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.abliteration.evaluation import kl_divergence
 from heretic_tui.core.abliteration.scoring.base import RefusalScorer, counts_as_refusal
 from heretic_tui.core.abliteration.scoring.selection import NEEDS_JUDGE, make_scorer
+from heretic_tui.core.capability.checks import CapabilityResult, compare_results, run_checks
+from heretic_tui.core.capability.multiple_choice import ITEMS as CAPABILITY_ITEMS
 from heretic_tui.core.runs.events import ArtifactWritten, Metrics
 from heretic_tui.core.atomic_files import write_json_atomically, write_text_atomically
 from heretic_tui.core.runs.handle import JobHandle
@@ -100,6 +102,9 @@ class ModelResult:
     tokenizer: str
     note: str | None
     answers: list[tuple[str, bool]]
+    capability: dict[str, Any] | None = None
+    """The built-in capability checks (multiple choice and general-text perplexity); for models after the first,
+    also their change against the first with its 95% interval."""
 
     def summary(self) -> dict[str, Any]:
         return {key: value for key, value in dataclasses.asdict(self).items() if key != "answers"}
@@ -282,6 +287,7 @@ def run(context: JobContext) -> dict[str, Any]:
     # Without a judge_model the judge is the first model, which then stays loaded until every model is judged.
     judge_is_first = settings.abliteration.refusal_scorer in NEEDS_JUDGE and not settings.abliteration.judge_model
     keep_loaded: list[LoadedModel] = []
+    first_checks: CapabilityResult | None = None
     reference_distribution: torch.Tensor | None = None
     reference_tokenizer = ""
     results: list[ModelResult] = []
@@ -313,9 +319,19 @@ def run(context: JobContext) -> dict[str, Any]:
             context.warn(f"{label}: {note}")
         with context.phase(f"{prefix}: perplexity", len(held_out), "perplexity on the held-out text") as progress:
             model_perplexity = perplexity(loaded, held_out, progress)
+        capability = None
+        questions = settings.abliteration.capability_questions
+        if questions:
+            with context.phase(f"{prefix}: capability", min(questions, len(CAPABILITY_ITEMS)),
+                               "the built-in multiple-choice questions and general text") as progress:
+                checks = run_checks(loaded, batch_size, questions, progress)
+            first_checks = first_checks or checks
+            capability = checks.summary() if checks is first_checks else {
+                **checks.summary(), **{key: value for key, value in compare_results(first_checks, checks).items()
+                                       if key in ("accuracy_change", "perplexity_ratio", "confidence")}}
         result = ModelResult(reference.canonical, label, comparison_kind(reference), loaded.dtype,
                              sum(1 for _, refused in answers if refused), len(answers), kl, model_perplexity,
-                             fingerprint, note, answers)
+                             fingerprint, note, answers, capability)
         results.append(result)
         context.emit(Metrics(name=f"{prefix} {label}", values={
             "refusals": f"{result.refusals}/{result.total}", "kl_vs_first": kl, "perplexity": model_perplexity}))
@@ -389,6 +405,16 @@ def _figure(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _capability_cell(capability: dict[str, Any] | None) -> str:
+    if not capability:
+        return "not checked"
+    cell = f"{capability['multiple_choice_accuracy']:.1%} of {capability['questions']}"
+    change = capability.get("accuracy_change")
+    if change:
+        cell += f" ({change['value']:+.1%}, {change['low']:+.1%} to {change['high']:+.1%})"
+    return cell
+
+
 def render_markdown(document: dict[str, Any]) -> str:
     """The comparison for people: a summary table, the notes, then every prompt with the answers side by side."""
     models = document["models"]
@@ -396,16 +422,17 @@ def render_markdown(document: dict[str, Any]) -> str:
         "# Model comparison",
         "",
         f"Prompts: `{document['prompts_source']}` ({len(document['answers'])} prompts), greedy answers of at most "
-        f"{document['max_new_tokens']} new tokens. Perplexity on: `{document['held_out_source']}`.",
+        f"{document['max_new_tokens']} new tokens, judged by the `{document.get('scorer', 'markers')}` scorer. "
+        f"Perplexity on: `{document['held_out_source']}`.",
         "",
-        "| # | Model | Refusals | KL vs model 1 (first token) | Perplexity |",
-        "| --- | --- | --- | --- | --- |",
+        "| # | Model | Refusals | KL vs model 1 (first token) | Perplexity | Multiple choice (vs model 1, 95% CI) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for number, model in enumerate(models, 1):
         kl = "0 (reference)" if number == 1 else (_figure(model["kl_vs_first"]) if model["kl_vs_first"] is not None
                                                   else "n/a (different tokenizer)")
         lines.append(f"| {number} | {_cell(model['label'])} | {model['refusals']}/{model['total']} | {kl} | "
-                     f"{_figure(model['perplexity'], 2)} |")
+                     f"{_figure(model['perplexity'], 2)} | {_capability_cell(model.get('capability'))} |")
     lines += ["", *[f"- {_cell(note)}" for note in document["notes"]], "", "## Answers", ""]
     lines.append("| Prompt | " + " | ".join(_cell(model["label"]) for model in models) + " |")
     lines.append("| --- " * (len(models) + 1) + "|")

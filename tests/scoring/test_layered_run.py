@@ -1,5 +1,6 @@
-"""An abliteration run with the layered scorer on the demo model: it completes, keeps every trial's responses, and
-human labels recount the trials, move the Pareto front and the chosen trial, and survive a resume."""
+"""An abliteration run with the layered scorer on the demo model: it completes, checks the chosen trial's capability
+against the original's, keeps every trial's responses, and human labels recount the trials, move the Pareto front
+and the chosen trial, and survive a resume."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ JUDGE_ANSWERS = 'abliteration.judge_answers=["sorry","just","sure"]'
 """Judge replies the demo model's word-level vocabulary knows (it cannot read the default ones)."""
 
 SMALL_RUN = ["--set", "abliteration.refusal_scorer=layered", "--set", JUDGE_ANSWERS,
-             "--set", "prompts.max_eval_prompts=12", "--set", "prompts.max_direction_prompts=32"]
+             "--set", "prompts.max_eval_prompts=12", "--set", "prompts.max_direction_prompts=32",
+             "--set", "abliteration.capability_questions=40"]
 
 
 def abliterate(arguments: list[str], cwd: Path) -> None:
@@ -35,6 +37,13 @@ def test_layered_run_then_relabel_moves_the_front_and_survives_resume(tmp_path: 
     abliterate(["--model", "demo", "--trials", "3", "--run-dir", str(run_dir), *SMALL_RUN], tmp_path)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["scoring"]["scorer"] == "layered" and report["scoring"]["human_labels"] == 0
+    capability = report["capability"]
+    assert capability["trial_number"] == report["chosen_trial"]
+    assert capability["original"]["questions"] == capability["trial"]["questions"] == 40
+    change = capability["accuracy_change"]
+    assert change["low"] <= change["value"] <= change["high"]
+    accuracies = capability["trial"]["multiple_choice_accuracy"] - capability["original"]["multiple_choice_accuracy"]
+    assert abs(change["value"] - accuracies) < 1e-9, "the paired mean difference is the difference of accuracies"
     total = report["baseline"]["total"]
     chosen = report["chosen_trial"]
     judged = api.trial_responses(run_dir, chosen)

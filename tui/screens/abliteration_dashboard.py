@@ -21,6 +21,7 @@ from heretic_tui.core.settings import setting_fields, validate_value
 from heretic_tui.tui.formatting import format_duration, format_kl, format_refusals
 from heretic_tui.tui.screens.dashboard import DashboardScreen
 from heretic_tui.tui.screens.dialogs import ValueDialog
+from heretic_tui.tui.human_labels import HumanLabels
 from heretic_tui.tui.screens.trial_actions import MORE_TRIALS, TrialActionsScreen
 from heretic_tui.tui.widgets.pareto_plot import ParetoPlot, PlotPoint
 from heretic_tui.tui.widgets.trial_table import TrialTable
@@ -60,6 +61,7 @@ class AbliterationDashboard(DashboardScreen):
     VIEW_CLASS = "-trials"
 
     def on_mount(self) -> None:
+        self._human_labels = HumanLabels(self.run_path)
         self._study_reader = SharedStudyReader(self.run_path)
         self._study_problem = ""
         if self._study_reader.shared:
@@ -98,8 +100,13 @@ class AbliterationDashboard(DashboardScreen):
         plot.border_subtitle = PLOT_LEGEND
         self.query_one("#trials").border_title = "Trials"
 
+    def on_screen_resume(self) -> None:
+        """Back from a trial's screens: labels may have changed its counts, so draw them again."""
+        self._schedule_redraw()
+
     def redraw_view(self, now: float) -> None:
         state = self.state
+        self._human_labels.apply(state)
         best = state.best_trial()
         front = set(state.pareto)
         finished = state.finished_trials

@@ -1,4 +1,5 @@
-"""What to do with one trial: export it (merged model or LoRA adapter), chat with it, compare it, run more trials.
+"""What to do with one trial: export it (merged model or LoRA adapter), chat with it, compare it, review and
+relabel its responses, run more trials.
 
 Exports are worker jobs of their own (``RUN_DIR/jobs/...``); this screen follows the export job's events the
 same way the dashboard follows a run, so leaving the screen or the app never stops an export either.
@@ -31,6 +32,7 @@ TRIAL_ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("export_adapter", "l", "Export a LoRA adapter to a folder"),
     ("chat", "c", "Chat with this trial's model"),
     ("compare", "v", "Compare answers with the original model"),
+    ("responses", "r", "Review its responses and correct their verdicts"),
     ("finetune", "f", "Fine-tune this trial's model (exports it first if needed)"),
     ("more_trials", "m", "Run more trials"),
 )
@@ -86,6 +88,7 @@ class TrialActionsScreen(HereticScreen[str | None]):
         Binding("l", "export_adapter", "Adapter"),
         Binding("c", "chat", "Chat"),
         Binding("v", "compare", "Compare"),
+        Binding("r", "responses", "Responses"),
         Binding("f", "finetune", "Fine-tune"),
         Binding("m", "more_trials", "More trials"),
         Binding("escape", "back", "Back"),
@@ -227,6 +230,11 @@ class TrialActionsScreen(HereticScreen[str | None]):
         from heretic_tui.tui.screens.compare import CompareScreen
 
         self.app.push_screen(CompareScreen(self.run_path, self.trial))
+
+    def action_responses(self) -> None:
+        from heretic_tui.tui.screens.responses import ResponsesScreen
+
+        self.app.push_screen(ResponsesScreen(self.run_path, self.trial))
 
     def action_finetune(self) -> None:
         """Fine-tuning starts from a model folder: the trial's merged export, written first when there is none."""
