@@ -516,7 +516,8 @@ class FinetuneSettings:
     finetune_seed: int = setting(42, "Seed of the data split, the adapter initialisation and the data order.",
                                  minimum=0, maximum=2**31 - 1)
     knowledge_test_prompts: int = setting(
-        3, "Prompts taken from the data and answered before and after training, side by side.", minimum=0,
+        3, "Prompts taken from the data and answered before and after training, side by side, when there are no "
+        "questions to ask (the text mode, or continuation pairs).", minimum=0,
         maximum=100,
     )
     knowledge_test_tokens: int = setting(48, "Longest answer generated in the knowledge test.", minimum=1,
