@@ -109,6 +109,10 @@ def _metadata(settings: Settings, loaded: LoadedModel, run: RunDirectory, frozen
               adapter: bool) -> dict[str, Any]:
     result = trial_result(frozen)
     report = run.read_report() or {}
+    entry = next((item for item in report.get("trials", []) if isinstance(item, dict)
+                  and item.get("number") == frozen.number), {})
+    scoring = report.get("scoring") if isinstance(report.get("scoring"), dict) else {}
+    capability = report.get("capability") if isinstance(report.get("capability"), dict) else {}
     return {
         "method": METHOD_ABLITERATION,
         "format": FORMAT_ADAPTER if adapter else FORMAT_MERGED,
@@ -120,11 +124,15 @@ def _metadata(settings: Settings, loaded: LoadedModel, run: RunDirectory, frozen
         "parameters": result.params,
         "methods": method_record(settings.abliteration, result.params),
         "metrics": {
-            "refusals": result.refusals,
+            "refusals": entry.get("refusals", result.refusals),
             "refusal_total": report.get("baseline", {}).get("total"),
             "baseline_refusals": report.get("baseline", {}).get("refusals"),
             "kl_divergence": result.kl,
+            "refusal_scorer": scoring.get("scorer", "markers"),
+            "scorer_refusals": entry.get("scorer_refusals", result.refusals),
+            "human_labels": entry.get("human_labels", 0),
         },
+        "capability": capability if capability.get("trial_number") == frozen.number else None,
         "system_prompt": settings.prompts.system_prompt,
         "prompt_sources": report.get("prompt_sources"),
         "dtype": loaded.dtype,
