@@ -268,6 +268,7 @@ def table(toys: Sequence[PreparedToy], configurations: Sequence[Configuration], 
                   "| fewest refusals per seed | median wall s |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for toy in toys:
+            label = toy.toy.name if toy.valid else f"{toy.toy.name} (failed validity check)"
             medians: dict[str, tuple[float | None, float | None]] = {}
             for configuration in [heretic, *configurations]:
                 found = [result_path(toy, configuration, budget, seed) for seed in seeds]
@@ -285,7 +286,7 @@ def table(toys: Sequence[PreparedToy], configurations: Sequence[Configuration], 
                 prefixes = {result.get("response_prefix") for result in results if "response_prefix" in result}
                 note = f" (KL after prefix {prefixes})" if prefixes - {""} else ""
                 lines.append(
-                    f"| {toy.toy.name} | {configuration.name}{partial}{note} | "
+                    f"| {label} | {configuration.name}{partial}{note} | "
                     + " ".join(format_kl(summary["zero"]) for summary in summaries)
                     + f" | {format_kl(zero)} | {ratio_zero} | {format_kl(one)} | {ratio_one} | "
                     + " ".join(str(summary["fewest_refusals"]) for summary in summaries)
@@ -334,6 +335,8 @@ def main() -> None:
     parser.add_argument("--no-defaults", action="store_true", help="do not run our defaults")
     parser.add_argument("--no-heretic", action="store_true", help="do not run Heretic (cached results still show)")
     parser.add_argument("--quick", action="store_true", help="smoke run: the first toy, 30 trials, one seed")
+    parser.add_argument("--include-invalid", action="store_true",
+                        help="also run toys that failed their validity check (the table marks them)")
     parser.add_argument("--rerun", action="store_true", help="measure again even where a cached result exists")
     parser.add_argument("--table", action="store_true", help="print the tables from cached results; run nothing")
     parser.add_argument("--check-measurement", action="store_true",
@@ -359,7 +362,8 @@ def main() -> None:
             prepared[name] = prepare_toy(TOYS_BY_NAME[name])
             if not prepared[name].valid:
                 print(f"warning: toy {name} failed its validity check ({prepared[name].manifest['check']}); "
-                      "it is skipped", flush=True)
+                      + ("its numbers are marked as such" if arguments.include_invalid else "it is skipped"),
+                      flush=True)
         return prepared[name]
 
     if arguments.table:
@@ -380,7 +384,7 @@ def main() -> None:
             for budget in budgets:
                 for seed in seeds:  # seed-major: every toy has a first result early
                     for name in names:
-                        if not toy_named(name).valid:
+                        if not toy_named(name).valid and not arguments.include_invalid:
                             continue
                         for configuration in group:
                             try:

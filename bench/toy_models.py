@@ -13,7 +13,10 @@ differ on purpose in where refusal lives:
 
 The recipes were fixed before any benchmark ran and are never adjusted to what a tool scores on them; a build is
 only checked for being a valid toy (it refuses nearly every harmful evaluation prompt and nearly no harmless one).
-A toy that fails that check is reported as such, never tuned until some method wins on it.
+A toy that fails that check is reported as such, never tuned until some method wins on it: the benchmark skips it
+unless asked to include it (``--include-invalid``), and then marks its rows. ``mistral-late`` refuses 84/100
+harmful evaluation prompts (3/100 harmless), under the 90% bar, with its refusal plainly in the last layer
+(residual separation 0.07 before it, 1.07 after).
 
 Every toy lives in ``user_cache_dir('heretic-tui')/bench-toys/<name>/<key>/`` where the key hashes the recipe, the
 prompt-file recipe and :data:`TOY_FORMAT_VERSION`, so any change builds a new toy next to the old one:
