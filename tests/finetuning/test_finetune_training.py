@@ -113,7 +113,7 @@ def test_resuming_a_finished_run_mid_epoch_trains_no_extra_step(tiny_model: Path
 
     data = tmp_path / "facts.txt"
     data.write_text(" ".join(FACTS * 8), encoding="utf-8")
-    settings = finetune_settings(tiny_model, [str(data)], max_steps=8, checkpoint_steps=4)
+    settings = finetune_settings(tiny_model, [str(data)], training_mode="text", max_steps=8, checkpoint_steps=4)
     first, run_directory = run_in_process(settings, tmp_path)
     plan = run_directory.read_report()["plan"]
     assert plan["steps"] == 8 and 8 % plan["steps_per_epoch"] != 0, plan
