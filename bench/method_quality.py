@@ -310,6 +310,9 @@ def verdict(toys: Sequence[PreparedToy], seeds: Sequence[int], budget: int = 30)
         ours, theirs = medians
         if "missing" in medians:
             lines.append(f"- {toy.toy.name}: not all seeds measured yet")
+        elif ours is None and theirs is None:
+            lines.append(f"- {toy.toy.name}: undecided - neither tool reaches 0 refusals in most seeds (see the "
+                         "<=1% column and the fewest refusals)")
         elif ours is None:
             lines.append(f"- {toy.toy.name}: MISSED - the defaults do not reach 0 refusals in most seeds "
                          f"(Heretic: {format_kl(theirs)})")
