@@ -172,8 +172,10 @@ class RunState:
             self.trials[item.number] = TrialRow(number=item.number, params=dict(item.params), started_at=item.time)
             self.trial_total = item.total or self.trial_total
             self.running_trial = item.number
+            self._end_step()
         elif isinstance(item, TrialFinished):
             self._finish_trial(item)
+            self._end_step()
         elif isinstance(item, (LogLine, JobWarning)):
             level = "warning" if isinstance(item, JobWarning) else item.level
             self.messages.append(RunMessage(level=level, text=item.message, time=item.time))
@@ -218,6 +220,13 @@ class RunState:
         self.summary = {}
         self.current_phase = None
         self.trials = {number: row for number, row in self.trials.items() if row.finished}
+
+    def _end_step(self) -> None:
+        """A trial that starts or ends closes the step its phase named (a scorer judging the previous trial), so
+        the phase list goes back to the trial in flight instead of a finished step."""
+        if self.current_phase in self.phases:
+            phase = self.phases[self.current_phase]
+            phase.step, phase.step_completed, phase.step_total = "", 0, None
 
     def _progress(self, item: Progress) -> None:
         """Progress of a phase, or of a named step inside one (``"load: base training"`` belongs to ``load``)."""
