@@ -95,6 +95,21 @@ def kill_in_flight(run: RunDirectory, study: Callable[[], optuna.Study]) -> tupl
     raise AssertionError("the joined worker never had a trial in flight after completing one")
 
 
+def hold_after_its_first_trial(run: RunDirectory) -> int:
+    """Pause (SIGSTOP) the worker of ``run`` as soon as it has completed a trial, and return its pid.
+
+    The first worker has stored the shared directions by then; holding it lets the joined worker reach its trials
+    however fast the first one is on this machine (on a quiet one it could finish the whole study while the joined
+    worker is still loading). Its trial in flight goes stale while it is held, so the joined worker fails that
+    trial and runs it again: the path of a worker that was paused too long.
+    """
+    pid = wait_for(lambda: worker_pid(run), f"the first worker of {run.path} to start")
+    wait_for(lambda: trial_events(run)[1] or not run.worker_alive(), "the first worker to complete a trial")
+    assert run.worker_alive(), f"the first worker ended early:\n{run.log_path.read_text()}"
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
 @dataclass
 class SharedRun:
     """The two-worker run every test of this module looks at (it is run once)."""
@@ -128,12 +143,16 @@ def shared_run(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPat
     wait_for(lambda: (run_dir / "job.json").exists() or first.poll() is not None, "the run to be created")
     assert first.poll() is None, (folder / "first.log").read_text()
     second = start(cli("--join", str(run_dir), "--headless"), folder / "second.log", environment)
-    workers = run_dir / "workers"
-    joined = RunDirectory(wait_for(lambda: next(iter(workers.glob("*/job.json")), None), "the joined worker's "
-                                   "folder").parent)
-    name = json.loads((run_dir / "job.json").read_text())["arguments"]["study"]
-    study = optuna.load_study(study_name=name, storage=postgres_server.url)
-    killed, completed_by_killed = kill_in_flight(joined, lambda: study)
+    held = hold_after_its_first_trial(RunDirectory(run_dir))
+    try:
+        workers = run_dir / "workers"
+        joined = RunDirectory(wait_for(lambda: next(iter(workers.glob("*/job.json")), None), "the joined worker's "
+                                       "folder").parent)
+        name = json.loads((run_dir / "job.json").read_text())["arguments"]["study"]
+        study = optuna.load_study(study_name=name, storage=postgres_server.url)
+        killed, completed_by_killed = kill_in_flight(joined, lambda: study)
+    finally:
+        os.kill(held, signal.SIGCONT)
     assert first.wait(timeout=180) == 0, (folder / "first.log").read_text() + (run_dir / "worker.log").read_text()
     second.wait(timeout=60)
     return SharedRun(postgres_server.url, run_dir, joined, name, killed, completed_by_killed)
