@@ -576,8 +576,9 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
 
     chosen = write_report("finished")
     if chosen is not None and settings.abliteration.capability_questions:
-        capability.update(check_chosen_trial(context, loaded, abliterator, chosen.number, chosen.params, batch_size,
-                                             settings.abliteration.capability_questions))
+        capability.update(check_chosen_trial(context, loaded, abliterator,
+                                             batched.ablation if batched is not None else None, chosen.number,
+                                             chosen.params, batch_size, settings.abliteration.capability_questions))
         chosen = write_report("finished")
     summary: dict[str, Any] = {
         "baseline_refusals": baseline_refusals,

@@ -49,3 +49,31 @@ def test_paired_difference_and_its_interval() -> None:
     assert record["accuracy_change"]["value"] == pytest.approx(-0.25)
     assert record["perplexity_ratio"]["value"] == pytest.approx(math.exp(0.5))
     assert record["original"]["multiple_choice_accuracy"] == 0.75 and record["trial"]["questions"] == 4
+
+
+def test_a_trial_checked_through_the_hooks_scores_as_through_its_weights(demo: LoadedModel) -> None:
+    """A quantized run has no weight path: its chosen trial is checked through the hooks, with the same result."""
+    import torch
+
+    from heretic_tui.core.abliteration.ablation import Abliterator
+    from heretic_tui.core.abliteration.activation_ablation import ActivationAblation
+    from heretic_tui.core.capability.trial_checks import trial_applied
+
+    config = demo.model.config
+    generator = torch.Generator().manual_seed(5)
+    directions = torch.nn.functional.normalize(
+        torch.randn(config.num_hidden_layers, config.hidden_size, generator=generator), dim=-1)
+    parameters = {"direction_scope": "global", "direction_index": 1.5,
+                  "attention.max_weight": 1.2, "attention.max_weight_position": 1.0,
+                  "attention.min_weight": 0.5, "attention.min_weight_distance": 2.0,
+                  "mlp.max_weight": 1.1, "mlp.max_weight_position": 1.5,
+                  "mlp.min_weight": 0.4, "mlp.min_weight_distance": 2.0}
+    original = run_checks(demo, 16, 40)
+    with trial_applied(Abliterator(demo.model, directions), None, parameters):
+        through_weights = run_checks(demo, 16, 40)
+    with trial_applied(None, ActivationAblation(demo.model, directions), parameters):
+        through_hooks = run_checks(demo, 16, 40)
+    assert through_weights.paragraph_loss != pytest.approx(original.paragraph_loss), "the trial must change the model"
+    assert through_hooks.correct == through_weights.correct
+    assert through_hooks.paragraph_loss == pytest.approx(through_weights.paragraph_loss, rel=1e-4)
+    assert run_checks(demo, 16, 40) == original, "the hooks are gone after the check"
