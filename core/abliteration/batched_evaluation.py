@@ -6,8 +6,10 @@ holds the same prompts, with the same padding, as the corresponding chunk of a s
 drops every row as soon as its verdict is known, exactly as for one trial; the hooks of
 :class:`~heretic_tui.core.abliteration.activation_ablation.ActivationAblation` follow the rows that remain.
 
-How many trials share a pass (``abliteration.trial_batch``; 0 is automatic) is chosen by :func:`choose_trial_batch`
-from what one more copy of the evaluation batch costs in memory.
+How many trials share a pass at most (``abliteration.trial_batch``; 0 is automatic) is chosen by
+:func:`choose_trial_batch` from what one more copy of the evaluation batch costs in memory; how many each batch
+actually asks is :func:`~heretic_tui.core.abliteration.search_plan.trials_to_ask`'s, so batching never costs a
+short study its search quality.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from heretic_tui.core.models.generation import first_token_log_probabilities, ge
 from heretic_tui.core.settings import AbliterationSettings
 
 MAX_AUTOMATIC_TRIAL_BATCH = 8
-"""The most trials the automatic choice runs together: beyond it the sampler's pending trials (constant liar) would
-outnumber what it learns between batches on short studies, and a pass is long enough to be compute-bound."""
+"""The most trials the automatic choice runs together: beyond it a pass is long enough to be compute-bound, and a
+study would need hundreds of trials before its guided batches could use more (see search_plan.trials_to_ask)."""
 
 MEMORY_HEADROOM = 0.8
 """Share of the free memory the automatic choice lets the extra copies of the batch take."""

@@ -74,6 +74,7 @@ from heretic_tui.core.abliteration.study import (
     random_trial_count,
     trial_result,
 )
+from heretic_tui.core.abliteration.search_plan import trials_to_ask
 from heretic_tui.core.abliteration.prompts import Prompt, check_prompts_fit, load_prompt_records, resolve_auto
 from heretic_tui.core.abliteration.study_storage import StudyLocation, database_errors, location_from_arguments
 from heretic_tui.core.abliteration.workers import (
@@ -559,7 +560,8 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
                     finished_now = [] if single is None else [single]
                 else:
                     finished_now = run_trial_batch(context, study, batched, target,
-                                                   min(trial_batch, target - len(results)), worker)
+                                                   trials_to_ask(trial_batch, random_trials, target, len(results)),
+                                                   worker)
             except JobCancelled:
                 write_report("cancelled")
                 raise
