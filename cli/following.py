@@ -26,10 +26,12 @@ from heretic_tui.core.runs.events import (
     PhaseFinished,
     PhaseStarted,
     Progress,
+    StudyEstimate,
     TrainingStep,
     TrialFinished,
 )
 from heretic_tui.core.runs.handle import JobHandle
+from heretic_tui.core.operations.trial_time import approximate_duration
 
 
 WARNING_KEYS = ("problems",)
@@ -48,10 +50,21 @@ class ProgressPrinter:
         self.stream = stream if stream is not None else sys.stderr
         self.started = time.time()
         self._last_progress: dict[str, float] = {}
+        self._estimate: StudyEstimate | None = None
 
     def line(self, text: str) -> None:
         elapsed = time.time() - self.started
         print(f"[{int(elapsed // 60):3d}:{int(elapsed % 60):02d}] {text}", file=self.stream, flush=True)
+
+    def _time_left(self, now: float) -> str:
+        """What the worker's latest estimate leaves of the study (it comes just before the trials it counted)."""
+        estimate = self._estimate
+        if estimate is None:
+            return ""
+        left = max(0.0, estimate.remaining_seconds - max(0.0, now - estimate.time))
+        if not estimate.trials_left:
+            return ""
+        return f"  · {approximate_duration(left)} left at {estimate.seconds_per_trial:.1f}s per trial"
 
     def __call__(self, item: Event) -> None:
         if isinstance(item, JobStarted):
@@ -69,9 +82,17 @@ class ProgressPrinter:
             self.line(f"  {item.phase} done in {item.seconds:.1f}s")
         elif isinstance(item, BaselineMeasured):
             self.line(f"baseline: {item.refusals}/{item.total} refusals")
+        elif isinstance(item, StudyEstimate):
+            if self._estimate is None and item.trials_left:
+                measured = ("the first trial" if item.measured_trials == 1
+                            else f"the median of the latest {item.measured_trials} trials")
+                self.line(f"time: {item.seconds_per_trial:.1f}s per trial on this machine ({measured}), "
+                          f"{approximate_duration(item.remaining_seconds)} for the {item.trials_left} trials left")
+            self._estimate = item
         elif isinstance(item, TrialFinished):
             self.line(f"trial {item.number} (target {item.total} trials): refusals {item.refusals}/{item.refusal_total}, "
-                      f"KL {item.kl:.4f}, {item.seconds:.2f}s  (Pareto front: {len(item.pareto)} trials)")
+                      f"KL {item.kl:.4f}, {item.seconds:.2f}s  (Pareto front: {len(item.pareto)} trials)"
+                      + self._time_left(item.time))
         elif isinstance(item, TrainingStep):
             parts = [f"step {item.step}/{item.total_steps}"]
             for name in ("loss", "eval_loss", "learning_rate", "tokens_per_second"):

@@ -59,6 +59,7 @@ from heretic_tui.core.runs.run_directory import (
 )
 from heretic_tui.core.operations.doctor import Check
 from heretic_tui.core.operations.plan import Plan
+from heretic_tui.core.operations.trial_time import approximate_duration
 from heretic_tui.core.settings import Settings
 from heretic_tui.core.shipping.metadata import FORMAT_MERGED, METADATA_FILE, read_metadata
 from heretic_tui.core.shipping.hub import (
@@ -137,6 +138,7 @@ __all__ = [
     "TrialCounts",
     "Verdict",
     "agreement",
+    "approximate_duration",
     "has_responses",
     "read_labels",
     "read_responses",

@@ -26,6 +26,7 @@ from heretic_tui.core.runs.events import (
     PhaseFinished,
     PhaseStarted,
     Progress,
+    StudyEstimate,
     TrainingStep,
     TrialFinished,
     TrialStarted,
@@ -137,6 +138,8 @@ class RunState:
     """Trials known only from the shared study's storage (other workers' trials), replaced on every read."""
     workers: list[WorkerSpeed] = field(default_factory=list)
     """Every worker of a shared study and its speed, as the latest read of the storage found them."""
+    study_estimate: StudyEstimate | None = None
+    """The worker's latest measure of a trial's cost and of the study's time left (None before the first trial)."""
 
     @classmethod
     def from_events(cls, events: list[Event]) -> RunState:
@@ -188,6 +191,8 @@ class RunState:
             self._training_step(item)
         elif isinstance(item, FileProgress):
             self.transfer = item
+        elif isinstance(item, StudyEstimate):
+            self.study_estimate = item
         elif isinstance(item, JobFinished):
             self.status = STATUS_FINISHED
             self.summary = dict(item.summary)
@@ -219,6 +224,7 @@ class RunState:
         self.cancel_reason = ""
         self.summary = {}
         self.current_phase = None
+        self.study_estimate = None
         self.trials = {number: row for number, row in self.trials.items() if row.finished}
 
     def _end_step(self) -> None:
@@ -373,8 +379,10 @@ class RunState:
     def eta_seconds(self, now: float) -> float | None:
         """Seconds until the run ends, counting down between the events that move it on.
 
-        A study: the median trial time for each trial not started yet, plus what the median leaves of the trial in
-        flight. A fine-tuning run: the trainer's estimate at its latest logged step, less the time since that step.
+        A study: the worker's own estimate (:class:`StudyEstimate`) less the time since it came, but never less
+        than it leaves once the batch in flight is done; from a journal without one (an older worker), the median
+        trial time for each trial not started yet plus what the median leaves of the trial in flight. A fine-tuning
+        run: the trainer's estimate at its latest logged step, less the time since that step.
         None while nothing says how long the run takes (before the first trial or step).
         """
         if not self.is_running:
@@ -384,6 +392,11 @@ class RunState:
             if step is None or step.eta_seconds is None or self.current_phase != "train":
                 return None
             return max(0.0, step.eta_seconds - max(0.0, now - step.time))
+        estimate = self.study_estimate
+        if self.has_trials and self.current_phase == "trials" and estimate is not None:
+            in_flight = min(estimate.trial_batch, estimate.trials_left) * estimate.seconds_per_trial
+            since = max(0.0, now - estimate.time)
+            return max(0.0, estimate.remaining_seconds - in_flight, estimate.remaining_seconds - since)
         if self.has_trials and self.trial_total and self.current_phase == "trials":
             median = self.median_trial_seconds()
             if median is None:

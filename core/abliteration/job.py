@@ -45,7 +45,8 @@ from heretic_tui.core.abliteration.scoring.selection import make_scorer
 from heretic_tui.core.abliteration.trial_judgement import judge_responses
 from heretic_tui.core.capability.trial_checks import check_chosen_trial
 from heretic_tui.core.abliteration.warm_start import check_warm_start, enqueue_warm_start, model_types, plan_warm_start
-from heretic_tui.core.runs.events import BaselineMeasured, Metrics, TrialFinished, TrialStarted
+from heretic_tui.core.runs.events import BaselineMeasured, Metrics, StudyEstimate, TrialFinished, TrialStarted
+from heretic_tui.core.operations.trial_time import estimate_study
 from heretic_tui.core.atomic_files import write_bytes_atomically, write_json_atomically
 from heretic_tui.core.runs.handle import JobHandle
 from heretic_tui.core.runs.lifecycle import prepare_run, start_job
@@ -506,6 +507,17 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
     context.log(warm_start.describe(enqueued))
     results = [trial_result(trial) for trial in completed_trials(study)]
     capability: dict[str, Any] = {}
+    estimates: list[StudyEstimate] = []
+
+    def estimate_time() -> None:
+        """Emit what a trial costs and what the study has left, from the latest trials (the first one is the
+        calibration); several workers' trials all count, at this worker's pace."""
+        ordered = sorted(results, key=lambda item: item.number)
+        estimate = estimate_study([item.seconds for item in ordered], target - len(results), trial_batch)
+        if estimate is not None:
+            estimates[:] = [estimate]
+            context.emit(estimate)
+
     def write_report(status: str) -> TrialResult | None:
         evasive_counts = settings.abliteration.evasive_counts_as_refusal
         labelled, counted = apply_labels(run_path, results, evasive_counts)
@@ -542,6 +554,9 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
             "thinking": thinking.report(),
             "capability": capability or None,
             "warm_start": warm_start.report(enqueued),
+            "time_estimate": {"seconds_per_trial": estimates[-1].seconds_per_trial,
+                              "measured_trials": estimates[-1].measured_trials,
+                              "trial_batch": estimates[-1].trial_batch} if estimates else None,
         }
         write_json_atomically(context.run.report_path, report)
         return chosen
@@ -551,6 +566,7 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
                                                     "guided_trials": target - random_trials, "sampler": SAMPLER,
                                                     "trial_batch": trial_batch}))
         progress(len(results))
+        estimate_time()
         while len(results) < target:
             try:
                 context.check_cancelled()
@@ -566,6 +582,8 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
                 write_report("cancelled")
                 raise
             results = [trial_result(item) for item in completed_trials(study)]
+            if finished_now:
+                estimate_time()
             for finished in finished_now:
                 context.emit(TrialFinished(number=finished.number, total=target, refusals=finished.refusals,
                                            refusal_total=len(evaluator.harmful_texts), kl=finished.kl,

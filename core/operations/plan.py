@@ -17,7 +17,8 @@ It fits when the GPU memory (what is free on each GPU present, or the GPU the us
 weights, activations and KV cache with a margin, and host memory holds the reset cache. When it does not fit, the
 plan lists what would: 4-bit loading, a smaller batch, CPU offload, each with the setting to change and whether it
 then fits. The time per trial comes from a rough table of memory bandwidth (generation reads every weight once per
-token) until a run measures it; the abliteration job reports its measured figure as a ``plan`` metrics event.
+token) until a run measures it: the abliteration job times its own trials (:mod:`.trial_time`, a ``study_estimate``
+event after each), and ``heretic-tui plan --calibrate`` times one evaluation of a local model.
 
 The estimate is from first principles and good to tens of percent; it is there so "needs 150 GB" is seen before
 the download, not to replace measuring. For fine-tuning the same metadata feeds
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.operations.trial_time import approximate_duration
 from heretic_tui.core.settings import Settings
 
 GIGABYTE = 1024**3
@@ -534,16 +536,6 @@ def gigabytes(value: float) -> str:
     return f"{value / GIGABYTE:.1f} GB" if value >= 0.1 * GIGABYTE else f"{value / 1024**2:.0f} MB"
 
 
-def duration(seconds: float) -> str:
-    if seconds < 1:
-        return "under 1 s"
-    if seconds < 90:
-        return f"about {seconds:.0f} s"
-    if seconds < 5400:
-        return f"about {seconds / 60:.0f} min"
-    return f"about {seconds / 3600:.1f} h"
-
-
 def plan_lines(plan: Plan) -> list[str]:
     """The plan as the lines ``heretic-tui plan`` prints and the wizard shows."""
     facts = plan.model
@@ -568,7 +560,8 @@ def plan_lines(plan: Plan) -> list[str]:
     else:
         lines.append("GPUs         none: the run uses the CPU and host memory")
     lines.append(f"verdict      {plan.verdict}")
-    lines.append(f"time         {duration(plan.seconds_per_trial)} per trial, {duration(plan.study_seconds)} "
+    lines.append(f"time         {approximate_duration(plan.seconds_per_trial)} per trial, "
+                 f"{approximate_duration(plan.study_seconds)} "
                  f"for {plan.trials} trials ({plan.timing_source})")
     if plan.finetune:
         tune = plan.finetune

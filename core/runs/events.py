@@ -268,6 +268,28 @@ class TrialFinished(Event):
 
 @event
 @dataclass
+class StudyEstimate(Event):
+    """What a trial costs on this machine and how long the study has left, as the worker measured it.
+
+    Sent once the first trial (or batch of trials) has run, which is the calibration, and again after every later
+    one; a resumed run sends one from its recorded trials before its first new trial. The figure is the median of
+    the latest trials (see :mod:`heretic_tui.core.operations.trial_time`), so one slow trial does not swing it.
+    """
+
+    kind: ClassVar[str] = "study_estimate"
+    seconds_per_trial: float = 0.0
+    remaining_seconds: float = 0.0
+    """Until the study's target is reached, from this event's time: whole batches of ``trial_batch`` trials."""
+    trials_left: int = 0
+    trial_batch: int = 1
+    """Trials that share one forward pass (``abliteration.trial_batch``); a batch costs about as much when fewer
+    trials are left than it holds, so the last partial batch counts as a whole one."""
+    measured_trials: int = 0
+    """How many of the latest trials the figure is the median of."""
+
+
+@event
+@dataclass
 class TrainingStep(Event):
     """One logged optimizer step of a fine-tuning run."""
 

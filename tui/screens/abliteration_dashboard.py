@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from heretic_tui.core.api import SharedStudyReader, StudySnapshot
+from heretic_tui.core.api import SharedStudyReader, StudySnapshot, approximate_duration
 from heretic_tui.core.errors import HereticError, UserInputError
 from heretic_tui.core.settings import setting_fields, validate_value
 from heretic_tui.tui.formatting import format_duration, format_kl, format_refusals
@@ -132,6 +132,12 @@ class AbliterationDashboard(DashboardScreen):
         part = f"trial {len(state.finished_trials)}/{state.trial_total}"
         search = search_description(state.search)
         return [f"{part} · {search}" if search else part]
+
+    def eta_part(self, eta: float) -> str:
+        """The worker's estimate is a median of recent trials, so it reads as one (``about 12 min left``)."""
+        if self.state.study_estimate is None:
+            return super().eta_part(eta)
+        return f"{approximate_duration(eta)} left"
 
     def figure_parts(self) -> list[str]:
         state = self.state

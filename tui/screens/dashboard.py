@@ -276,7 +276,7 @@ class DashboardScreen(HereticScreen[None]):
         first = [f"[b]{escape_markup(model)}[/b]", status_markup(state.status), *self.progress_parts(now)]
         eta = state.eta_seconds(now)
         if eta is not None:
-            first.append(f"ETA {format_duration(eta)}")
+            first.append(self.eta_part(eta))
         else:
             phase_eta = state.phase_eta_seconds(now)
             if phase_eta is not None and state.current_phase is not None:
@@ -291,6 +291,10 @@ class DashboardScreen(HereticScreen[None]):
     def progress_parts(self, now: float) -> list[str]:
         """How far the run is, in the kind's own units (trials, steps)."""
         return []
+
+    def eta_part(self, eta: float) -> str:
+        """The run's time left as the header says it."""
+        return f"ETA {format_duration(eta)}"
 
     def figure_parts(self) -> list[str]:
         """The kind's figures that matter most, after the elapsed time."""
