@@ -96,9 +96,17 @@ def setting(
     maximum: float | None = None,
     choices: tuple[str, ...] | None = None,
     secret: bool = False,
+    private: bool = False,
 ) -> Any:
-    """Declare a setting: its default, the help text shown in config.toml and the wizard, and its allowed values."""
-    metadata = {"help": help, "minimum": minimum, "maximum": maximum, "choices": choices, "secret": secret}
+    """Declare a setting: its default, the help text shown in config.toml and the wizard, and its allowed values.
+
+    ``secret``: a credential heretic-tui never writes anywhere (config files it renders or saves, run folders); it
+    comes from the environment or the user's own config file and reaches a worker through its secret pipe.
+    ``private`` (implied by ``secret``): kept on this machine, so the run folder may hold it for the worker, but
+    it never travels: blanked in a model card's settings and in a shared study's stored settings.
+    """
+    metadata = {"help": help, "minimum": minimum, "maximum": maximum, "choices": choices, "secret": secret,
+                "private": private or secret}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -582,10 +590,11 @@ class NotifySettings:
         "", "Command run when a run finishes, fails or is cancelled (split like a shell line, run without a shell); "
         "it gets HERETIC_RUN_DIR, HERETIC_RUN_KIND, HERETIC_RUN_STATUS, HERETIC_RUN_EXIT_CODE and "
         "HERETIC_RUN_RESULT in its environment, and the message on standard input. Empty means none.",
+        private=True,
     )
     notify_url: str = setting(
         "", "URL the message is POSTed to when a run ends (plain text body, e.g. https://ntfy.sh/your-topic); "
-        "empty means none.",
+        "empty means none.", private=True,
     )
     notify_timeout: float = setting(
         10.0, "Seconds the command or the URL may take before the notification is given up (logged, never fatal).",
@@ -641,6 +650,7 @@ class SettingField:
     maximum: float | None
     choices: tuple[str, ...] | None
     secret: bool
+    private: bool = False
 
     @property
     def key(self) -> str:
@@ -672,6 +682,7 @@ def setting_fields() -> Iterator[SettingField]:
                 maximum=item.metadata["maximum"],
                 choices=item.metadata["choices"],
                 secret=item.metadata["secret"],
+                private=item.metadata["private"],
             )
 
 
@@ -1022,7 +1033,11 @@ def _comment_lines(spec: SettingField) -> list[str]:
 
 
 def render_config(settings: Settings | None = None) -> str:
-    """The whole config file with every setting and its help text as comments (the root config.toml)."""
+    """The whole config file with every setting and its help text as comments (the root config.toml, a run's).
+
+    A secret setting is written at its default whatever ``settings`` hold: they may have it from the environment,
+    and a run folder or a saved config must not keep a copy of it.
+    """
     settings = settings or Settings()
     document = tomlkit.document()
     document.add(tomlkit.comment("heretic-tui settings. Precedence: defaults < this file < HERETIC_* environment"))
@@ -1041,7 +1056,8 @@ def render_config(settings: Settings | None = None) -> str:
         table.add(tomlkit.nl())
         for line in _comment_lines(spec):
             table.add(tomlkit.comment(line))
-        table.add(spec.name, _toml_value(getattr(getattr(settings, spec.section), spec.name)))
+        value = spec.default if spec.secret else getattr(getattr(settings, spec.section), spec.name)
+        table.add(spec.name, _toml_value(value))
     if table is not None and current_section is not None:
         document.add(current_section, table)
     return tomlkit.dumps(document)
@@ -1050,12 +1066,15 @@ def render_config(settings: Settings | None = None) -> str:
 def save_config(settings: Settings, path: Path) -> None:
     """Write settings into a config file, keeping the comments of an existing one and the old file as ``.bak``.
 
-    Written to a temporary file and renamed, so an interrupted save never leaves half a config behind.
+    Written to a temporary file and renamed, so an interrupted save never leaves half a config behind. A secret
+    setting is left as the file has it (see :func:`render_config`).
     """
     path = Path(path)
     if path.exists():
         document = tomlkit.parse(path.read_text(encoding="utf-8"))
         for spec in setting_fields():
+            if spec.secret:
+                continue
             value = getattr(getattr(settings, spec.section), spec.name)
             if spec.section not in document:
                 document.add(spec.section, tomlkit.table())

@@ -62,11 +62,11 @@ def start_shared_run(settings: Settings, storage: str, study: str | None = None,
 
 
 def without_secrets(settings: Settings) -> Settings:
-    """The settings as the study records them for other boxes: every secret setting (an API key) left at its
-    default, because the database is readable by every worker's user."""
+    """The settings as the study records them for other boxes: every private setting (an API key, the notify
+    command and URL) left at its default, because the database is readable by every worker's user."""
     copied = copy.deepcopy(settings)
     for spec in setting_fields():
-        if spec.secret:
+        if spec.private:
             setattr(getattr(copied, spec.section), spec.name, spec.default)
     return copied
 

@@ -97,7 +97,9 @@ def notify_run_end(end: RunEnd, settings: NotifySettings, log: Callable[[str], N
         try:
             _post(end, settings)
         except Exception as error:
-            log(f"warning: the notification to {_host(settings.notify_url)} failed: {type(error).__name__}: {error}")
+            host = _host(settings.notify_url)
+            message = str(error).replace(settings.notify_url.strip(), host)
+            log(f"warning: the notification to {host} failed: {type(error).__name__}: {message}")
 
 
 def _run_command(end: RunEnd, settings: NotifySettings) -> None:
@@ -133,5 +135,13 @@ def _post(end: RunEnd, settings: NotifySettings) -> None:
 
 
 def _host(url: str) -> str:
-    """Only the host: the path of a notify URL (an ntfy topic) is as good as a password."""
-    return urlsplit(url.strip()).netloc or "the notify URL"
+    """Only the host (and port): the path of a notify URL (an ntfy topic) is as good as a password, and so are the
+    user and password a URL may carry before its host."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname:
+        return "the notify URL"
+    return parts.hostname + (f":{port}" if port else "")

@@ -23,6 +23,7 @@ import tomlkit
 from huggingface_hub import ModelCard, ModelCardData
 
 from heretic_tui.core.atomic_files import write_text_atomically
+from heretic_tui.core.settings import setting_fields
 from heretic_tui.core.models.references import (
     DEMO_MODEL_NAME,
     is_hub_id,
@@ -54,12 +55,17 @@ _SECRET_WORDS = ("token", "secret", "password", "api_key")
 
 
 def shareable_config(settings_text: str) -> str:
-    """The resolved settings with local paths cut to their names and secret-looking values blanked.
+    """The resolved settings with local paths cut to their names, private settings (the notify command and URL: an
+    ntfy topic is as good as a password) at their defaults and secret-looking values blanked.
 
     The run folder keeps the full config for local reproduction; this copy travels with a model to other machines,
     where a path like ``/home/alice/data/prompts.txt`` means nothing and would only reveal the user's layout.
     """
     document = tomlkit.parse(settings_text)
+    for spec in setting_fields():
+        section = document.get(spec.section)
+        if spec.private and isinstance(section, Mapping) and spec.name in section:
+            section[spec.name] = tomlkit.item(spec.default)
     _sanitise_table(document)
     header = (
         "# Settings of the heretic-tui run that made this model. Local paths were shortened to their file or folder\n"

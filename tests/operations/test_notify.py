@@ -129,3 +129,16 @@ def test_the_result_line_is_the_summary_of_a_finished_run_or_the_reason_of_a_can
     assert result_line(tmp_path, 130, None) == "cancelled by the user"
     (tmp_path / "events.jsonl").unlink()
     assert result_line(tmp_path, 3, "the disk is full") == "the disk is full"
+
+
+def test_a_url_with_a_user_and_password_is_logged_by_its_host_alone() -> None:
+    refusing = Posts(status=401)
+    lines: list[str] = []
+    credentialed = refusing.url.replace("http://", "http://alice:hunter2-password@")
+    try:
+        notify_run_end(RunEnd(Path("/runs/x"), "abliterate", 0, "done"),
+                       NotifySettings(notify_url=credentialed, notify_timeout=5), log=lines.append)
+    finally:
+        refusing.close()
+    assert len(lines) == 1 and "HTTP 401" in lines[0] and f"127.0.0.1:{refusing.server.server_port}" in lines[0]
+    assert "alice" not in lines[0] and "hunter2" not in lines[0] and "my-topic" not in lines[0]
