@@ -8,4 +8,4 @@ imports each module only to build the parser, and the heavy libraries only insid
 from __future__ import annotations
 
 COMMAND_MODULES = ("abliterate", "export", "demo", "attach", "runs", "finetune", "upload", "compare", "registry",
-                   "doctor", "serve", "plan", "gguf")
+                   "doctor", "serve", "plan", "gguf", "evaluate")

@@ -154,6 +154,7 @@ def render_model_card(metadata: dict[str, Any], *, name: str, is_adapter: bool, 
         f"# {public_name(name)}\n",
         _summary(metadata, method, source, is_adapter),
         _results(metadata, method),
+        _benchmarks(metadata),
         _base_model(source),
         _usage(is_adapter),
         _reproduction(metadata, method, has_config),
@@ -268,6 +269,28 @@ def _results(metadata: dict[str, Any], method: str) -> str:
     lines += [f"| {label} | {before} | {after} |" for label, before, after in rows]
     if method == METHOD_ABLITERATION:
         lines += ["", "Fewer refusals is the goal; a small KL divergence means harmless answers barely changed."]
+    return "\n".join(lines) + "\n"
+
+
+def _benchmarks(metadata: dict[str, Any]) -> str:
+    """lm-evaluation-harness results (``heretic-tui evaluate``), this model beside the original where it was run."""
+    evaluation = metadata.get("evaluation")
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("model"), dict):
+        return ""
+    original = evaluation.get("original") if isinstance(evaluation.get("original"), dict) else {}
+    lines = ["## Benchmarks", "",
+             f"lm-evaluation-harness {evaluation.get('version') or ''}, measured offline with `heretic-tui evaluate`.",
+             "", "| Task | Metric | Examples | Original | This model |", "| --- | --- | --- | --- | --- |"]
+    for task, result in evaluation["model"].items():
+        metrics = result.get("metrics", {}) if isinstance(result, dict) else {}
+        before = original.get(task, {}).get("metrics", {}) if isinstance(original.get(task), dict) else {}
+        for metric, value in metrics.items():
+            if metric.endswith("_stderr"):
+                continue
+            error = metrics.get(f"{metric}_stderr")
+            after = _number(value) + (f" ± {_number(error)}" if isinstance(error, (int, float)) else "")
+            lines.append(f"| {task} | {metric} | {result.get('samples', 'n/a')} | {_number(before.get(metric))} | "
+                         f"{after} |")
     return "\n".join(lines) + "\n"
 
 
