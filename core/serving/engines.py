@@ -225,18 +225,31 @@ def vllm_installed() -> bool:
 
 def engine_for(reference: ModelReference, settings: Settings, cuda_available: Callable[[], bool]) -> str:
     """The engine a model gets: trials and adapters always transformers (vLLM cannot apply them in memory)."""
+    return engine_choice(reference, settings, cuda_available)[0]
+
+
+def engine_choice(reference: ModelReference, settings: Settings,
+                  cuda_available: Callable[[], bool]) -> tuple[str, str]:
+    """The engine a model gets and why, as the server's log says it (so 'auto' never leaves anyone guessing)."""
     choice = settings.serve.serve_engine
     plain = reference.kind != KIND_TRIAL and not reference.is_adapter
+    in_memory = "a trial or an adapter is applied in memory, which vLLM cannot do (export it to serve it with vLLM)"
     if choice == ENGINE_VLLM:
         if not vllm_installed():
             raise UserInputError(
                 "serve.serve_engine is 'vllm' but vLLM is not installed. Install it (pip install vllm, on a machine "
                 "with a CUDA GPU), or set serve.serve_engine=auto to use the built-in transformers engine."
             )
-        return ENGINE_VLLM if plain else ENGINE_TRANSFORMERS
-    if choice == ENGINE_AUTO and plain and vllm_installed() and cuda_available():
-        return ENGINE_VLLM
-    return ENGINE_TRANSFORMERS
+        return (ENGINE_VLLM, "serve.serve_engine is 'vllm'") if plain else (ENGINE_TRANSFORMERS, in_memory)
+    if choice == ENGINE_TRANSFORMERS:
+        return ENGINE_TRANSFORMERS, "serve.serve_engine is 'transformers'"
+    if not plain:
+        return ENGINE_TRANSFORMERS, in_memory
+    if not vllm_installed():
+        return ENGINE_TRANSFORMERS, "vLLM is not installed (pip install vllm, on a CUDA machine, to use it)"
+    if not cuda_available():
+        return ENGINE_TRANSFORMERS, "vLLM is installed but no CUDA GPU is visible"
+    return ENGINE_VLLM, "vLLM is installed and a CUDA GPU is visible"
 
 
 VLLM_MEMORY_SHARE = 0.85
@@ -256,13 +269,12 @@ def load_engine(reference: ModelReference, settings: Settings, log: Callable[[st
 
     started = time.perf_counter()
     engine: Engine
-    if engine_for(reference, settings, torch.cuda.is_available) == ENGINE_VLLM:
+    name, why = engine_choice(reference, settings, torch.cuda.is_available)
+    log(f"{reference.label} is served by the {name} engine: {why}")
+    if name == ENGINE_VLLM:
         engine = VllmEngine(resolve_model_location(reference.location), settings,
                             VLLM_MEMORY_SHARE / max(1, vllm_models))
     else:
-        if settings.serve.serve_engine == ENGINE_VLLM:
-            log(f"{reference.label} is served by the transformers engine: vLLM cannot apply a trial or an adapter "
-                "in memory (export it first to serve it with vLLM)")
         engine = TransformersEngine(load_compared_model(reference, settings, log))
     log(f"loaded {reference.label} with {engine.engine_name} in {time.perf_counter() - started:.1f}s")
     return engine
