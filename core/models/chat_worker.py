@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.models.chat_template import render_generation_prompt
+from heretic_tui.core.models.streaming import stream_generation
 
 
 class ProtocolWriter:
@@ -99,8 +100,7 @@ class Generator:
         self.writer.send(type="done", id=identifier, text=text, stopped=stopped)
 
     def _generate(self, request: dict[str, Any]) -> str:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
         stop_requested = self.stop_requested
 
@@ -111,35 +111,17 @@ class Generator:
         prompt = render_generation_prompt(self.tokenizer, request["messages"])
         device = next(self.model.parameters()).device
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(device)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         arguments = dict(
             **inputs,
             max_new_tokens=int(request.get("max_new_tokens", 512)),
             do_sample=False,
-            streamer=streamer,
             stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         )
-        failure: list[BaseException] = []
-
-        def generate() -> None:
-            try:
-                with torch.inference_mode():
-                    self.model.generate(**arguments)
-            except BaseException as error:
-                failure.append(error)
-                streamer.end()
-
-        worker = threading.Thread(target=generate, daemon=True)
-        worker.start()
         pieces: list[str] = []
-        for piece in streamer:
-            if piece:
-                pieces.append(piece)
-                self.writer.send(type="token", id=request.get("id"), text=piece)
-        worker.join()
-        if failure:
-            raise failure[0]
+        for piece in stream_generation(self.model, self.tokenizer, arguments):
+            pieces.append(piece)
+            self.writer.send(type="token", id=request.get("id"), text=piece)
         return "".join(pieces)
 
 

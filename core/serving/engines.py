@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.models.chat_template import accepts_system_turn, render_generation_prompt
 from heretic_tui.core.models.references import KIND_TRIAL, ModelReference
+from heretic_tui.core.models.streaming import stream_generation
 from heretic_tui.core.serving.stop_sequences import StopSequenceCutter
 from heretic_tui.core.settings import Settings
 
@@ -121,7 +122,7 @@ class TransformersEngine:
     def _generate_locked(self, request: CompletionRequest, outcome: CompletionOutcome, cancelled: threading.Event,
                          put: Callable[[Any], None]) -> None:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
         prompt = render_generation_prompt(self.tokenizer, request.messages, self.system_accepted)
         device = next(self.model.parameters()).device
@@ -138,11 +139,9 @@ class TransformersEngine:
                 counted["last"] = int(input_ids[0, -1])
                 return cancelled.is_set() or cutter.stopped
 
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         arguments: dict[str, Any] = dict(
             **inputs,
             max_new_tokens=request.max_tokens,
-            streamer=streamer,
             stopping_criteria=StoppingCriteriaList([CountAndStop()]),
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
             else self.tokenizer.eos_token_id,
@@ -151,27 +150,12 @@ class TransformersEngine:
             arguments.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
             arguments.update(do_sample=True, temperature=request.temperature, top_p=request.top_p, top_k=0)
-        failure: list[BaseException] = []
-
-        def generate() -> None:
-            try:
-                if request.seed is not None:
-                    torch.manual_seed(request.seed)
-                with torch.inference_mode():
-                    self.model.generate(**arguments)
-            except BaseException as error:
-                failure.append(error)
-                streamer.end()
-
-        worker = threading.Thread(target=generate, daemon=True)
-        worker.start()
-        for piece in streamer:
+        if request.seed is not None:
+            torch.manual_seed(request.seed)
+        for piece in stream_generation(self.model, self.tokenizer, arguments):
             text = cutter.feed(piece)
             if text:
                 put(text)
-        worker.join()
-        if failure:
-            raise failure[0]
         rest = cutter.finish()
         if rest:
             put(rest)
