@@ -381,6 +381,20 @@ class OptimizationSettings:
         minimum=0.0,
         maximum=100.0,
     )
+    capability_objective: bool = setting(
+        False,
+        "Adds a third objective to the search: each trial's accuracy on a fixed subset of the built-in multiple-choice "
+        "questions, maximised beside KL and refusals (it tracks lost skills better than KL). It costs those "
+        "questions' forward passes on every trial, so it is off by default; a resumed study keeps the objectives it "
+        "was created with.",
+    )
+    capability_objective_questions: int = setting(
+        40,
+        "Questions every trial answers when capability_objective is on: the same subset for every trial, spread "
+        "over all the families of the built-in set.",
+        minimum=1,
+        maximum=311,
+    )
 
 
 @dataclass

@@ -43,6 +43,8 @@ from heretic_tui.core.abliteration.relabeling import SCORING_KEY, apply_labels, 
 from heretic_tui.core.abliteration.responses import BASELINE, trial_counts
 from heretic_tui.core.abliteration.scoring.selection import make_scorer
 from heretic_tui.core.abliteration.trial_judgement import judge_responses
+from heretic_tui.core.capability.harness_records import evaluation_entry
+from heretic_tui.core.capability.objective import score_applied_trial, score_hooked_trials
 from heretic_tui.core.capability.trial_checks import check_chosen_trial
 from heretic_tui.core.abliteration.warm_start import check_warm_start, enqueue_warm_start, model_types, plan_warm_start
 from heretic_tui.core.runs.events import BaselineMeasured, Metrics, StudyEstimate, TrialFinished, TrialStarted
@@ -70,6 +72,8 @@ from heretic_tui.core.abliteration.study import (
     choose_trial,
     completed_trials,
     fail_stale_trials,
+    has_capability_objective,
+    objective_values,
     open_study,
     pareto_front,
     random_trial_count,
@@ -328,6 +332,7 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
         apply_seconds = time.perf_counter() - apply_started
         kl = evaluator.kl()
         responses = evaluator.generate(context.check_cancelled)
+        capability = score_applied_trial(study, context.settings.optimization, evaluator)
         reset_started = time.perf_counter()
         abliterator.reset()
         apply_seconds += time.perf_counter() - reset_started
@@ -344,8 +349,8 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
     trial.set_user_attr("apply_reset_seconds", apply_seconds)
     seconds = time.perf_counter() - trial_started
     trial.set_user_attr("seconds", seconds)
-    study.tell(trial, [kl, refusals])
-    return TrialResult(trial.number, refusals, kl, seconds, apply_seconds, flat, worker)
+    study.tell(trial, objective_values(study, kl, refusals, capability))
+    return TrialResult(trial.number, refusals, kl, seconds, apply_seconds, flat, worker, capability)
 
 
 def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEvaluator, target: int,
@@ -388,6 +393,8 @@ def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEv
         prepare_seconds = time.perf_counter() - prepare_started
         kls = batched.kl(prepared)
         responses = batched.generate(prepared, context.check_cancelled)
+        capabilities = score_hooked_trials(study, context.settings.optimization, batched,
+                                           [parameters for _, parameters in asked])
         refusals = [evaluator.count(judge_responses(context, "trials", evaluator, trial.number, answers))
                     for (trial, _), answers in zip(asked, responses)]
     except BaseException:
@@ -396,7 +403,7 @@ def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEv
         raise
     seconds = (time.perf_counter() - started) / len(asked)
     finished = []
-    for (trial, parameters), kl, count in zip(asked, kls, refusals):
+    for (trial, parameters), kl, count, capability in zip(asked, kls, refusals, capabilities):
         if not still_running(study, trial):
             context.warn(f"trial {trial.number} missed its heartbeats for too long (a paused or overloaded worker), "
                          "so another worker failed it and runs it again; its result here is not counted")
@@ -406,8 +413,9 @@ def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEv
         trial.set_user_attr("apply_reset_seconds", prepare_seconds / len(asked))
         trial.set_user_attr("seconds", seconds)
         trial.set_user_attr("trial_batch", len(asked))
-        study.tell(trial, [kl, count])
-        finished.append(TrialResult(trial.number, count, kl, seconds, prepare_seconds / len(asked), flat, worker))
+        study.tell(trial, objective_values(study, kl, count, capability))
+        finished.append(TrialResult(trial.number, count, kl, seconds, prepare_seconds / len(asked), flat, worker,
+                                    capability))
     return finished
 
 
@@ -499,6 +507,9 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
                                                       settings.abliteration), context.log)
     study = shared if shared is not None else open_study(run_path, settings.optimization, context.warn)
     stale = fail_stale_trials(study) if shared is None else []
+    if settings.optimization.capability_objective != has_capability_objective(study):
+        context.warn(f"this study was created {'with' if has_capability_objective(study) else 'without'} the "
+                     "capability objective and keeps it; optimization.capability_objective applies to new studies")
     if stale:
         context.warn(f"trials {stale} were in flight when the run stopped; they were marked failed and do not "
                      "count, and the search samples new parameters in their place")
@@ -539,6 +550,7 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
             "trials": [
                 {"number": item.number, "refusals": item.refusals, "kl": item.kl, "seconds": item.seconds,
                  "apply_reset_seconds": item.apply_reset_seconds, "params": item.params, "worker": item.worker,
+                 **({"capability": item.capability} if item.capability is not None else {}),
                  **trial_entry_counts(counted.get(item.number))}
                 for item in labelled
             ],
@@ -554,6 +566,7 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
             "thinking": thinking.report(),
             "capability": capability or None,
             "warm_start": warm_start.report(enqueued),
+            **evaluation_entry(run_path),
             "time_estimate": {"seconds_per_trial": estimates[-1].seconds_per_trial,
                               "measured_trials": estimates[-1].measured_trials,
                               "trial_batch": estimates[-1].trial_batch} if estimates else None,

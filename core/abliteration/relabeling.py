@@ -84,7 +84,8 @@ def relabel_report(run_path: Path) -> dict[str, Any] | None:
         TrialResult(number=int(item["number"]), refusals=int(item.get("scorer_refusals", item["refusals"])),
                     kl=float(item["kl"]), seconds=float(item.get("seconds", 0.0)),
                     apply_reset_seconds=float(item.get("apply_reset_seconds", 0.0)),
-                    params=dict(item.get("params", {})))
+                    params=dict(item.get("params", {})),
+                    capability=float(item["capability"]) if item.get("capability") is not None else None)
         for item in report.get("trials", [])
     ]
     relabelled, counted = apply_labels(run_path, results, evasive_counts)

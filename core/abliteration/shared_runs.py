@@ -52,7 +52,8 @@ def start_shared_run(settings: Settings, storage: str, study: str | None = None,
     run = prepare_run("abliterate", settings, run_dir, False, preflight, "an abliteration")
     location = StudyLocation(storage, study or run.path.name)
     try:
-        create_shared_study(location, render_config(without_secrets(settings)))
+        create_shared_study(location, render_config(without_secrets(settings)),
+                            settings.optimization.capability_objective)
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)
         raise

@@ -62,6 +62,10 @@ from heretic_tui.core.settings import OptimizationSettings
 STUDY_FILE = "study.journal"
 STUDY_NAME = "abliteration"
 OBJECTIVES = ("kl", "refusals")
+CAPABILITY_OBJECTIVE = "capability"
+"""The optional third objective (setting optimization.capability_objective): multiple-choice accuracy, maximised."""
+TWO_OBJECTIVES = ["minimize", "minimize"]
+THREE_OBJECTIVES = ["minimize", "minimize", "maximize"]
 SAMPLER = "TPE"
 
 RESAMPLE_ATTEMPTS = 20
@@ -85,6 +89,28 @@ class TrialResult:
     params: dict[str, Any]
     worker: str = ""
     """The worker that ran it (host/gpu/pid), for studies several workers share."""
+    capability: float | None = None
+    """Multiple-choice accuracy on the objective's questions, in a study with the capability objective."""
+
+
+def study_directions(settings: OptimizationSettings) -> list[str]:
+    """KL and refusals minimised, and the capability score maximised when the setting asks for it."""
+    return list(THREE_OBJECTIVES if settings.capability_objective else TWO_OBJECTIVES)
+
+
+def has_capability_objective(study: optuna.Study) -> bool:
+    """Whether the study was created with the capability objective; a study keeps the objectives it started with,
+    whatever the setting says when it is resumed."""
+    return len(study.directions) == len(THREE_OBJECTIVES)
+
+
+def objective_values(study: optuna.Study, kl: float, refusals: int, capability: float | None) -> list[float]:
+    """What ``study.tell`` takes for a trial: as many values as the study has objectives."""
+    if not has_capability_objective(study):
+        return [kl, refusals]
+    if capability is None:
+        raise ValueError("a study with the capability objective needs every trial's capability score")
+    return [kl, refusals, capability]
 
 
 def study_path(run_path: Path) -> Path:
@@ -145,12 +171,12 @@ def open_study(run_path: Path, settings: OptimizationSettings,
         stored = _stored_trial_count(storage)
         sampler = _sampler(settings, stored or 0)
         if stored is None:
-            return optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=["minimize", "minimize"],
+            return optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=study_directions(settings),
                                        sampler=sampler)
         return optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
 
 
-def create_shared_study(location: StudyLocation, config: str) -> None:
+def create_shared_study(location: StudyLocation, config: str, capability_objective: bool = False) -> None:
     """Create the study of a new run in an RDB storage, recording its settings for workers that join by URL.
 
     Run by the starter before any worker exists, so the storage's tables and the study are made once, and a name
@@ -160,7 +186,7 @@ def create_shared_study(location: StudyLocation, config: str) -> None:
     with database_errors(location, "create the study"):
         try:
             study = optuna.create_study(study_name=location.name, storage=storage,
-                                        directions=["minimize", "minimize"])
+                                        directions=THREE_OBJECTIVES if capability_objective else TWO_OBJECTIVES)
         except optuna.exceptions.DuplicatedStudyError:
             raise UserInputError(
                 f"{location.describe()} already exists. Join it with `heretic-tui abliterate --join "
@@ -312,20 +338,27 @@ def trial_result(trial: FrozenTrial) -> TrialResult:
         apply_reset_seconds=float(trial.user_attrs.get("apply_reset_seconds", 0.0)),
         params=dict(trial.user_attrs.get("parameters", {})),
         worker=str(trial.user_attrs.get(WORKER_ATTRIBUTE, "")),
+        capability=float(trial.values[2]) if len(trial.values) > 2 else None,
     )
 
 
 def pareto_front(results: Sequence[TrialResult]) -> list[int]:
-    """Trial numbers no other trial beats on both KL and refusals, by refusals then KL.
+    """Trial numbers no other trial beats on KL and refusals (and capability, in a study with that objective), by
+    refusals then KL.
 
     Optuna decides the front (``study.best_trials`` of an in-memory study holding these results), so screens and
     recorded runs that only have results, not the study, get exactly the front the study itself has. Trials with
-    identical scores are all on it.
+    identical scores are all on it. The front is over three values when every trial has a capability score.
     """
     if not results:
         return []
-    scratch = optuna.create_study(directions=["minimize", "minimize"])
-    scratch.add_trials([optuna.trial.create_trial(values=[result.kl, float(result.refusals)]) for result in results])
+    three = all(result.capability is not None for result in results)
+    scratch = optuna.create_study(directions=THREE_OBJECTIVES if three else TWO_OBJECTIVES)
+    scratch.add_trials([
+        optuna.trial.create_trial(values=[result.kl, float(result.refusals)]
+                                  + ([float(result.capability or 0.0)] if three else []))
+        for result in results
+    ])
     front = [results[trial.number] for trial in scratch.best_trials]
     return [result.number for result in sorted(front, key=lambda item: (item.refusals, item.kl, item.number))]
 

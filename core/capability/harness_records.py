@@ -44,6 +44,15 @@ def trial_evaluation(document: dict[str, Any] | None, trial: int) -> dict[str, A
             ORIGINAL_KEY: document.get(ORIGINAL_KEY) or None, MODEL_KEY: document[TRIALS_KEY][str(trial)]}
 
 
+def evaluation_entry(run_path: Path, trial: int | None = None) -> dict[str, Any]:
+    """``{"evaluation": ...}`` for report.json (every trial's results) or, given a trial, for an export's
+    heretic.json (that trial's); empty when nothing was evaluated, so such files keep the keys they always had."""
+    document = read_evaluation(run_path)
+    if trial is not None:
+        document = trial_evaluation(document, trial)
+    return {EVALUATION_KEY: document} if document else {}
+
+
 def _merge(target: dict[str, Any], results: dict[str, Any] | None) -> dict[str, Any]:
     merged = dict(target or {})
     merged.update(results or {})

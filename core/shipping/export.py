@@ -21,6 +21,7 @@ from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters,
 from heretic_tui.core.abliteration.direction_set import DirectionSet
 from heretic_tui.core.abliteration.methods import PROJECTION, method_record
 from heretic_tui.core.atomic_files import describe_storage_error, write_folder_atomically
+from heretic_tui.core.capability.harness_records import evaluation_entry
 from heretic_tui.core.errors import StorageError, UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten
 from heretic_tui.core.runs.handle import JobHandle
@@ -133,6 +134,7 @@ def _metadata(settings: Settings, loaded: LoadedModel, run: RunDirectory, frozen
             "human_labels": entry.get("human_labels", 0),
         },
         "capability": capability if capability.get("trial_number") == frozen.number else None,
+        **evaluation_entry(run.path, frozen.number),
         "system_prompt": settings.prompts.system_prompt,
         "prompt_sources": report.get("prompt_sources"),
         "dtype": loaded.dtype,

@@ -6,35 +6,15 @@ loads, with one paragraph and exit code 2.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from capability.harness_tasks import write_task
 from heretic_tui.cli.main import main
 from heretic_tui.core.capability.harness import HarnessRequest, check_tasks, parse_task_names
 from heretic_tui.core.errors import EXIT_BAD_INPUT, EXIT_OK, UserInputError
-
-pytest.importorskip("lm_eval")
-
-QUESTIONS = [("What is two plus two?", ["four", "seven"]), ("Which animal barks?", ["a dog", "a fish"]),
-             ("What colour is the sky on a clear day?", ["blue", "green"]), ("How many legs has a cat?", ["four", "nine"]),
-             ("Which is a fruit?", ["an apple", "a stone"]), ("What do bees make?", ["honey", "iron"])]
-
-
-def write_task(folder: Path, name: str, target: int, dataset_path: str = "json") -> None:
-    """A two-option multiple-choice task; ``target`` says which option counts as right for every question."""
-    data = folder / f"{name}.jsonl"
-    data.write_text("".join(json.dumps({"question": question, "choices": choices, "answer": target}) + "\n"
-                            for question, choices in QUESTIONS), encoding="utf-8")
-    source = (f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n" if dataset_path == "json"
-              else f"dataset_path: {dataset_path}\n")
-    (folder / f"{name}.yaml").write_text(
-        f"task: {name}\n{source}output_type: multiple_choice\ntest_split: test\n"
-        'doc_to_text: "Question: {{question}}\\nAnswer:"\ndoc_to_target: answer\ndoc_to_choice: choices\n'
-        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n",
-        encoding="utf-8")
 
 
 def run_cli(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -1,0 +1,133 @@
+"""The optional third objective and ``evaluate`` on a run's trial: one short demo run with the objective on.
+
+The run is shared by the tests of this module (three trials of the demo model, a dozen questions each), so the
+objective, the front over three values, the report, ``evaluate RUN --trial N`` and the export's model card are all
+checked on what the worker really wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from capability.harness_tasks import write_task
+from heretic_tui.cli.main import main
+from heretic_tui.core.abliteration.job import start_abliteration
+from heretic_tui.core.abliteration.study import (
+    TrialResult,
+    choose_trial,
+    completed_trials,
+    has_capability_objective,
+    objective_values,
+    open_study,
+    pareto_front,
+    read_study,
+    trial_result,
+)
+from heretic_tui.core.capability.multiple_choice import ITEMS
+from heretic_tui.core.capability.objective import objective_items
+from heretic_tui.core.errors import EXIT_OK
+from heretic_tui.core.settings import OptimizationSettings, Settings
+
+QUESTIONS = 12
+
+
+@pytest.fixture(scope="module")
+def objective_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    settings = Settings()
+    settings.prompts.max_direction_prompts = 16
+    settings.prompts.max_eval_prompts = 8
+    settings.abliteration.refusal_max_tokens = 4
+    settings.abliteration.capability_questions = 0
+    settings.optimization.trials = 3
+    settings.optimization.capability_objective = True
+    settings.optimization.capability_objective_questions = QUESTIONS
+    run_dir = tmp_path_factory.mktemp("objective") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(run_dir.parent / "data"))
+        handle = start_abliteration(settings, run_dir)
+        assert handle.wait(timeout=600) == 0, handle.run.log_path.read_text(encoding="utf-8")[-4000:]
+    return run_dir
+
+
+def test_every_trial_records_its_capability_and_the_front_is_over_three_values(objective_run: Path) -> None:
+    study = read_study(objective_run)
+    assert has_capability_objective(study) and len(study.directions) == 3
+    trials = completed_trials(study)
+    assert len(trials) == 3
+    for trial in trials:
+        assert len(trial.values) == 3
+        assert trial.values[2] * QUESTIONS == pytest.approx(round(trial.values[2] * QUESTIONS)), \
+            "the score is a share of the objective's questions"
+    report = json.loads((objective_run / "report.json").read_text(encoding="utf-8"))
+    assert [entry["capability"] for entry in report["trials"]] == [trial.values[2] for trial in trials]
+    results = [trial_result(trial) for trial in trials]
+    assert report["pareto"] == pareto_front(results)
+    assert {item.number for item in study.best_trials} == set(report["pareto"])
+
+
+def test_the_front_counts_the_capability_when_every_trial_has_one() -> None:
+    """Two trials equal on KL and refusals: with capability the better one dominates, without both are on it."""
+    worse, better, other = (TrialResult(0, 1, 0.1, 0, 0, {}, "", 0.5), TrialResult(1, 1, 0.1, 0, 0, {}, "", 0.7),
+                            TrialResult(2, 2, 0.05, 0, 0, {}, "", 0.2))
+    assert pareto_front([worse, better, other]) == [1, 2]
+    two = [TrialResult(item.number, item.refusals, item.kl, 0, 0, {}) for item in (worse, better, other)]
+    assert pareto_front(two) == [0, 1, 2]
+    assert choose_trial([worse, better, other], 0.2).number == 1
+
+
+def test_a_two_objective_study_resumes_with_two_whatever_the_setting(tmp_path: Path) -> None:
+    settings = OptimizationSettings()
+    study = open_study(tmp_path, settings, lambda text: None)
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    study.tell(trial, objective_values(study, 0.2, 3, None))
+    settings.capability_objective = True
+    resumed = open_study(tmp_path, settings, lambda text: None)
+    assert not has_capability_objective(resumed)
+    assert objective_values(resumed, 0.1, 2, 0.9) == [0.1, 2]
+    assert trial_result(completed_trials(resumed)[0]).capability is None
+    (tmp_path / "new").mkdir()
+    fresh = open_study(tmp_path / "new", settings, lambda text: None)
+    assert has_capability_objective(fresh) and fresh.directions[2].name == "MAXIMIZE"
+    with pytest.raises(ValueError):
+        objective_values(fresh, 0.1, 2, None)
+
+
+def test_the_objective_questions_are_a_fixed_spread_subset() -> None:
+    items = objective_items(QUESTIONS)
+    assert items == objective_items(QUESTIONS) and len(set(items)) == QUESTIONS
+    assert len({item.family for item in items}) >= 6
+    assert objective_items(10**6) == ITEMS
+
+
+def test_evaluate_a_trial_of_the_run_then_its_export_carries_the_results_to_the_card(
+        objective_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from heretic_tui.core.shipping.export import start_export
+
+    write_task(tmp_path, "pick_first", 0)
+    report = json.loads((objective_run / "report.json").read_text(encoding="utf-8"))
+    chosen = report["chosen_trial"]
+    with pytest.raises(SystemExit) as caught:
+        main(["evaluate", str(objective_run), "--trial", str(chosen), "--tasks", "pick_first", "--include-path",
+              str(tmp_path), "--batch-size", "4"])
+    out, err = capsys.readouterr()
+    assert caught.value.code == EXIT_OK, err
+    assert out.splitlines()[0] == f"| task | metric | original | {objective_run.name}#{chosen} | stderr |"
+    evaluation = json.loads((objective_run / "evaluation.json").read_text(encoding="utf-8"))
+    assert evaluation["harness"] == "lm-eval" and evaluation["version"]
+    original = evaluation["original"]["pick_first"]
+    edited = evaluation["trials"][str(chosen)]["pick_first"]
+    assert original["samples"] == edited["samples"] == 6 and original["limit"] is None
+    assert 0.0 <= edited["metrics"]["acc"] <= 1.0
+    report = json.loads((objective_run / "report.json").read_text(encoding="utf-8"))
+    assert report["evaluation"] == evaluation
+
+    output = tmp_path / "export"
+    assert start_export(objective_run, chosen, output).wait(timeout=300) == 0
+    metadata = json.loads((output / "heretic.json").read_text(encoding="utf-8"))
+    assert metadata["evaluation"]["model"] == evaluation["trials"][str(chosen)]
+    card = (output / "README.md").read_text(encoding="utf-8")
+    assert "## Benchmarks" in card and "| pick_first | acc | 6 |" in card
