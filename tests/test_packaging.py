@@ -67,12 +67,16 @@ def test_a_wheel_in_a_fresh_environment_runs_the_app_with_its_styles_and_the_hea
         from heretic_tui.tui.app import HereticApp
         assert heretic_tui.tui.__file__.startswith(sys.argv[1]), heretic_tui.tui.__file__
 
+        POLL_SECONDS = 0.05
+
         async def main():
             app = HereticApp()
             async with app.run_test(size=(120, 40)) as pilot:
-                await pilot.pause()
-                actions = app.screen.query_one("#home-actions")
-                print("home-actions width", actions.size.width)
+                deadline = asyncio.get_running_loop().time() + 60
+                while not (shown := app.screen.query("#home-actions")) or not shown.first().size.width:
+                    assert asyncio.get_running_loop().time() < deadline, "the home screen never laid out its actions"
+                    await pilot.pause(POLL_SECONDS)
+                print("home-actions width", shown.first().size.width)
 
         asyncio.run(main())
     ''')

@@ -36,6 +36,8 @@ from shared_cache import SHARED_CACHE
 TARGET = 12
 QUICK = ["--model", "demo", "--headless", "--set", "prompts.max_eval_prompts=16",
          "--set", "prompts.max_direction_prompts=32", "--set", "optimization.heartbeat_seconds=2"]
+POLL_SECONDS = 0.2
+"""How often the dashboard test looks at the screen again while the dashboard reads the study."""
 
 
 def cli(*arguments: str) -> list[str]:
@@ -220,7 +222,7 @@ async def test_the_dashboard_of_the_killed_worker_follows_the_whole_study(shared
 
         while (shown := table()) is None or not (shown.shows_workers and shown.row_count == TARGET):
             assert time.monotonic() < deadline, "the dashboard never showed every worker's trials"
-            await pilot.pause(0.2)
+            await pilot.pause(POLL_SECONDS)
         rows = app.screen.state.trials
         assert {number: row.worker for number, row in rows.items()} == {
             number: trial.user_attrs[WORKER_ATTRIBUTE] for number, trial in complete.items()}

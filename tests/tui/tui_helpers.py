@@ -36,6 +36,8 @@ class FixedResourceProbe(ResourceProbe):
 WAIT_SECONDS = 30.0
 """How long a wait gives the app by default: generous, because waits end as soon as their condition holds and the
 suite shares two cores with other work; a real hang still fails well inside pytest's own timeout."""
+POLL_SECONDS = 0.05
+"""How often a wait looks at its condition again, letting the app process its messages in between."""
 
 
 async def wait_for(pilot: Any, condition: Callable[[], Any], message: str, timeout: float = WAIT_SECONDS) -> Any:
@@ -57,7 +59,7 @@ async def wait_for(pilot: Any, condition: Callable[[], Any], message: str, timeo
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} (waited {timeout:g}s; the condition gave {seen}; "
                                  f"{describe_screen(pilot.app)})")
-        await pilot.pause(0.05)
+        await pilot.pause(POLL_SECONDS)
 
 
 async def wait_until(pilot: Any, condition: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
