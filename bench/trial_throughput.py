@@ -13,6 +13,11 @@ The configurations:
 - ``one at a time``: ``abliteration.apply = weights``, the weight edit and reset of every trial (as before hooks);
 - ``hooks K=1`` ... ``hooks K=8``: ``abliteration.apply = hooks`` with ``trial_batch`` = K.
 
+K is the most trials a pass holds: a study asks its random trials K at a time but its guided ones only as TPE has
+seen enough results to spare them (``search_plan.trials_to_ask``: one per ten completed trials, at most a quarter
+of those left), so batching pays on long studies and hardly on short ones. The default budget (100 trials) lets
+the guided batches reach K = 4 and 8; at 24 trials they stay at 1.
+
 Run it alone on the machine: anything else running changes the numbers. ``--quick`` is a smoke run (a few trials,
 one repeat, no Heretic) that checks every configuration completes; its speeds mean nothing.
 
@@ -46,6 +51,8 @@ CREATE_TRIAL, SET_TRIAL_STATE_VALUES, TRIAL_COMPLETE = 4, 6, 1
 Optuna, so the journal is read as text, not through either Optuna)."""
 
 BATCHES = (1, 2, 4, 8)
+DEFAULT_TRIALS = 100
+"""Long enough for the guided batches to grow to K (see the module docstring)."""
 
 
 def configurations(batches: tuple[int, ...]) -> list[tuple[str, list[str]]]:
@@ -130,7 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy", default="qwen3-spread", choices=sorted(TOYS_BY_NAME))
     parser.add_argument("--model", help="another model folder, run on the toy's prompt files")
-    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batches", default=",".join(str(size) for size in BATCHES))
