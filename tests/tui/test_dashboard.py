@@ -17,6 +17,7 @@ from recorded_runs import Recording, start_fake_worker, trial_finished
 from textual.widgets import Log
 from tui_helpers import screen_text, screen_words, settle, wait_for
 
+from heretic_tui.core.api import approximate_duration
 from heretic_tui.core.runs.events import JobError, Metrics, TrialStarted
 from heretic_tui.core.settings import Settings
 from heretic_tui.tui.app import HereticApp
@@ -272,12 +273,14 @@ async def test_the_run_eta_counts_down_inside_a_trial(
         state = await wait_for(pilot, lambda: len(dashboard(app).state.finished_trials) == 3
                                and dashboard(app).state, "the three finished trials are replayed")
         median = state.median_trial_seconds()
-        assert median is not None
+        estimate = state.study_estimate
+        assert median is not None and estimate is not None
         left = state.trial_total - 4
+        assert estimate.remaining_seconds == pytest.approx(estimate.seconds_per_trial * (left + 1))
         now[0] = in_flight.time + median / 4
         first = state.eta_seconds(now[0])
-        assert first == pytest.approx(median * left + median * 3 / 4), "the trials to come, and what the median " \
-            "leaves of the one in flight"
+        assert first == pytest.approx(estimate.remaining_seconds - (now[0] - estimate.time)), \
+            "the worker's estimate, counted down since it came"
         await wait_for(pilot, lambda: f"trial #3 {format_duration(median / 4)} of ~{format_duration(median)}"
                        in screen_words(app), "the phase list shows the trial in flight against a typical trial")
         now[0] = in_flight.time + median / 2
@@ -285,10 +288,11 @@ async def test_the_run_eta_counts_down_inside_a_trial(
                        "the trial in flight keeps counting between events")
         second = dashboard(app).state.eta_seconds(now[0])
         assert second == pytest.approx(first - median / 4), "the run ETA counts down"
-        await wait_for(pilot, lambda: f"ETA {format_duration(second)}" in screen_text(app), "the header shows it")
+        await wait_for(pilot, lambda: f"{approximate_duration(second)} left" in screen_text(app),
+                       "the header shows it")
         now[0] = in_flight.time + median * 10
-        await wait_for(pilot, lambda: f"ETA {format_duration(median * left)}" in screen_text(app),
-                       "a trial past the median leaves the trials still to come")
+        await wait_for(pilot, lambda: f"{approximate_duration(estimate.seconds_per_trial * left)} left"
+                       in screen_text(app), "a trial running long leaves the trials still to come")
 
 
 async def test_the_worker_log_starts_at_and_follows_its_newest_line(

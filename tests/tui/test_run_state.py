@@ -78,10 +78,16 @@ def test_a_study_in_flight_counts_its_eta_down_between_trials(recorded: Recordin
     assert len(state.finished_trials) == 4 and state.trial_total == in_flight.total
     median = statistics.median(item.seconds for item in run.trials.values())
     assert state.median_trial_seconds() == pytest.approx(median)
+    estimate = state.study_estimate
+    assert estimate is not None, "the worker measured its trials"
+    assert estimate.measured_trials == 4 and estimate.trials_left == in_flight.total - 4
+    assert estimate.seconds_per_trial == pytest.approx(median), "four trials: the median of them all"
+    assert estimate.remaining_seconds == pytest.approx(median * (in_flight.total - 4))
 
     started = in_flight.time
-    assert state.eta_seconds(started) == pytest.approx(median * (in_flight.total - 4))
-    assert state.eta_seconds(started + median / 2) == pytest.approx(median * (in_flight.total - 4) - median / 2)
+    left = median * (in_flight.total - 4) - (started - estimate.time)
+    assert state.eta_seconds(started) == pytest.approx(left)
+    assert state.eta_seconds(started + median / 2) == pytest.approx(left - median / 2)
     assert state.eta_seconds(started + 10 * median) == pytest.approx(median * (in_flight.total - 5)), \
         "a trial running long leaves the trials not started yet"
 
