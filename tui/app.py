@@ -29,9 +29,10 @@ from heretic_tui.core.api import (
     RunDirectory,
     start_job_of_kind,
 )
-from heretic_tui.core.errors import HereticError, UserInputError
+from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.settings import Settings, load_settings
 from heretic_tui.tui.resources import ResourceProbe
+from heretic_tui.tui.screens.base import start_from_thread
 from heretic_tui.tui.screens.dialogs import ConfirmDialog, MessageDialog
 from heretic_tui.tui.terminal_alerts import terminal_alert
 
@@ -216,20 +217,11 @@ class HereticApp(App[int]):
         self.run_worker(partial(self._start_in_thread, settings, kind), thread=True, group="start")
 
     def _start_in_thread(self, settings: Settings, kind: str) -> None:
-        try:
-            handle = start_job_of_kind(kind, settings)
-        except HereticError as error:
-            self.call_from_thread(self._start_failed, "The run cannot start", str(error))
-            return
-        except Exception as error:
-            message = f"{type(error).__name__}: {error}"
-            self.call_from_thread(self._start_failed, "The run could not be started", message)
-            return
-        self.call_from_thread(self._show_started_run, handle)
+        start_from_thread(self, lambda: start_job_of_kind(kind, settings), self._show_started_run, self._start_failed)
 
-    def _start_failed(self, title: str, message: str) -> None:
+    def _start_failed(self, message: str) -> None:
         self.starting_run = False
-        self.show_error(title, message)
+        self.show_error("The run cannot start", message)
 
     def _show_started_run(self, handle: JobHandle) -> None:
         """The wizard that started the run has done its job; the dashboard takes its place."""
@@ -257,7 +249,7 @@ class HereticApp(App[int]):
     def _resume_run(
         self, run_path: Path, trials: int | None, on_started: Callable[[JobHandle], None] | None
     ) -> None:
-        try:
+        def start() -> JobHandle:
             run = RunDirectory.open(run_path)
             kind = str(run.read_job().get("kind") or "")
             if kind not in JOB_KINDS:
@@ -265,17 +257,10 @@ class HereticApp(App[int]):
             settings = load_settings(run.config_path, environ={}, search_default_paths=False)
             if trials is not None:
                 settings.optimization.trials = trials
-            handle = start_job_of_kind(kind, settings, run_path, resume=True)
-        except HereticError as error:
-            self.call_from_thread(self.show_error, "The run cannot be resumed", str(error))
-            return
-        except Exception as error:
-            self.call_from_thread(self.show_error, "The run could not be resumed", f"{type(error).__name__}: {error}")
-            return
-        if on_started is not None:
-            self.call_from_thread(on_started, handle)
-        else:
-            self.call_from_thread(self.open_dashboard, run_path, handle)
+            return start_job_of_kind(kind, settings, run_path, resume=True)
+
+        start_from_thread(self, start, on_started or partial(self.open_dashboard, run_path),
+                          partial(self.show_error, "The run cannot be resumed"))
 
     def go_home(self) -> None:
         """Back to the home screen, leaving whatever runs in the background running."""

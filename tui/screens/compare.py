@@ -18,7 +18,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, Static
 
-from heretic_tui.core.errors import HereticError
 from heretic_tui.core.runs.events import ArtifactWritten, JobCancelled, JobError, JobFinished, Metrics, PhaseStarted, Progress
 from heretic_tui.core.api import JobHandle, RunDirectory, read_json_object, start_compare
 from heretic_tui.core.settings import load_settings, setting_fields
@@ -130,20 +129,15 @@ class CompareScreen(HereticScreen[None]):
 
     @work(thread=True, group="compare-start", exclusive=True, exit_on_error=False)
     def _start(self, source: str, count: int, tokens: int) -> None:
-        try:
+        def start() -> JobHandle:
             settings = load_settings(RunDirectory.open(self.run_path).config_path, environ={},
                                      search_default_paths=False)
             job_settings = copy.deepcopy(settings)
             job_settings.prompts.max_eval_prompts = count
             models = comparison_models(self.run_path, self.trial, settings.model.model)
-            handle = start_compare(models, source, job_settings, max_new_tokens=tokens)
-        except HereticError as error:
-            self.app.call_from_thread(self._failed, str(error))
-            return
-        except Exception as error:
-            self.app.call_from_thread(self._failed, f"{type(error).__name__}: {error}")
-            return
-        self.app.call_from_thread(self._started, handle)
+            return start_compare(models, source, job_settings, max_new_tokens=tokens)
+
+        self.start_from_thread(start, self._started, self._failed)
 
     def _failed(self, message: str) -> None:
         self.running = False

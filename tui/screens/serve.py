@@ -14,7 +14,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from heretic_tui.core.api import JobHandle, start_serve
-from heretic_tui.core.errors import HereticError
 from heretic_tui.tui.formatting import escape_markup
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.screens.dialogs import MessageDialog
@@ -73,15 +72,8 @@ class ServeScreen(HereticScreen[None]):
 
     @work(thread=True, group="serve-start", exclusive=True, exit_on_error=False)
     def _start(self, models: list[str], host: str, port: int) -> None:
-        try:
-            handle = start_serve(models, self.heretic.settings, host=host, port=port)
-        except HereticError as error:
-            self.app.call_from_thread(self._failed, str(error))
-            return
-        except Exception as error:
-            self.app.call_from_thread(self._failed, f"{type(error).__name__}: {error}")
-            return
-        self.app.call_from_thread(self._started, handle)
+        self.start_from_thread(lambda: start_serve(models, self.heretic.settings, host=host, port=port),
+                               self._started, self._failed)
 
     def _failed(self, message: str) -> None:
         self.starting = False

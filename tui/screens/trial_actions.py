@@ -17,7 +17,6 @@ from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
 from heretic_tui.core.api import FORMAT_MERGED, METADATA_FILE, ChatModel, JobHandle, read_metadata, start_export
-from heretic_tui.core.errors import HereticError
 from heretic_tui.core.runs.events import ArtifactWritten, Event, JobCancelled, JobError, JobFinished, PhaseStarted
 from heretic_tui.tui.formatting import escape_markup, format_duration, format_kl, format_refusals
 from heretic_tui.tui.job_follower import JobEventMessage, JobFollower
@@ -167,17 +166,9 @@ class TrialActionsScreen(HereticScreen[str | None]):
 
     @work(thread=True, group="export-start", exclusive=True, exit_on_error=False)
     def _start_export(self, output: Path, adapter: bool) -> None:
-        try:
-            handle = start_export(self.run_path, self.trial, output, adapter=adapter)
-        except HereticError as error:
-            self.app.call_from_thread(self.app.push_screen, MessageDialog("Export not started", str(error)))
-            return
-        except Exception as error:
-            self.app.call_from_thread(
-                self.app.push_screen, MessageDialog("Export not started", f"{type(error).__name__}: {error}")
-            )
-            return
-        self.app.call_from_thread(self._export_started, handle, output)
+        self.start_from_thread(lambda: start_export(self.run_path, self.trial, output, adapter=adapter),
+                               lambda handle: self._export_started(handle, output),
+                               lambda message: self.heretic.show_error("Export not started", message))
 
     def _export_started(self, handle: JobHandle, output: Path) -> None:
         job = escape_markup(handle.run.path.name)

@@ -31,7 +31,7 @@ from heretic_tui.core.api import (
     validate_model_folder,
     validate_repo_name,
 )
-from heretic_tui.core.errors import HereticError, UserInputError
+from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import ArtifactWritten, FileProgress, JobCancelled, JobError, JobFinished
 from heretic_tui.tui.formatting import escape_markup, format_bytes
 from heretic_tui.tui.job_follower import JobEventMessage, JobFollowEnded, JobFollower
@@ -261,19 +261,14 @@ class UploadScreen(HereticScreen[None]):
     def _start(self, folder: Path, repo: str, private: bool, explicit_token: str) -> None:
         """Resolve the token and the repository, then start the job; only the handle leaves this function."""
         endpoint = self.heretic.hub_endpoint
-        try:
+
+        def start() -> JobHandle:
             token = resolve_token(explicit_token)
-            if not repo:
-                repo = default_repo_name(hub_user_name(token, endpoint=endpoint), folder)
-            handle = start_upload(folder, repo, private=private, token=token, endpoint=endpoint,
-                                  settings=self.heretic.settings)
-        except HereticError as error:
-            self.post_message(UploadNotStarted(str(error)))
-            return
-        except Exception as error:
-            self.post_message(UploadNotStarted(f"{type(error).__name__}: {error}"))
-            return
-        self.app.call_from_thread(self._started, handle)
+            name = repo or default_repo_name(hub_user_name(token, endpoint=endpoint), folder)
+            return start_upload(folder, name, private=private, token=token, endpoint=endpoint,
+                                settings=self.heretic.settings)
+
+        self.start_from_thread(start, self._started, lambda message: self.post_message(UploadNotStarted(message)))
 
     def _started(self, handle: JobHandle) -> None:
         self.job_path = handle.run.path

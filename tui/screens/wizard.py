@@ -30,7 +30,7 @@ from heretic_tui.core.settings import (
 )
 from heretic_tui.tui.field_checks import describe_model_choice
 from heretic_tui.tui.formatting import escape_markup
-from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.screens.base import HereticScreen, failure_message
 from heretic_tui.tui.screens.dialogs import MessageDialog
 from heretic_tui.tui.widgets.setting_editor import SettingEditor, parse_field, value_to_text
 from heretic_tui.tui.widgets.setting_form import section_title_id, setting_form
@@ -420,10 +420,8 @@ class WizardScreen(HereticScreen[None]):
         try:
             return plan_model(settings, gpus=gpus,
                               host_available=snapshot.ram_total_bytes - snapshot.ram_used_bytes), ""
-        except HereticError as error:
-            return None, str(error)
         except Exception as error:
-            return None, f"{type(error).__name__}: {error}"
+            return None, failure_message(error)
 
     @work(thread=True, group="wizard-plan", exclusive=True, exit_on_error=False)
     def _plan_in_thread(self, settings: Settings) -> None:
