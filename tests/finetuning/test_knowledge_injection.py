@@ -61,6 +61,20 @@ def test_synthesis_keeps_grounded_answers_and_drops_the_rest() -> None:
     assert is_grounded("Mira Vance built the tower.", CHUNK)
 
 
+def test_questions_about_the_prompt_instead_of_the_fact_are_dropped_and_the_fact_gets_template_questions() -> None:
+    facts = [Fact(sentence, CHUNK, "Zorbia", "zorbia.txt") for sentence in CHUNK.split(". ")]
+    echoes = iter(["What is the answer to this question?", "Is this sentence a fact?", "What a great question?",
+                   "What is that thing over there?"])
+
+    def generate(prompts: list[list[dict[str, str]]]) -> list[str]:
+        assert all(CHUNK not in prompt[-1]["content"] for prompt in prompts), "a question prompt is one sentence"
+        return [next(echoes) if "Sentence:" in prompt[-1]["content"] else "Quellton." for prompt in prompts]
+
+    pairs, summary = synthesize(facts, 2, seed=3, generate=generate)
+    assert summary["off_topic_questions_dropped"] == 4 and summary["model_pairs"] == 0
+    assert {pair.recipe for pair in pairs} == {RECIPE_TEMPLATE} and {pair.fact for pair in pairs} == {0, 1}
+
+
 def test_synthesis_is_deterministic_and_without_a_generator_says_it_is_the_template_fallback() -> None:
     facts = [Fact(sentence, " ".join(FACTS), "Zorbia", "zorbia.txt") for sentence in FACTS]
     first, summary = synthesize(facts, 3, seed=5, generate=None)
