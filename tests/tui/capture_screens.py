@@ -23,12 +23,13 @@ ROOT = HERE.parent.parent
 sys.path[:0] = [str(HERE)]
 
 from recorded_runs import FIXED_NOW, Scene, scene_folder, shown_as_scene_root, write_screen_scene  # noqa: E402
-from tui_helpers import FixedResourceProbe, screen_text, wait_for  # noqa: E402
+from tui_helpers import FixedResourceProbe, screen_text, screen_words, wait_for  # noqa: E402
 
 from heretic_tui.core.runs.events import TrainingStep, TrialFinished  # noqa: E402
 from heretic_tui.core.runs.journal import read_journal  # noqa: E402
 from heretic_tui.core.settings import Settings  # noqa: E402
 from heretic_tui.tui.app import HereticApp  # noqa: E402
+from heretic_tui.tui.finetune_choices import data_entries  # noqa: E402
 from heretic_tui.tui.screens.dashboard import DashboardScreen  # noqa: E402
 from heretic_tui.tui.screens.lineage import LineageScreen  # noqa: E402
 from heretic_tui.tui.screens.upload import UploadScreen  # noqa: E402
@@ -56,19 +57,19 @@ async def home(pilot: Any) -> None:
 
 async def wizard_basic(pilot: Any) -> None:
     await pilot.press("n", "b")
-    await pilot.pause()
+    await until(pilot, lambda: pilot.app.screen.query_one("#basic-trials").region.height, "the basic form")
 
 
 async def wizard_advanced(pilot: Any) -> None:
     await pilot.press("n", "a")
-    await pilot.pause(0.3)
+    await until(pilot, lambda: pilot.app.focused is not None and pilot.app.focused.id, "a focused field")
 
 
 async def wizard_summary(pilot: Any) -> None:
     await pilot.press("n", "b")
     await until(pilot, lambda: pilot.app.screen.query_one("#basic-trials").region.height, "the basic form")
     pilot.app.screen.query_one("#basic-trials").value = "60"
-    await pilot.pause()
+    await until(pilot, lambda: pilot.app.screen.values["optimization.trials"] == 60, "the wizard to take 60 trials")
     await pilot.press("ctrl+n")
     await until(pilot, lambda: "Trials      60 " in screen_text(pilot.app), "the summary of a 60-trial run")
     pilot.app.screen.query_one("#config-path").value = "/etc/heretic-tui/config.toml"
@@ -93,7 +94,7 @@ async def trial_actions(pilot: Any) -> None:
     state = pilot.app.screen.state
     best = state.best_trial()
     pilot.app.push_screen(TrialActionsScreen(path, best.number, best, best.number in state.pareto))
-    await pilot.pause(0.3)
+    await until(pilot, lambda: isinstance(pilot.app.screen, TrialActionsScreen), "the trial's actions")
 
 
 async def runs(pilot: Any) -> None:
@@ -110,7 +111,8 @@ async def finetune_wizard(pilot: Any) -> None:
     await pilot.press("f", "b")
     await until(pilot, lambda: pilot.app.screen.query_one("#basic-data"), "the fine-tune wizard")
     pilot.app.screen.query_one("#basic-data").value = str(scene.models)
-    await pilot.pause()
+    await until(pilot, lambda: pilot.app.screen.values["finetune.training_data"] == data_entries(str(scene.models)),
+                "the fine-tune wizard to take the data folder")
 
 
 def finetune_dashboard(role: str) -> Scene_:
@@ -129,7 +131,8 @@ async def upload(pilot: Any) -> None:
     await pilot.app.push_screen(UploadScreen(scene.models / "base-model"))
     await until(pilot, lambda: pilot.app.screen.query_one("#upload-repo"), "the upload form")
     pilot.app.screen.query_one("#upload-repo").value = "alice/base-model-heretic"
-    await pilot.pause()
+    await until(pilot, lambda: "huggingface.co/alice/base-model-heretic" in screen_words(pilot.app),
+                "the repository check")
 
 
 async def lineage(pilot: Any) -> None:

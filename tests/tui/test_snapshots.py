@@ -19,12 +19,13 @@ import pytest
 import textual._doc
 from textual.widgets import Input
 from recorded_runs import FIXED_NOW, Scene, scene_folder, shown_as_scene_root, write_screen_scene
-from tui_helpers import FixedResourceProbe, screen_text, settle, wait_for
+from tui_helpers import FixedResourceProbe, screen_text, screen_words, settle, wait_for
 
 from heretic_tui.core.runs.events import TrainingStep, TrialFinished
 from heretic_tui.core.runs.journal import read_journal
 from heretic_tui.core.settings import Settings
 from heretic_tui.tui.app import HereticApp
+from heretic_tui.tui.finetune_choices import data_entries
 from heretic_tui.tui.screens.dashboard import DashboardScreen
 from heretic_tui.tui.screens.lineage import LineageScreen
 from heretic_tui.tui.screens.runs import RunsScreen
@@ -172,7 +173,8 @@ def test_wizard_summary(snap_compare: Callable[..., bool], snapshot_settings: Se
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#basic-trials").region.height, "the basic form")
         await settle(pilot)
         pilot.app.screen.query_one("#basic-trials").value = "60"
-        await pilot.pause()
+        await wait_for(pilot, lambda: pilot.app.screen.values["optimization.trials"] == 60,
+                       "the wizard takes 60 trials")
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: "Trials      60 " in screen_text(pilot.app), "the summary of a 60-trial run")
         pilot.app.screen.query_one("#config-path").value = "/etc/heretic-tui/config.toml"
@@ -224,7 +226,9 @@ def test_finetune_wizard_basic(snap_compare: Callable[..., bool], scene: Scene, 
         await pilot.press("f", "b")
         await wait_for(pilot, lambda: pilot.app.screen.query_one("#basic-data"), "the fine-tune wizard's data field")
         pilot.app.screen.query_one("#basic-data").value = str(scene.models)
-        await pilot.pause()
+        entries = data_entries(str(scene.models))
+        await wait_for(pilot, lambda: pilot.app.screen.values["finetune.training_data"] == entries,
+                       "the fine-tune wizard takes the data folder")
 
     assert snap_compare(app_for(scene.settings()), terminal_size=size, run_before=basic)
 
@@ -253,7 +257,8 @@ def test_upload(snap_compare: Callable[..., bool], scene: Scene, size: tuple[int
         await pilot.app.push_screen(UploadScreen(scene.models / "base-model"))
         await settle(pilot)
         pilot.app.screen.query_one("#upload-repo").value = "alice/base-model-heretic"
-        await pilot.pause()
+        await wait_for(pilot, lambda: "huggingface.co/alice/base-model-heretic" in screen_words(pilot.app),
+                       "the upload screen checks the repository name")
 
     assert snap_compare(app_for(scene.settings()), terminal_size=size, run_before=upload)
 
