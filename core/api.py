@@ -246,11 +246,14 @@ def run_scorer(run_dir: str | Path) -> str:
     return str(scoring.get("scorer", "markers")) if isinstance(scoring, dict) else "markers"
 
 
-def pareto_of(points: list[tuple[int, float, int]]) -> list[int]:
-    """The Pareto front of (trial, KL, refusals) points, by the study's own definition."""
+def pareto_of(points: list[tuple[int, float, int]], capabilities: dict[int, float] | None = None) -> list[int]:
+    """The Pareto front of (trial, KL, refusals) points, by the study's own definition; with every trial's
+    capability score (a study with the capability objective) it is the front over all three."""
     from heretic_tui.core.abliteration.study import TrialResult, pareto_front
 
-    return pareto_front([TrialResult(number, refusals, kl, 0.0, 0.0, {}) for number, kl, refusals in points])
+    scores = capabilities or {}
+    return pareto_front([TrialResult(number, refusals, kl, 0.0, 0.0, {}, capability=scores.get(number))
+                         for number, kl, refusals in points])
 
 
 def chosen_trial(run_dir: str | Path) -> int | None:

@@ -41,7 +41,9 @@ class HumanLabels:
                 row.refusals = counts.refusals
                 changed = True
         if changed:
-            state.pareto = pareto_of([(row.number, row.kl or 0.0, row.refusals or 0) for row in state.finished_trials])
+            finished = state.finished_trials
+            state.pareto = pareto_of([(row.number, row.kl or 0.0, row.refusals or 0) for row in finished],
+                                     {row.number: row.capability for row in finished if row.capability is not None})
             if "chosen_trial" in state.summary:
                 state.summary["chosen_trial"] = chosen_trial(self.run_path)
         return changed

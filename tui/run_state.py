@@ -28,6 +28,7 @@ from heretic_tui.core.runs.events import (
     Progress,
     StudyEstimate,
     TrainingStep,
+    TrialCapability,
     TrialFinished,
     TrialStarted,
 )
@@ -83,6 +84,8 @@ class TrialRow:
     started_at: float = 0.0
     worker: str = ""
     """The worker that ran it, for a study several workers share (empty otherwise)."""
+    capability: float | None = None
+    """Its multiple-choice accuracy, in a study with the capability objective (None otherwise)."""
 
     @property
     def finished(self) -> bool:
@@ -179,6 +182,8 @@ class RunState:
         elif isinstance(item, TrialFinished):
             self._finish_trial(item)
             self._end_step()
+        elif isinstance(item, TrialCapability):
+            self.trials.setdefault(item.number, TrialRow(number=item.number)).capability = item.capability
         elif isinstance(item, (LogLine, JobWarning)):
             level = "warning" if isinstance(item, JobWarning) else item.level
             self.messages.append(RunMessage(level=level, text=item.message, time=item.time))
@@ -295,6 +300,7 @@ class RunState:
             if not trial.running:
                 row.params = dict(trial.params) or row.params
                 row.refusals, row.kl, row.seconds = trial.refusals, trial.kl, trial.seconds
+                row.capability = trial.capability if trial.capability is not None else row.capability
                 row.refusal_total = row.refusal_total or self.baseline_total or 0
         for number in self.study_trials - seen:
             self.trials.pop(number, None)

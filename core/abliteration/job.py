@@ -47,7 +47,14 @@ from heretic_tui.core.capability.harness_records import evaluation_entry
 from heretic_tui.core.capability.objective import score_applied_trial, score_hooked_trials
 from heretic_tui.core.capability.trial_checks import check_chosen_trial
 from heretic_tui.core.abliteration.warm_start import check_warm_start, enqueue_warm_start, model_types, plan_warm_start
-from heretic_tui.core.runs.events import BaselineMeasured, Metrics, StudyEstimate, TrialFinished, TrialStarted
+from heretic_tui.core.runs.events import (
+    BaselineMeasured,
+    Metrics,
+    StudyEstimate,
+    TrialCapability,
+    TrialFinished,
+    TrialStarted,
+)
 from heretic_tui.core.operations.trial_time import estimate_study
 from heretic_tui.core.atomic_files import write_bytes_atomically, write_json_atomically
 from heretic_tui.core.runs.handle import JobHandle
@@ -603,6 +610,9 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
                                            seconds=finished.seconds,
                                            apply_reset_seconds=finished.apply_reset_seconds,
                                            params=finished.params, pareto=pareto_front(results)))
+                if finished.capability is not None:
+                    context.emit(TrialCapability(number=finished.number, capability=finished.capability,
+                                                 questions=settings.optimization.capability_objective_questions))
                 print(f"trial {finished.number}: refusals {finished.refusals}/{len(evaluator.harmful_texts)} "
                       f"kl {finished.kl:.4f} ({finished.seconds:.2f}s)", flush=True)
             progress(len(results))

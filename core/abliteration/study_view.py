@@ -30,6 +30,8 @@ class StudyTrial:
     params: dict[str, Any] = field(default_factory=dict)
     started: float | None = None
     """When the trial started (seconds since the epoch, the database's clock)."""
+    capability: float | None = None
+    """Multiple-choice accuracy, in a study with the capability objective."""
 
 
 @dataclass(frozen=True)
@@ -101,5 +103,5 @@ class SharedStudyReader:
             result = trial_result(trial)
             results.append(result)
             trials.append(StudyTrial(result.number, result.worker, False, result.refusals, result.kl, result.seconds,
-                                     result.params, started))
+                                     result.params, started, result.capability))
         return StudySnapshot(trials, pareto_front(results))

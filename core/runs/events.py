@@ -268,6 +268,18 @@ class TrialFinished(Event):
 
 @event
 @dataclass
+class TrialCapability(Event):
+    """A trial's score on the capability objective (multiple-choice accuracy), sent right after its TrialFinished
+    in studies created with optimization.capability_objective, so every other run's journal keeps its shape."""
+
+    kind: ClassVar[str] = "trial_capability"
+    number: int = 0
+    capability: float = 0.0
+    questions: int = 0
+
+
+@event
+@dataclass
 class StudyEstimate(Event):
     """What a trial costs on this machine and how long the study has left, as the worker measured it.
 

@@ -131,3 +131,42 @@ def test_evaluate_a_trial_of_the_run_then_its_export_carries_the_results_to_the_
     assert metadata["evaluation"]["model"] == evaluation["trials"][str(chosen)]
     card = (output / "README.md").read_text(encoding="utf-8")
     assert "## Benchmarks" in card and "| pick_first | acc | 6 |" in card
+
+
+def test_the_dashboard_state_and_the_trial_table_show_each_trials_capability(objective_run: Path) -> None:
+    """Rebuilt from the run's real journal: every finished trial has its score, the table gets its column."""
+    import asyncio
+
+    from textual.app import App, ComposeResult
+
+    from heretic_tui.core.runs.run_directory import RunDirectory
+    from heretic_tui.tui.run_state import RunState
+    from heretic_tui.tui.widgets.trial_table import CAPABILITY_COLUMN, TrialTable
+
+    state = RunState.from_events(RunDirectory(objective_run).read_events())
+    scores = {trial.number: trial.values[2] for trial in completed_trials(read_study(objective_run))}
+    assert {row.number: row.capability for row in state.finished_trials} == scores
+    report = json.loads((objective_run / "report.json").read_text(encoding="utf-8"))
+    assert state.pareto == report["pareto"]
+
+    class TableApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield TrialTable()
+
+    async def show() -> None:
+        app = TableApp()
+        async with app.run_test():
+            table = app.query_one(TrialTable)
+            assert not table.shows_capability
+            table.show(list(state.trials.values()), set(state.pareto), report["chosen_trial"])
+            assert table.shows_capability
+            column = list(table.columns).index(CAPABILITY_COLUMN[0])
+            for number, score in scores.items():
+                assert str(table.get_row(str(number))[column]) == f"{score:.0%}"
+            sorted_by = [table.cycle_sort() for _ in range(6)]
+            assert CAPABILITY_COLUMN[0] in sorted_by
+            while table.sort_key != CAPABILITY_COLUMN[0]:
+                table.cycle_sort()
+            assert "Capability" in str(table.border_subtitle)
+
+    asyncio.run(show())

@@ -4,7 +4,8 @@ Rows are rebuilt from the run state on each update (a study has hundreds of tria
 Python on the real numbers rather than on the formatted cells. The cursor starts on the best trial (the chosen one
 once the run has finished) and follows it while the study finds better ones, until the person moves it; from then
 on it stays on the trial they picked. A study several workers share gets a Worker column once a trial names its
-worker, so runs of one worker keep the table they always had.
+worker, and a study with the capability objective a Capability column (multiple-choice accuracy) once a trial has
+a score, so other runs keep the table they always had.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ SORT_KEYS: dict[str, Callable[[TrialRow], Any]] = {
     "kl": lambda row: (row.kl if row.kl is not None else float("inf"), row.refusals or 0),
     "seconds": lambda row: row.seconds if row.seconds is not None else float("inf"),
     "worker": lambda row: (row.worker, row.number),
+    "capability": lambda row: (row.capability if row.capability is not None else -1.0, row.number),
 }
 SORT_ORDER = ("number", "refusals", "kl", "seconds")
 """What ``s`` cycles through (and the worker, while the Worker column is shown)."""
@@ -40,6 +42,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("seconds", "Time"),
 )
 WORKER_COLUMN = ("worker", "Worker")
+CAPABILITY_COLUMN = ("capability", "Capability")
 
 
 def _parameter(row: TrialRow, name: str) -> str:
@@ -71,15 +74,22 @@ class TrialTable(DataTable[Any]):
         self._rows, self._front, self._best = rows, front, best
         if not self.shows_workers and any(row.worker for row in rows):
             self.add_column(WORKER_COLUMN[1], key=WORKER_COLUMN[0])
+        if not self.shows_capability and any(row.capability is not None for row in rows):
+            self.add_column(CAPABILITY_COLUMN[1], key=CAPABILITY_COLUMN[0])
         self._rebuild()
 
     @property
     def shows_workers(self) -> bool:
         return WORKER_COLUMN[0] in self.columns
 
+    @property
+    def shows_capability(self) -> bool:
+        return CAPABILITY_COLUMN[0] in self.columns
+
     def cycle_sort(self) -> str:
         """Next sort column (number, refusals, KL, time, worker); returns its name for a notification."""
-        order = SORT_ORDER + ((WORKER_COLUMN[0],) if self.shows_workers else ())
+        order = (SORT_ORDER + ((WORKER_COLUMN[0],) if self.shows_workers else ())
+                 + ((CAPABILITY_COLUMN[0],) if self.shows_capability else ()))
         self.sort_key = order[(order.index(self.sort_key) + 1) % len(order)] if self.sort_key in order else order[0]
         self.descending = False
         self._rebuild()
@@ -126,7 +136,7 @@ class TrialTable(DataTable[Any]):
                     self.move_cursor(row=index, animate=False, scroll=self.cursor_follows_best)
                     break
         arrow = "▼" if self.descending else "▲"
-        self.border_subtitle = f"sorted by {dict((*COLUMNS, WORKER_COLUMN))[self.sort_key]} {arrow}"
+        self.border_subtitle = f"sorted by {dict((*COLUMNS, WORKER_COLUMN, CAPABILITY_COLUMN))[self.sort_key]} {arrow}"
 
     def _cells(self, row: TrialRow) -> list[Any]:
         if row.number == self._best:
@@ -136,17 +146,22 @@ class TrialTable(DataTable[Any]):
         else:
             mark, style = " ", ""
         number = Text(f"{mark}{row.number}", style=style, justify="right")
-        worker = [row.worker or "–"] if self.shows_workers else []
+        optional = {WORKER_COLUMN[0]: row.worker or "–", CAPABILITY_COLUMN[0]: self._capability(row)}
+        extra = [optional[key.value] for key in self.columns if key.value in optional]
         if not row.finished:
-            return [number, Text("running…", style="italic"), "", *self._parameters(row), "", *worker]
+            return [number, Text("running…", style="italic"), "", *self._parameters(row), "", *extra]
         return [
             number,
             Text(format_refusals(row.refusals, row.refusal_total), justify="right"),
             Text(format_kl(row.kl), justify="right"),
             *self._parameters(row),
             Text(format_duration(row.seconds), justify="right"),
-            *worker,
+            *extra,
         ]
+
+    @staticmethod
+    def _capability(row: TrialRow) -> Text:
+        return Text("–" if row.capability is None else f"{row.capability:.0%}", justify="right")
 
     @staticmethod
     def _parameters(row: TrialRow) -> list[str]:
