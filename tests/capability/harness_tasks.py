@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 QUESTIONS = [("What is two plus two?", ["four", "seven"]), ("Which animal barks?", ["a dog", "a fish"]),
-             ("What colour is the sky on a clear day?", ["blue", "green"]), ("How many legs has a cat?", ["four", "nine"]),
-             ("Which is a fruit?", ["an apple", "a stone"]), ("What do bees make?", ["honey", "iron"])]
+             ("What colour is the sky on a clear day?", ["blue", "green"]),
+             ("How many legs has a cat?", ["four", "nine"]), ("Which is a fruit?", ["an apple", "a stone"]),
+             ("What do bees make?", ["honey", "iron"])]
 
 
 def write_task(folder: Path, name: str, target: int, dataset_path: str = "json") -> None:

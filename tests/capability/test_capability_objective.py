@@ -103,18 +103,36 @@ def test_the_objective_questions_are_a_fixed_spread_subset() -> None:
     assert objective_items(10**6) == ITEMS
 
 
-def test_evaluate_a_trial_of_the_run_then_its_export_carries_the_results_to_the_card(
-        objective_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from heretic_tui.core.shipping.export import start_export
+def export_in_process(run_dir: Path, trial: int, output: Path) -> None:
+    """The trial exported as ``heretic-tui export`` writes it, without spawning a worker for it."""
+    from heretic_tui.core.abliteration.ablation import Abliterator
+    from heretic_tui.core.abliteration.direction_set import DirectionSet
+    from heretic_tui.core.models.loading import load_model
+    from heretic_tui.core.runs.run_directory import RunDirectory
+    from heretic_tui.core.shipping.export import export_loaded_trial, run_settings
 
-    write_task(tmp_path, "pick_first", 0)
-    report = json.loads((objective_run / "report.json").read_text(encoding="utf-8"))
-    chosen = report["chosen_trial"]
+    run = RunDirectory.open(run_dir)
+    loaded = load_model(run_settings(run).model)
+    abliterator = Abliterator(loaded.model, DirectionSet.read(run_dir / "directions.safetensors")[0])
+    export_loaded_trial(None, loaded, abliterator, read_study(run_dir), trial, output, adapter=False, run=run)
+
+
+def evaluate(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as caught:
-        main(["evaluate", str(objective_run), "--trial", str(chosen), "--tasks", "pick_first", "--include-path",
-              str(tmp_path), "--batch-size", "4"])
+        main(["evaluate", *arguments, "--batch-size", "4"])
     out, err = capsys.readouterr()
     assert caught.value.code == EXIT_OK, err
+    return out
+
+
+def test_evaluate_a_trial_of_the_run_then_its_export_carries_the_results_to_the_card(
+        objective_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_task(tmp_path, "pick_first", 0)
+    write_task(tmp_path, "pick_second", 1)
+    report = json.loads((objective_run / "report.json").read_text(encoding="utf-8"))
+    chosen = report["chosen_trial"]
+    out = evaluate([str(objective_run), "--trial", str(chosen), "--tasks", "pick_first", "--include-path",
+                    str(tmp_path)], capsys)
     assert out.splitlines()[0] == f"| task | metric | original | {objective_run.name}#{chosen} | stderr |"
     evaluation = json.loads((objective_run / "evaluation.json").read_text(encoding="utf-8"))
     assert evaluation["harness"] == "lm-eval" and evaluation["version"]
@@ -126,11 +144,52 @@ def test_evaluate_a_trial_of_the_run_then_its_export_carries_the_results_to_the_
     assert report["evaluation"] == evaluation
 
     output = tmp_path / "export"
-    assert start_export(objective_run, chosen, output).wait(timeout=300) == 0
+    export_in_process(objective_run, chosen, output)
     metadata = json.loads((output / "heretic.json").read_text(encoding="utf-8"))
     assert metadata["evaluation"]["model"] == evaluation["trials"][str(chosen)]
     card = (output / "README.md").read_text(encoding="utf-8")
     assert "## Benchmarks" in card and "| pick_first | acc | 6 |" in card
+
+    out = evaluate([str(output), "--tasks", "pick_second", "--include-path", str(tmp_path)], capsys)
+    assert out.splitlines()[0] == "| task | metric | original | export | stderr |"
+    metadata = json.loads((output / "heretic.json").read_text(encoding="utf-8"))
+    assert set(metadata["evaluation"]["model"]) == {"pick_first", "pick_second"}
+    assert set(metadata["evaluation"]["original"]) == {"pick_first", "pick_second"}
+    first, second = (metadata["evaluation"]["original"][task]["metrics"]["acc"]
+                     for task in ("pick_first", "pick_second"))
+    assert first + second == pytest.approx(1.0), "the source model (demo) answered both tasks"
+    card = (output / "README.md").read_text(encoding="utf-8")
+    assert "| pick_first | acc | 6 |" in card and "| pick_second | acc | 6 |" in card
+
+
+def test_weights_and_hooks_give_a_trial_the_same_capability_score(objective_run: Path) -> None:
+    """The search scored its trials through hooks; the same trial in the weights scores the same (a near tie of
+    two options may flip one question's answer within float tolerance, no more)."""
+    from types import SimpleNamespace
+
+    from heretic_tui.core.abliteration.ablation import Abliterator, TrialParameters
+    from heretic_tui.core.abliteration.activation_ablation import ActivationAblation
+    from heretic_tui.core.abliteration.direction_set import DirectionSet
+    from heretic_tui.core.capability.objective import score_applied_trial, score_hooked_trials
+    from heretic_tui.core.models.loading import load_model
+
+    study = read_study(objective_run)
+    trial = completed_trials(study)[-1]
+    parameters = TrialParameters.from_flat(trial.user_attrs["parameters"])
+    settings = OptimizationSettings(capability_objective=True, capability_objective_questions=QUESTIONS)
+    loaded = load_model(Settings().model)
+    directions = DirectionSet.read(objective_run / "directions.safetensors")[0]
+    evaluator = SimpleNamespace(loaded=loaded, batch_size=8)
+    hooked = score_hooked_trials(study, settings, SimpleNamespace(
+        ablation=ActivationAblation(loaded.model, directions), evaluator=evaluator), [parameters])
+    assert hooked == [trial.values[2]]
+    abliterator = Abliterator(loaded.model, directions)
+    abliterator.apply(parameters)
+    try:
+        weights = score_applied_trial(study, settings, evaluator)
+    finally:
+        abliterator.reset()
+    assert weights is not None and abs(weights - trial.values[2]) <= 1 / QUESTIONS + 1e-9
 
 
 def test_the_dashboard_state_and_the_trial_table_show_each_trials_capability(objective_run: Path) -> None:
