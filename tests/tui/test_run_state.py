@@ -184,3 +184,29 @@ def test_a_finetune_in_flight_counts_down_from_the_trainers_estimate(recorded: R
     assert state.eta_seconds(step.time) == pytest.approx(step.eta_seconds)
     assert state.eta_seconds(step.time + step.eta_seconds / 2) == pytest.approx(step.eta_seconds / 2)
     assert state.eta_seconds(step.time + 10 * step.eta_seconds) == 0.0
+
+
+def test_the_worker_times_its_study_from_its_own_trials(recorded: Recording, tmp_path: Path) -> None:
+    """One estimate per trial, each just before the trial it counts, the last one in the report; checked against
+    the trials' own recorded times."""
+    from heretic_tui.core.operations.trial_time import RECENT_TRIALS
+    from heretic_tui.core.runs.events import StudyEstimate
+
+    run = recorded.place("finished", tmp_path)
+    report = run.report
+    assert report is not None
+    estimates = [item for item in run.events if isinstance(item, StudyEstimate)]
+    finished = [item for item in run.events if isinstance(item, TrialFinished)]
+    assert len(estimates) == len(finished) == len(report["trials"])
+    for estimate, trial in zip(estimates, finished):
+        index = run.events.index(estimate)
+        assert run.events.index(trial) == index + 1, "the estimate comes with the trial it counts"
+        done = sorted((item for item in finished if run.events.index(item) <= index + 1), key=lambda item: item.number)
+        latest = [item.seconds for item in done][-RECENT_TRIALS:]
+        assert estimate.seconds_per_trial == pytest.approx(statistics.median(latest))
+        assert estimate.trials_left == trial.total - len(done)
+        assert estimate.remaining_seconds == pytest.approx(estimate.seconds_per_trial * estimate.trials_left)
+    last = estimates[-1]
+    assert last.trials_left == 0
+    assert report["time_estimate"] == {"seconds_per_trial": pytest.approx(last.seconds_per_trial),
+                                       "measured_trials": min(len(finished), RECENT_TRIALS), "trial_batch": 1}
