@@ -6,7 +6,7 @@ import argparse
 
 from heretic_tui.cli.arguments import add_settings_flags, settings_from_arguments
 from heretic_tui.cli.following import progress_line
-from heretic_tui.core.errors import EXIT_OK, UserInputError
+from heretic_tui.core.errors import EXIT_CANCELLED, EXIT_OK, UserInputError
 
 NAME = "evaluate"
 HELP = "lm-eval tasks on a model, a trial or an export, offline (eval extra)"
@@ -82,8 +82,12 @@ def run(arguments: argparse.Namespace) -> int:
     batch_size = arguments.batch_size or settings.model.batch_size or AUTOMATIC_BATCH_SIZE
     request = HarnessRequest(tasks, check_include_paths(arguments.include_path), arguments.limit,
                              arguments.num_fewshot, batch_size, settings.model.max_batch_size)
-    outcome = evaluate(arguments.model_reference, arguments.trial, request, settings,
-                       skip_original=arguments.skip_original, log=progress_line)
+    try:
+        outcome = evaluate(arguments.model_reference, arguments.trial, request, settings,
+                           skip_original=arguments.skip_original, log=progress_line)
+    except KeyboardInterrupt:
+        progress_line("cancelled: nothing was recorded (results are written only once every model has run)")
+        return EXIT_CANCELLED
     for path in outcome.written:
         progress_line(f"results written to {path}")
     for note in outcome.notes:
