@@ -67,8 +67,24 @@ TEMPLATE_QUESTIONS = (
     "About {title}, {blanked}?",
     "Fill in the blank about {title}: {gapped}",
 )
-"""Template-recipe questions; ``blanked`` is the sentence with its name or number replaced by "what", ``gapped``
-the sentence with a blank."""
+"""Template-recipe cloze questions; ``blanked`` is the sentence with its name or number replaced by "what",
+``gapped`` the sentence with a blank."""
+
+CUE_QUESTIONS = (
+    "What does the text about {title} say about {cue}?",
+    "What do you know about the {cue} of {title}?",
+    "Tell me about {title}: {cue}?",
+)
+"""Template-recipe questions that give only a few words of the sentence (``cue``) and leave the rest, the name or
+number included, to be recalled: a cloze question shows the whole sentence but its blank, so its answer is mostly
+copied from the question, while a real question ("What is the tallest peak on Qaranth?") gives a few words."""
+
+REVERSE_QUESTION = "What does the text about {title} say about {span}?"
+"""The other way round: from a name or number of the sentence to what the document says about it."""
+
+CUE_WORDS = 3
+"""Content words of the sentence that a cue question gives (the first ones that are neither a name or number
+asked for nor the title): about as many as a real question about one fact shares with its sentence."""
 
 
 @dataclass(frozen=True)
@@ -146,22 +162,39 @@ def answer_spans(sentence: str, title: str) -> list[str]:
     return spans
 
 
+def cue_words(body: str, spans: Sequence[str], title: str) -> str:
+    """The first few content words of a sentence that are not in its names and numbers or the title."""
+    hidden = set(content_words(" ".join(spans))) | set(content_words(title))
+    return " ".join([word for word in content_words(body) if word not in hidden][:CUE_WORDS])
+
+
 def template_pairs(fact: Fact, index: int, per_fact: int, generator: random.Random) -> list[QuestionAnswer]:
-    """The template recipe: questions with one name or number of the sentence as the blank, the sentence as answer."""
-    pairs = []
+    """The template recipe for one fact, the sentence as the answer of every question, in this order (the first
+    ``per_fact`` are kept): a cue question, a cloze question for each name or number, a question from each name
+    or number, then the other cue phrasings; each kind asks for the fact from another side."""
     body = fact.sentence.rstrip(".!? ")
     spans = answer_spans(body, fact.title)
-    templates = list(TEMPLATE_QUESTIONS)
-    for span in spans:
-        generator.shuffle(templates)
-        for template in templates[:max(1, per_fact // max(1, len(spans)))]:
-            question = template.format(title=fact.title, blanked=body.replace(span, "what", 1),
-                                       gapped=body.replace(span, "____", 1) + ".")
-            pairs.append(QuestionAnswer(question, fact.sentence, span, index, RECIPE_TEMPLATE, fact.origin))
-    if not spans:
-        question = f"What does the text about {fact.title} say about {' '.join(content_words(body)[:3])}?"
-        pairs.append(QuestionAnswer(question, fact.sentence, fact.sentence, index, RECIPE_TEMPLATE, fact.origin))
-    return pairs[:max(per_fact, 1)]
+    cue = cue_words(body, spans, fact.title)
+    cues = list(CUE_QUESTIONS)
+    clozes = list(TEMPLATE_QUESTIONS)
+    generator.shuffle(cues)
+    generator.shuffle(clozes)
+    key = spans[0] if spans else fact.sentence
+    questions: list[tuple[str, str]] = []
+    if cue:
+        questions.append((cues[0].format(title=fact.title, cue=cue), key))
+    for number, span in enumerate(spans):
+        questions.append((clozes[number % len(clozes)].format(
+            title=fact.title, blanked=body.replace(span, "what", 1), gapped=body.replace(span, "____", 1) + "."),
+            span))
+    questions.extend((REVERSE_QUESTION.format(title=fact.title, span=span), fact.sentence) for span in spans)
+    if cue:
+        questions.extend((template.format(title=fact.title, cue=cue), key) for template in cues[1:])
+    if not questions:
+        questions.append((REVERSE_QUESTION.format(title=fact.title, span=body), fact.sentence))
+    unique = list(dict.fromkeys(questions))
+    return [QuestionAnswer(question, fact.sentence, answer_key, index, RECIPE_TEMPLATE, fact.origin)
+            for question, answer_key in unique[:max(per_fact, 1)]]
 
 
 def question_prompt(fact: Fact, request: str) -> list[dict[str, str]]:

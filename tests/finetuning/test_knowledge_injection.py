@@ -4,6 +4,7 @@ and early stopping."""
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from heretic_tui.core.finetuning.synthesis import (
     Fact,
     is_grounded,
     synthesize,
+    template_pairs,
 )
 from test_finetune_plan import plan
 
@@ -73,6 +75,17 @@ def test_questions_about_the_prompt_instead_of_the_fact_are_dropped_and_the_fact
     pairs, summary = synthesize(facts, 2, seed=3, generate=generate)
     assert summary["off_topic_questions_dropped"] == 4 and summary["model_pairs"] == 0
     assert {pair.recipe for pair in pairs} == {RECIPE_TEMPLATE} and {pair.fact for pair in pairs} == {0, 1}
+
+
+def test_template_questions_ask_for_a_fact_from_several_sides() -> None:
+    sentence = "The tower of Quellton was built by the engineer Mira Vance."
+    pairs = template_pairs(Fact(sentence, CHUNK, "Zorbia", "zorbia.txt"), 7, 4, random.Random(1))
+    assert len(pairs) == 4 and all(pair.answer == sentence and pair.fact == 7 for pair in pairs)
+    cue = pairs[0].question
+    assert "Quellton" not in cue and "Vance" not in cue and "tower" in cue, "a cue question hides the names"
+    assert pairs[0].key == "Quellton"
+    assert any("____" in pair.question or " what" in pair.question for pair in pairs[1:3]), "cloze questions"
+    assert pairs[3].question.endswith("about Quellton?") and pairs[3].key == sentence, "from a name to the fact"
 
 
 def test_synthesis_is_deterministic_and_without_a_generator_says_it_is_the_template_fallback() -> None:
