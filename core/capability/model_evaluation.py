@@ -137,7 +137,13 @@ def evaluate(model: str, trial: int | None, request: HarnessRequest, settings: S
     check_model_reference(reference, settings)
     source = None if skip_original or reference.kind == KIND_TRIAL else _folder_source(reference)
     if source is not None:
-        check_model_reference(parse_model_reference(source, allow_trial=False), settings)
+        try:
+            check_model_reference(parse_model_reference(source, allow_trial=False), settings)
+        except UserInputError as error:
+            raise UserInputError(
+                f"{reference.location} was made from {source}, which is measured beside it, but: {error} Pass "
+                "--skip-original to measure the folder alone."
+            ) from None
     log("checking the tasks (offline)")
     manager = task_manager(request)
     check_tasks(request, manager)

@@ -6,6 +6,7 @@ loads, with one paragraph and exit code 2.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -89,3 +90,20 @@ def test_a_run_folder_needs_a_trial_and_a_trial_needs_a_run(tmp_path: Path, caps
     assert code == EXIT_BAD_INPUT and "--trial N" in err
     code, _, err = run_cli(["evaluate", "demo", "--trial", "2", "--tasks", "x"], capsys)
     assert code == EXIT_BAD_INPUT and "needs MODEL to be an abliteration run folder" in err
+
+
+def test_an_export_whose_source_model_is_gone_says_to_skip_the_original(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from heretic_tui.core.models.loading import resolve_model_location
+
+    folder = tmp_path / "export"
+    shutil.copytree(resolve_model_location("demo"), folder)
+    (folder / "heretic.json").write_text(json.dumps({"source_model": str(tmp_path / "deleted-model")}),
+                                         encoding="utf-8")
+    write_task(tmp_path, "pick_first", 0)
+    code, out, err = run_cli(["evaluate", str(folder), "--tasks", "pick_first", "--include-path", str(tmp_path)],
+                             capsys)
+    assert code == EXIT_BAD_INPUT and out == "" and "Traceback" not in err
+    assert "deleted-model" in err and "--skip-original" in err
