@@ -210,6 +210,20 @@ class AbliterationSettings:
         "projections), 'both', or 'search' (a categorical parameter of the study).",
         choices=(*COMPONENT_CHOICES, SEARCH),
     )
+    lowest_ablation_weight: float = setting(
+        0.8,
+        "The lowest peak ablation weight the search tries for a component (1 removes the direction's full "
+        "component from the weight, above 1 overshoots it).",
+        minimum=0.0,
+        maximum=10.0,
+    )
+    highest_ablation_weight: float = setting(
+        1.5,
+        "The highest peak ablation weight the search tries; raise it when the best trials crowd at this bound and "
+        "refusals remain.",
+        minimum=0.0,
+        maximum=10.0,
+    )
     orthogonalize_direction: bool = setting(
         False, "Project each refusal direction off the harmless mean direction before using it."
     )
@@ -348,6 +362,15 @@ class OptimizationSettings:
         "4), so TPE guides most of any run of 10 trials or more.",
         minimum=0,
         maximum=100000,
+    )
+    feasible_refusal_share: float = setting(
+        1.0,
+        "Trials that refuse more than this share of the unmodified model's refusals count as infeasible for the "
+        "sampler (an Optuna constraint: it models the best feasible trials, and the infeasible ones by how far "
+        "they are over), so TPE refines the low-refusal end of the front a trial is chosen from instead of "
+        "low-KL trials that still refuse. 1 turns it off; every trial stays in the front and the report.",
+        minimum=0.0,
+        maximum=1.0,
     )
     seed: int = setting(42, "Seed of the sampler, so a study can be reproduced.", minimum=0, maximum=2**31 - 1)
     warm_start_profile: str = setting(
@@ -943,6 +966,13 @@ def _check_consistency(settings: Settings, origin: str) -> None:
         raise UserInputError(
             f"{origin}: 'model.batch_size' ({settings.model.batch_size}) is larger than 'model.max_batch_size' "
             f"({settings.model.max_batch_size}). Lower batch_size or raise max_batch_size."
+        )
+    abliteration = settings.abliteration
+    if abliteration.lowest_ablation_weight > abliteration.highest_ablation_weight:
+        raise UserInputError(
+            f"{origin}: 'abliteration.lowest_ablation_weight' ({abliteration.lowest_ablation_weight}) is above "
+            f"'abliteration.highest_ablation_weight' ({abliteration.highest_ablation_weight}). Swap them, or raise "
+            "highest_ablation_weight."
         )
     if settings.abliteration.apply == "weights" and settings.abliteration.trial_batch != 1:
         raise UserInputError(

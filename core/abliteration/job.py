@@ -75,9 +75,11 @@ from heretic_tui.core.models.thinking import plan_thinking, reasoning_token_allo
 from heretic_tui.core.abliteration.study import (
     SAMPLER,
     TrialResult,
+    allowed_refusals,
     ask_untried,
     choose_trial,
     completed_trials,
+    constrain_refusals,
     fail_stale_trials,
     has_capability_objective,
     objective_values,
@@ -305,7 +307,7 @@ def _read_state(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
 
 
 def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator, evaluator: Evaluator,
-              target: int, worker: str = "") -> TrialResult | None:
+              target: int, worker: str = "", allowed: int | None = None) -> TrialResult | None:
     """One trial: sample, apply, evaluate, reset, record. A failure or cancel marks the trial failed, never lost.
 
     The recorded time runs from asking the sampler to just before telling it, so it holds every overhead a trial
@@ -356,12 +358,13 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
     trial.set_user_attr("apply_reset_seconds", apply_seconds)
     seconds = time.perf_counter() - trial_started
     trial.set_user_attr("seconds", seconds)
+    constrain_refusals(trial, refusals, allowed)
     study.tell(trial, objective_values(study, kl, refusals, capability))
     return TrialResult(trial.number, refusals, kl, seconds, apply_seconds, flat, worker, capability)
 
 
 def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEvaluator, target: int,
-                    size: int, worker: str = "") -> list[TrialResult]:
+                    size: int, worker: str = "", allowed: int | None = None) -> list[TrialResult]:
     """Up to ``size`` trials asked together (the sampler's constant liar keeps them apart), evaluated in shared
     forward passes through activation hooks, and told one by one; the rest is :func:`run_trial`'s.
 
@@ -420,6 +423,7 @@ def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEv
         trial.set_user_attr("apply_reset_seconds", prepare_seconds / len(asked))
         trial.set_user_attr("seconds", seconds)
         trial.set_user_attr("trial_batch", len(asked))
+        constrain_refusals(trial, count, allowed)
         study.tell(trial, objective_values(study, kl, count, capability))
         finished.append(TrialResult(trial.number, count, kl, seconds, prepare_seconds / len(asked), flat, worker,
                                     capability))
@@ -581,6 +585,10 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
         write_json_atomically(context.run.report_path, report)
         return chosen
 
+    allowed = allowed_refusals(settings.optimization, baseline_refusals)
+    if allowed is not None:
+        context.log(f"the sampler counts trials with more than {allowed} refusals as infeasible "
+                    f"(optimization.feasible_refusal_share = {settings.optimization.feasible_refusal_share})")
     with context.phase("trials", target, "Optuna search over direction and kernel parameters") as progress:
         context.emit(Metrics(name="search", values={"random_trials": random_trials,
                                                     "guided_trials": target - random_trials, "sampler": SAMPLER,
@@ -592,12 +600,12 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
                 context.check_cancelled()
                 if batched is None:
                     assert abliterator is not None, "a quantized model is only searched through hooks"
-                    single = run_trial(context, study, abliterator, evaluator, target, worker)
+                    single = run_trial(context, study, abliterator, evaluator, target, worker, allowed)
                     finished_now = [] if single is None else [single]
                 else:
                     finished_now = run_trial_batch(context, study, batched, target,
                                                    trials_to_ask(trial_batch, random_trials, target, len(results)),
-                                                   worker)
+                                                   worker, allowed)
             except JobCancelled:
                 write_report("cancelled")
                 raise

@@ -48,10 +48,13 @@ class MethodChoices:
     direction_method: str = MEAN
     ablation_method: str = PROJECTION
     edited_components: str = BOTH
+    weight_range: tuple[float, float] = (0.8, 1.5)
+    """The search range of each component's peak ablation weight."""
 
     @classmethod
     def from_settings(cls, settings: AbliterationSettings) -> MethodChoices:
-        return cls(settings.direction_method, settings.ablation_method, settings.edited_components)
+        return cls(settings.direction_method, settings.ablation_method, settings.edited_components,
+                   (settings.lowest_ablation_weight, settings.highest_ablation_weight))
 
 
 DIRECTION_SETTINGS: tuple[str, ...] = (

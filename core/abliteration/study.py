@@ -113,6 +113,28 @@ def objective_values(study: optuna.Study, kl: float, refusals: int, capability: 
     return [kl, refusals, capability]
 
 
+REFUSAL_CONSTRAINT = "refusals"
+
+
+def allowed_refusals(settings: OptimizationSettings, baseline_refusals: int) -> int | None:
+    """The most refusals a feasible trial has (``feasible_refusal_share`` of the baseline), None when off."""
+    if settings.feasible_refusal_share >= 1.0:
+        return None
+    return int(settings.feasible_refusal_share * baseline_refusals)
+
+
+def constrain_refusals(trial: optuna.Trial, refusals: int, allowed: int | None) -> None:
+    """Record how far a trial is over the feasible refusal count, before it is told (the sampler reads it then).
+
+    Multi-objective TPE models the trials of the best non-domination ranks, and without a constraint those
+    include trials that keep most refusals at nearly zero KL: the end of the front nobody picks. The constraint
+    puts every trial at or under the allowance ahead of every trial over it, and orders the trials over it by
+    how many refusals remain, so the search spends its trials where the chosen trial comes from.
+    """
+    if allowed is not None:
+        trial.set_constraint(REFUSAL_CONSTRAINT, float(refusals - allowed))
+
+
 def study_path(run_path: Path) -> Path:
     return run_path / STUDY_FILE
 
@@ -290,7 +312,7 @@ def suggest_parameters(trial: optuna.Trial, layer_count: int,
     for component in COMPONENTS:
         if component not in searched_kinds:
             continue
-        max_weight = trial.suggest_float(f"{component}.max_weight", 0.8, 1.5)
+        max_weight = trial.suggest_float(f"{component}.max_weight", *methods.weight_range)
         position = KERNEL_PEAK_DEPTH.fraction(trial.suggest_float(f"{component}.max_weight_depth", 0.0, 1.0)) * last
         fraction = trial.suggest_float(f"{component}.min_weight_fraction", 0.0, 1.0)
         distance = trial.suggest_float(f"{component}.min_weight_distance", 1.0, max(1.0, 0.6 * last))
