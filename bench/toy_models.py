@@ -14,9 +14,10 @@ differ on purpose in where refusal lives:
 The recipes were fixed before any benchmark ran and are never adjusted to what a tool scores on them; a build is
 only checked for being a valid toy (it refuses nearly every harmful evaluation prompt and nearly no harmless one).
 A toy that fails that check is reported as such, never tuned until some method wins on it: the benchmark skips it
-unless asked to include it (``--include-invalid``), and then marks its rows. ``mistral-late`` refuses 84/100
-harmful evaluation prompts (3/100 harmless), under the 90% bar, with its refusal plainly in the last layer
-(residual separation 0.07 before it, 1.07 after).
+unless asked to include it (``--include-invalid``), and then marks its rows. The first ``mistral-late`` (version
+1, 10 epochs of alignment) refused only 84/100 harmful evaluation prompts (3/100 harmless), under the 90% bar,
+with its refusal plainly in the last layer (residual separation 0.07 before it, 1.07 after): an under-trained
+refusal layer, so version 2 trains it twice as long, decided on that check alone, before any tool ran on it.
 
 Every toy lives in ``user_cache_dir('heretic-tui')/bench-toys/<name>/<key>/`` where the key hashes the recipe, the
 prompt-file recipe and :data:`TOY_FORMAT_VERSION`, so any change builds a new toy next to the old one:
@@ -104,9 +105,9 @@ TOYS: tuple[BenchmarkToy, ...] = (
     BenchmarkToy(
         "mistral-late",
         "Mistral, 8 layers x 64; refusal only in an added last layer: late and narrow",
-        ToyModelRecipe("bench-mistral-late", 1, layers=8, hidden_size=64, intermediate_size=192, attention_heads=4,
+        ToyModelRecipe("bench-mistral-late", 2, layers=8, hidden_size=64, intermediate_size=192, attention_heads=4,
                        seed=SEED + 202, architecture="mistral",
-                       alignment=TrainingStage("alignment", epochs=10, learning_rate=1e-2), refusal_layer=True),
+                       alignment=TrainingStage("alignment", epochs=20, learning_rate=1e-2), refusal_layer=True),
         prompt_seed=202,
     ),
 )
