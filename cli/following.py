@@ -28,6 +28,7 @@ from heretic_tui.core.runs.events import (
     Progress,
     StudyEstimate,
     TrainingStep,
+    TrialCapability,
     TrialFinished,
 )
 from heretic_tui.core.runs.handle import JobHandle
@@ -93,6 +94,8 @@ class ProgressPrinter:
             self.line(f"trial {item.number} (target {item.total} trials): refusals {item.refusals}/{item.refusal_total}, "
                       f"KL {item.kl:.4f}, {item.seconds:.2f}s  (Pareto front: {len(item.pareto)} trials)"
                       + self._time_left(item.time))
+        elif isinstance(item, TrialCapability):
+            self.line(f"  trial {item.number} capability: {item.capability:.0%} of {item.questions} questions")
         elif isinstance(item, TrainingStep):
             parts = [f"step {item.step}/{item.total_steps}"]
             for name in ("loss", "eval_loss", "learning_rate", "tokens_per_second"):

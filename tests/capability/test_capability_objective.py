@@ -68,6 +68,22 @@ def test_every_trial_records_its_capability_and_the_front_is_over_three_values(o
     assert {item.number for item in study.best_trials} == set(report["pareto"])
 
 
+def test_a_headless_run_prints_each_trials_capability(objective_run: Path) -> None:
+    import io
+
+    from heretic_tui.cli.following import ProgressPrinter
+    from heretic_tui.core.runs.run_directory import RunDirectory
+
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream)
+    for item in RunDirectory(objective_run).read_events():
+        printer(item)
+    lines = [line for line in stream.getvalue().splitlines() if " capability: " in line]
+    scores = [trial.values[2] for trial in completed_trials(read_study(objective_run))]
+    assert [line.split("] ", 1)[1] for line in lines] == [
+        f"  trial {number} capability: {score:.0%} of {QUESTIONS} questions" for number, score in enumerate(scores)]
+
+
 def test_the_front_counts_the_capability_when_every_trial_has_one() -> None:
     """Two trials equal on KL and refusals: with capability the better one dominates, without both are on it."""
     worse, better, other = (TrialResult(0, 1, 0.1, 0, 0, {}, "", 0.5), TrialResult(1, 1, 0.1, 0, 0, {}, "", 0.7),
