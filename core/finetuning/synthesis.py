@@ -82,6 +82,11 @@ copied from the question, while a real question ("What is the tallest peak on Qa
 REVERSE_QUESTION = "What does the text about {title} say about {span}?"
 """The other way round: from a name or number of the sentence to what the document says about it."""
 
+PROBE_QUESTIONS = 16
+"""Questions the generator writes first (one batch); when not one of them is usable the model cannot write
+questions (SmolLM2-135M-Instruct echoes the request for nearly every sentence), and the rest of its pass, minutes
+on a CPU, is skipped for the template fallback."""
+
 CUE_WORDS = 3
 """Content words of the sentence that a cue question gives (the first ones that are neither a name or number
 asked for nor the title): about as many as a real question about one fact shares with its sentence."""
@@ -230,36 +235,46 @@ Generate = Callable[[list[list[dict[str, str]]]], list[str]]
 
 
 def model_pairs(facts: Sequence[Fact], first_index: int, per_fact: int, generate: Generate,
-                check_cancelled: Callable[[], None] | None = None) -> tuple[list[QuestionAnswer], int, int]:
-    """The model recipe for the facts: (grounded pairs, how many questions were dropped as not about their fact,
-    how many answers as not grounded in the chunk or given away by their question)."""
+                check_cancelled: Callable[[], None] | None = None) -> tuple[list[QuestionAnswer], dict[str, int]]:
+    """The model recipe for the facts: grounded pairs, and counts of what the filters dropped (questions that are
+    not about their fact, answers not grounded in the chunk or given away by their question) and of the questions
+    never asked because the first ones were all unusable."""
     requests = [(number, fact, QUESTION_REQUESTS[round_ % len(QUESTION_REQUESTS)])
                 for round_ in range(per_fact) for number, fact in enumerate(facts)]
-    questions = generate([question_prompt(fact, request) for _, fact, request in requests])
-    if check_cancelled is not None:
-        check_cancelled()
-    asked, off_topic = [], 0
-    for (number, fact, _), reply in zip(requests, questions):
-        question = first_line(reply)
-        if question.endswith("?") and len(WORD.findall(question)) >= 3:
+    asked: list[tuple[int, Fact, str]] = []
+    counts = {"off_topic_questions_dropped": 0, "ungrounded_dropped": 0, "questions_not_asked": 0}
+    for start, end in ((0, PROBE_QUESTIONS), (PROBE_QUESTIONS, len(requests))):
+        if start >= len(requests):
+            break
+        if start and not asked:
+            counts["questions_not_asked"] = len(requests) - start
+            break
+        part = requests[start:end]
+        questions = generate([question_prompt(fact, request) for _, fact, request in part])
+        if check_cancelled is not None:
+            check_cancelled()
+        for (number, fact, _), reply in zip(part, questions):
+            question = first_line(reply)
+            if not (question.endswith("?") and len(WORD.findall(question)) >= 3):
+                continue
             if is_about_fact(question, fact):
                 asked.append((number, fact, question))
             else:
-                off_topic += 1
-    answers = generate([answer_prompt(fact, question) for _, fact, question in asked])
+                counts["off_topic_questions_dropped"] += 1
+    answers = generate([answer_prompt(fact, question) for _, fact, question in asked]) if asked else []
     if check_cancelled is not None:
         check_cancelled()
-    pairs, dropped, seen = [], 0, set()
+    pairs, seen = [], set()
     for (number, fact, question), reply in zip(asked, answers):
         answer = first_line(reply)
         if not is_grounded(answer, fact.chunk) or gives_answer_away(question, answer):
-            dropped += 1
+            counts["ungrounded_dropped"] += 1
             continue
         if (number, question.lower()) in seen:
             continue
         seen.add((number, question.lower()))
         pairs.append(QuestionAnswer(question, answer, answer, first_index + number, RECIPE_MODEL, fact.origin))
-    return pairs, off_topic, dropped
+    return pairs, counts
 
 
 def synthesize(facts: Sequence[Fact], per_fact: int, seed: int, generate: Generate | None,
@@ -268,22 +283,27 @@ def synthesize(facts: Sequence[Fact], per_fact: int, seed: int, generate: Genera
     when there is no generator); with a summary of what each recipe gave, for the plan and the report."""
     generator = random.Random(seed)
     pairs: list[QuestionAnswer] = []
-    off_topic = dropped = 0
+    counts = {"off_topic_questions_dropped": 0, "ungrounded_dropped": 0, "questions_not_asked": 0}
     if generate is not None and facts:
-        pairs, off_topic, dropped = model_pairs(facts, 0, per_fact, generate, check_cancelled)
+        pairs, counts = model_pairs(facts, 0, per_fact, generate, check_cancelled)
     covered = {pair.fact for pair in pairs}
     fallback = [pair for index, fact in enumerate(facts) if index not in covered
                 for pair in template_pairs(fact, index, per_fact, generator)]
     pairs.extend(fallback)
     pairs.sort(key=lambda pair: pair.fact)
+    if generate is None:
+        recipe = "template fallback (no question generator usable)"
+    elif counts["questions_not_asked"]:
+        recipe = (f"template fallback (the model's first {PROBE_QUESTIONS} questions were all unusable, so it wrote "
+                  "no more)")
+    else:
+        recipe = f"questions written by the model, template fallback for {len({p.fact for p in fallback})} facts"
     summary = {
-        "recipe": (f"questions written by the model, template fallback for {len({p.fact for p in fallback})} facts"
-                   if generate is not None else "template fallback (no question generator usable)"),
+        "recipe": recipe,
         "facts": len(facts),
         "model_pairs": len(pairs) - len(fallback),
         "template_pairs": len(fallback),
-        "off_topic_questions_dropped": off_topic,
-        "ungrounded_dropped": dropped,
+        **counts,
     }
     return pairs, summary
 

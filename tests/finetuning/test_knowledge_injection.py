@@ -18,6 +18,7 @@ from heretic_tui.core.finetuning.plan import schedule_problems
 from heretic_tui.core.finetuning.retention import mix_retention, retention_count
 from heretic_tui.core.finetuning.synthesis import (
     RECIPE_MODEL,
+    PROBE_QUESTIONS,
     RECIPE_TEMPLATE,
     Fact,
     is_grounded,
@@ -75,6 +76,21 @@ def test_questions_about_the_prompt_instead_of_the_fact_are_dropped_and_the_fact
     pairs, summary = synthesize(facts, 2, seed=3, generate=generate)
     assert summary["off_topic_questions_dropped"] == 4 and summary["model_pairs"] == 0
     assert {pair.recipe for pair in pairs} == {RECIPE_TEMPLATE} and {pair.fact for pair in pairs} == {0, 1}
+
+
+def test_a_generator_whose_first_questions_are_all_unusable_is_given_up() -> None:
+    facts = [Fact(f"The tower number {number} of Quellton was built by Mira Vance.", CHUNK, "Zorbia", "z.txt")
+             for number in range(12)]
+    asked: list[int] = []
+
+    def generate(prompts: list[list[dict[str, str]]]) -> list[str]:
+        asked.append(len(prompts))
+        return ["What is the answer to this question?"] * len(prompts)
+
+    pairs, summary = synthesize(facts, 2, seed=3, generate=generate)
+    assert asked == [PROBE_QUESTIONS] and summary["questions_not_asked"] == 24 - PROBE_QUESTIONS
+    assert "first 16 questions were all unusable" in summary["recipe"]
+    assert {pair.fact for pair in pairs} == set(range(12)) and summary["template_pairs"] == len(pairs)
 
 
 def test_template_questions_ask_for_a_fact_from_several_sides() -> None:
