@@ -34,6 +34,8 @@ AUTOMATIC_BATCH_SIZE = "auto"
 DEFAULT_FILTER_SUFFIX = ",none"
 """lm-eval names a metric ``acc,none`` when no answer filter applies; the report keeps the plain name then."""
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+LOCAL_BUILDERS = frozenset({"json", "csv", "parquet", "text", "arrow"})
+"""datasets' builders for files on disk: a task on one of them reads no Hub dataset, so a failure is a wrong path."""
 BOOTSTRAP_ITERATIONS = 1000
 """Resamples for the standard errors of metrics that need bootstrapping (lm-eval's default 100000 takes minutes)."""
 
@@ -144,6 +146,13 @@ def _unknown_task(name: str, manager: Any) -> UserInputError:
 
 def _uncached_task(name: str, task_config: dict[str, Any], error: BaseException) -> UserInputError:
     dataset = task_config.get("dataset_path") or "its dataset"
+    if dataset in LOCAL_BUILDERS:
+        return UserInputError(
+            f"The data files of the lm-eval task {name!r} cannot be read ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'not found'}). Check dataset_kwargs.data_files in its "
+            "YAML: each split names an existing file (an absolute path, or one relative to the folder you run "
+            "heretic-tui in)."
+        )
     subset = task_config.get("dataset_name")
     dataset_text = f"{dataset!r}" + (f" (subset {subset!r})" if subset else "")
     return UserInputError(

@@ -60,6 +60,12 @@ def test_a_task_whose_data_is_not_cached_fails_before_loading_with_how_to_cache_
     assert "Traceback" not in err and "loading" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
 
+    write_task(tmp_path, "moved_data", 0)
+    (tmp_path / "moved_data.jsonl").unlink()
+    code, out, err = run_cli(["evaluate", "demo", "--tasks", "moved_data", "--include-path", str(tmp_path)], capsys)
+    assert code == EXIT_BAD_INPUT and out == "" and "Traceback" not in err
+    assert "data files of the lm-eval task 'moved_data'" in err and "moved_data.jsonl" in err
+
 
 def test_an_unknown_task_is_named_with_the_close_names(tmp_path: Path) -> None:
     """Checked on the include path alone (indexing lm-eval's own few thousand tasks takes seconds)."""
