@@ -27,7 +27,7 @@ from heretic_tui.core.finetuning.examples import (
     token_windows,
 )
 from heretic_tui.core.finetuning.knowledge import KnowledgeQuestion, read_questions
-from heretic_tui.core.finetuning.retention import GENERAL_PROMPTS, mix_retention
+from heretic_tui.core.finetuning.retention import GENERAL_PROMPTS, mix_retention, retention_count
 from heretic_tui.core.finetuning.synthesis import Fact, Generate, QuestionAnswer, chunk_facts, hold_out, synthesize
 from heretic_tui.core.finetuning.sources import KIND_INSTRUCTION, Conversation, Document, SourceData, read_sources
 from heretic_tui.core.atomic_files import (
@@ -223,9 +223,10 @@ def complete_sentences(text: str) -> str:
 
 
 def retention_examples(settings: FinetuneSettings, mode: str, tokenizer: Any, model: Any | None,
-                       check_cancelled: Callable[[], None] | None, hub: HubSettings | None
+                       check_cancelled: Callable[[], None] | None, hub: HubSettings | None, needed: int
                        ) -> tuple[list[dict[str, Any]], str]:
-    """General chat examples to mix in, and where they came from (for the summary)."""
+    """General chat examples to mix in, and where they came from (for the summary). The built-in set answers only
+    the ``needed`` prompts (a seeded choice): each answer is a generation, and a dozen documents need a handful."""
     if settings.retention_share <= 0:
         return [], "none (finetune.retention_share is 0)"
     if mode == MODE_TEXT:
@@ -235,7 +236,8 @@ def retention_examples(settings: FinetuneSettings, mode: str, tokenizer: Any, mo
         conversations = data.conversations
         origin = f"{len(conversations)} conversations from {', '.join(settings.retention_data)}"
     elif model is not None and getattr(tokenizer, "chat_template", None):
-        prompts = [[{"role": "user", "content": prompt}] for prompt in GENERAL_PROMPTS]
+        chosen = random.Random(settings.finetune_seed).sample(GENERAL_PROMPTS, min(needed, len(GENERAL_PROMPTS)))
+        prompts = [[{"role": "user", "content": prompt}] for prompt in chosen]
         replies = [complete_sentences(reply) for reply in chat_replies(model, tokenizer, prompts, RETENTION_TOKENS)]
         conversations = [Conversation((("user", prompt[0]["content"]), ("assistant", reply)), "built-in",
                                       KIND_INSTRUCTION) for prompt, reply in zip(prompts, replies) if reply]
@@ -282,7 +284,8 @@ def prepare_data(
             "--mode text."
         )
     knowledge_count = len(examples)
-    retention, retention_origin = retention_examples(settings, mode, tokenizer, model, check_cancelled, hub)
+    retention, retention_origin = retention_examples(settings, mode, tokenizer, model, check_cancelled, hub,
+                                                     retention_count(knowledge_count, settings.retention_share))
     examples = mix_retention(examples, retention, settings.retention_share, settings.finetune_seed)
     train, validation = split_examples(examples, settings.validation_fraction, settings.finetune_seed)
     recipe = synthesis.get("recipe") if questions else (

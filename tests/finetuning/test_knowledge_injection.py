@@ -15,7 +15,7 @@ from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.finetuning.data import prepare_data
 from heretic_tui.core.finetuning.knowledge import answer_matches, read_questions
 from heretic_tui.core.finetuning.plan import schedule_problems
-from heretic_tui.core.finetuning.retention import mix_retention, retention_count
+from heretic_tui.core.finetuning.retention import GENERAL_PROMPTS, mix_retention, retention_count
 from heretic_tui.core.finetuning.synthesis import (
     RECIPE_MODEL,
     PROBE_QUESTIONS,
@@ -136,6 +136,27 @@ def test_held_out_questions_are_never_trained_on_and_retention_holds_its_share(t
     assert abs(len(general) / len(rows) - 0.25) < 0.05
     assert prepared.summary["retention"]["examples"] == len(general)
     assert "template fallback" in prepared.summary["recipe"]
+
+
+def test_the_built_in_retention_set_answers_only_the_prompts_it_needs(tiny_model: Path, documents: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import AutoTokenizer
+
+    import heretic_tui.core.finetuning.data as data_module
+
+    answered: list[str] = []
+
+    def replies(model: object, tokenizer: object, prompts: list[list[dict[str, str]]], tokens: int) -> list[str]:
+        answered.extend(prompt[-1]["content"] for prompt in prompts)
+        return ["Fine, thank you."] * len(prompts)
+
+    monkeypatch.setattr(data_module, "chat_replies", replies)
+    settings = finetune_settings(tiny_model, [str(documents)], question_generator="template", held_out_questions=0,
+                                 retention_share=0.1, validation_fraction=0.0).finetune
+    prepared = prepare_data(settings, AutoTokenizer.from_pretrained(str(tiny_model)), (24, 6), model=object())
+    general = [row for row in prepared.train if row["completion"][0]["content"] == "Fine, thank you."]
+    assert 0 < len(answered) == len(set(answered)) == len(general) < len(GENERAL_PROMPTS)
+    assert len(general) == retention_count(len(prepared.train) - len(general), 0.1)
 
 
 def test_retention_mixing_repeats_a_small_set_to_hold_the_share() -> None:
