@@ -462,9 +462,10 @@ class FinetuneSettings:
     )
     question_generator: str = setting(
         "auto",
-        "Who writes the questions of the 'questions' recipe: 'model' (a local model writes them and their answers, "
-        "ungrounded answers are dropped), 'template' (sentence patterns, no model), or 'auto' (model when it has a "
-        "chat template, else template).",
+        "Who writes the questions of the 'questions' recipe: 'model' (a local model writes them and their answers; "
+        "questions not about their sentence and ungrounded answers are dropped, and a model whose first 16 "
+        "questions are all unusable is given up for templates), 'template' (sentence patterns, no model), or "
+        "'auto' (model when it has a chat template, else template).",
         choices=("auto", "model", "template"),
     )
     question_model: str = setting(
