@@ -24,12 +24,13 @@ def random_trial_count(settings: OptimizationSettings) -> int:
     return min(settings.trials, max(MINIMUM_RANDOM_TRIALS, round(settings.trials / 3)))
 
 
-OBSERVATIONS_PER_PENDING_TRIAL = 10
+OBSERVATIONS_PER_PENDING_TRIAL = 20
 """A guided batch holds at most one trial per this many completed ones. The trials of a batch are asked before any
 of them is told, so TPE models them from the same observations (the constant liar only keeps them apart); a study
 that batches from its first guided trial spends its short budget on guesses it cannot learn from (at 30 trials
-K = 4 lost half the best KL on the qwen3-spread toy). With one pending trial per ten observed, a batch is a small
-share of what the model knows: one at a time up to 20 completed trials, then 2, 4 from 40, 8 from 80."""
+K = 4 lost half the best KL on the qwen3-spread toy). With one pending trial per twenty observed, a batch is a small
+share of what the model knows: one at a time up to 40 completed trials, then 2, 4 from 80, 8 from 160. One per ten
+kept the median at 100 trials but lost a third of the best KL on one seed of three; one per twenty lost none."""
 
 TRIALS_LEFT_PER_BATCHED_TRIAL = 4
 """A guided batch holds at most a quarter of the trials the study still lacks, so a study's last trials (where TPE

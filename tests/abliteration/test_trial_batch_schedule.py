@@ -27,11 +27,16 @@ def test_one_trial_per_pass_stays_one_at_a_time() -> None:
     assert schedule(1, 10, 30) == [1] * 30
 
 
-def test_a_short_study_batches_its_random_trials_and_guides_almost_one_by_one() -> None:
-    """30 trials, 10 random, K = 4: the random part in three passes that stop at its end, then guided trials one
-    at a time until 20 have completed, 2 at a time while a quarter of what is left allows it, and one by one at
-    the end."""
-    assert schedule(4, 10, 30) == [4, 4, 2] + [1] * 10 + [2, 2] + [1] * 6
+def test_a_short_study_batches_its_random_trials_and_guides_one_by_one() -> None:
+    """30 trials, 10 random, K = 4: the random part in three passes that stop at its end, then every guided trial
+    alone, since TPE has seen fewer than 40 results; so its guided trials are those of K = 1."""
+    assert schedule(4, 10, 30) == [4, 4, 2] + [1] * 20
+
+
+def test_guided_batches_grow_with_what_tpe_has_seen_and_shrink_at_the_end() -> None:
+    """120 trials, 20 random, K = 8: one guided trial per twenty completed (1 from 20, 2 from 40, 3 from 60, 4 from
+    80), then at most a quarter of what is left (3 with 15 left, 2 with 9, 1 from 7)."""
+    assert schedule(8, 20, 120) == [8, 8, 4] + [1] * 20 + [2] * 10 + [3] * 7 + [4] * 6 + [3, 3, 2] + [1] * 7
 
 
 @pytest.mark.parametrize("trial_batch,random_trials,target", [(4, 10, 30), (8, 67, 200), (8, 4, 6), (3, 0, 50),
@@ -51,13 +56,15 @@ def test_every_batch_keeps_to_the_limits_and_the_run_reaches_its_target_exactly(
 
 
 def test_a_long_study_reaches_the_full_batch() -> None:
-    """200 trials at K = 8 (67 random): most passes hold 8 trials, so batching still pays where it matters."""
+    """200 trials at K = 8 (67 random): 43 passes, so batching still pays where it matters."""
     sizes = schedule(8, 67, 200)
-    assert sizes.count(8) >= 15 and len(sizes) <= 40
+    assert sizes.count(8) >= 9 and len(sizes) <= 45
+    assert len(schedule(8, 167, 1000)) <= 160
 
 
 def test_a_resumed_or_finished_study_asks_from_where_it_stands() -> None:
     assert trials_to_ask(8, 10, 30, 30) == 0
     assert trials_to_ask(8, 10, 30, 29) == 1
     assert trials_to_ask(8, 10, 30, 7) == 3
-    assert trials_to_ask(8, 10, 200, 100) == 8
+    assert trials_to_ask(8, 10, 200, 100) == 5
+    assert trials_to_ask(8, 10, 400, 200) == 8
