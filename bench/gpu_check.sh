@@ -15,7 +15,7 @@
 #                                           # model into .gpu-cache/ (about 12 MiB together)
 #     bash bench/gpu_check.sh               # there, with .whl and .gpu-cache carried
 #
-# Environment: TRIALS (default 64: a study batches its guided trials only once TPE has seen enough of them, see
+# Environment: TRIALS (default 100: a study batches its guided trials only once TPE has seen enough of them, see
 # core/abliteration/search_plan.py, so a shorter table shows little of K) and REPEATS (default 2) size the table;
 # SKIP_TESTS=1 runs the table only.
 set -euo pipefail
@@ -69,6 +69,6 @@ else
     echo "bitsandbytes is not installed here: the 4-bit check (bench/quantized_gpu_check.py) is skipped; its wheel" \
          "is larger than what travels with the tree, so it runs where bitsandbytes is installed"
 fi
-python3 bench/trial_throughput.py --device cuda --no-heretic --toy "$TOY" --trials "${TRIALS:-64}" \
+python3 bench/trial_throughput.py --device cuda --no-heretic --toy "$TOY" --trials "${TRIALS:-100}" \
     --repeats "${REPEATS:-2}" ${OUT:+--output "$OUT/trial_throughput.json"} || status=$?
 exit $status
