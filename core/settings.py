@@ -343,8 +343,10 @@ class AbliterationSettings:
     )
     trial_batch: int = setting(
         1,
-        "Trials evaluated together in one forward pass (each row of the batch carries its own trial; needs "
-        "apply = 'hooks'); 0 picks as many as the free memory holds, up to 8.",
+        "The most trials evaluated together in one forward pass (each row of the batch carries its own trial; "
+        "needs apply = 'hooks'); 0 picks as many as the free memory holds, up to 8. Random trials are asked that "
+        "many at a time, guided ones only as TPE has results to spare them (one per twenty completed), so a short "
+        "study searches as it would one trial at a time.",
         minimum=0,
         maximum=64,
     )
