@@ -12,12 +12,13 @@ Every sentence of a chunk is one fact. Two recipes write the questions:
   often echo the request ("What is the answer to the question?"), and such a pair teaches the model nothing it
   could be asked.
 - ``template`` (the fallback, named as such in the plan and the report): questions made from sentence patterns
-  without any model: a name or number of the sentence becomes the blank of a question about the document, and the
-  sentence is the answer. It is used when no generator is usable (no chat template), or for the facts the
+  without any model, each asking for the fact from another side: a few words of the sentence with its names and
+  numbers hidden (the closest to a question a user asks), the sentence with one name or number blanked, and a
+  name or number asking what the document says about it. The sentence is the answer. It is used when no
+  generator is usable (no chat template, or a model whose first questions are all unusable), or for the facts the
   model's questions left uncovered.
 
-Both write the answer of a template pair as the whole sentence, so what is learned is exactly what the document
-says. Pairs keep the index of their fact, so held-out questions (for the knowledge test) are chosen only from
+A template pair's answer is the whole sentence, so what is learned is exactly what the document says. Pairs keep the index of their fact, so held-out questions (for the knowledge test) are chosen only from
 facts that are still trained through another of their questions.
 """
 
