@@ -100,7 +100,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=80, help="optimizer steps of every recipe (the fixed budget)")
     parser.add_argument("--recipes", nargs="+", default=["questions", "continuation"],
                         choices=("questions", "continuation"))
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch CPU threads; 1 on a machine others are busy on: threads that wait for each other "
+                             "on shared cores made the data step several times slower there")
     parser.add_argument("--model", type=Path, help="another local chat model folder (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--keep", type=Path, help="folder for the run folders (default: a temporary one)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="finetune.KEY=VALUE",
