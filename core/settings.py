@@ -366,7 +366,7 @@ class OptimizationSettings:
         maximum=100000,
     )
     feasible_refusal_share: float = setting(
-        1.0,
+        0.1,
         "Trials that refuse more than this share of the unmodified model's refusals count as infeasible for the "
         "sampler (an Optuna constraint: it models the best feasible trials, and the infeasible ones by how far "
         "they are over), so TPE refines the low-refusal end of the front a trial is chosen from instead of "

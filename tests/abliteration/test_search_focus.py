@@ -12,7 +12,8 @@ from heretic_tui.core.settings import OptimizationSettings, Settings, load_setti
 
 
 def test_the_allowance_is_a_share_of_the_baseline_and_off_at_one() -> None:
-    assert allowed_refusals(OptimizationSettings(), 100) is None
+    assert allowed_refusals(OptimizationSettings(feasible_refusal_share=1.0), 100) is None
+    assert allowed_refusals(OptimizationSettings(), 100) == 10
     assert allowed_refusals(OptimizationSettings(feasible_refusal_share=0.1), 95) == 9
     assert allowed_refusals(OptimizationSettings(feasible_refusal_share=0.0), 95) == 0
 
