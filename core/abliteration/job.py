@@ -88,7 +88,7 @@ from heretic_tui.core.abliteration.study import (
     random_trial_count,
     trial_result,
 )
-from heretic_tui.core.abliteration.search_plan import trials_to_ask
+from heretic_tui.core.abliteration.search_plan import pass_sizes, trials_to_ask
 from heretic_tui.core.abliteration.prompts import Prompt, check_prompts_fit, load_prompt_records, resolve_auto
 from heretic_tui.core.abliteration.study_storage import StudyLocation, database_errors, location_from_arguments
 from heretic_tui.core.abliteration.workers import (
@@ -535,7 +535,8 @@ def _run(context: JobContext, location: StudyLocation) -> dict[str, Any]:
         """Emit what a trial costs and what the study has left, from the latest trials (the first one is the
         calibration); several workers' trials all count, at this worker's pace."""
         ordered = sorted(results, key=lambda item: item.number)
-        estimate = estimate_study([item.seconds for item in ordered], target - len(results), trial_batch)
+        estimate = estimate_study([item.seconds for item in ordered], target - len(results), trial_batch,
+                                  pass_sizes(trial_batch, random_trials, target, len(results)))
         if estimate is not None:
             estimates[:] = [estimate]
             context.emit(estimate)

@@ -54,3 +54,14 @@ def trials_to_ask(trial_batch: int, random_trials: int, target: int, completed: 
         return max(1, min(trial_batch, random_trials - completed, left))
     guided = min(completed // OBSERVATIONS_PER_PENDING_TRIAL, left // TRIALS_LEFT_PER_BATCHED_TRIAL)
     return max(1, min(trial_batch, guided))
+
+
+def pass_sizes(trial_batch: int, random_trials: int, target: int, completed: int) -> list[int]:
+    """The trials each remaining pass of the study holds under :func:`trials_to_ask`, in order (the time estimate
+    counts passes, not trials: a pass costs about the same whatever it holds)."""
+    sizes = []
+    while completed < target:
+        size = trials_to_ask(trial_batch, random_trials, target, completed)
+        sizes.append(size)
+        completed += size
+    return sizes

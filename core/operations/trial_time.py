@@ -10,7 +10,7 @@ keeps one slow trial (a judge's retry, a pause of the machine) from swinging it.
 Batched trials (``abliteration.trial_batch``) record each trial's share of its batch's time, so trials per minute
 read the same either way; a batch holding fewer trials than the setting (the last one) costs about as much as a
 full one, because generation reads every weight once per token whatever the number of rows, so what is left is
-counted in whole batches.
+counted in passes: those the batch schedule (``search_plan.pass_sizes``) still runs, each at the cost of the next.
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ RECENT_TRIALS = 8
 """How many of the latest trials the estimate takes the median of."""
 
 
-def estimate_study(durations: Sequence[float], trials_left: int, trial_batch: int = 1) -> StudyEstimate | None:
-    """The estimate from the trials' recorded seconds (oldest first); None before any trial has a time."""
+def estimate_study(durations: Sequence[float], trials_left: int, trial_batch: int = 1,
+                   passes: Sequence[int] | None = None) -> StudyEstimate | None:
+    """The estimate from the trials' recorded seconds (oldest first); None before any trial has a time.
+
+    ``passes``: how many trials each remaining pass holds (the batch schedule,
+    :func:`~heretic_tui.core.abliteration.search_plan.pass_sizes`); without it every pass is a full batch."""
     measured = [seconds for seconds in durations if seconds > 0][-RECENT_TRIALS:]
     if not measured:
         return None
     per_trial = statistics.median(measured)
-    return StudyEstimate(seconds_per_trial=per_trial, remaining_seconds=remaining_seconds(per_trial, trials_left,
-                                                                                          trial_batch),
+    remaining = (remaining_seconds(per_trial, trials_left, trial_batch) if passes is None
+                 else scheduled_seconds(per_trial, passes))
+    return StudyEstimate(seconds_per_trial=per_trial, remaining_seconds=remaining,
                          trials_left=max(0, trials_left), trial_batch=max(1, trial_batch),
                          measured_trials=len(measured))
 
@@ -41,6 +46,14 @@ def remaining_seconds(per_trial: float, trials_left: int, trial_batch: int = 1) 
     """Seconds for ``trials_left`` trials at ``per_trial`` each, in whole batches of ``trial_batch``."""
     batch = max(1, trial_batch)
     return math.ceil(max(0, trials_left) / batch) * batch * per_trial
+
+
+def scheduled_seconds(per_trial: float, passes: Sequence[int]) -> float:
+    """Seconds for the remaining passes: each costs what the next one does (``per_trial`` was measured on passes
+    of about its size, and a pass costs about the same whatever it holds)."""
+    if not passes:
+        return 0.0
+    return len(passes) * passes[0] * per_trial
 
 
 def approximate_duration(seconds: float) -> str:

@@ -131,3 +131,21 @@ def test_a_resumed_start_forgets_the_estimate_of_the_last_one() -> None:
     state.apply(StudyEstimate(seconds_per_trial=12.0, remaining_seconds=60.0, trials_left=5, time=START))
     state.apply(JobStarted(job="abliterate", resumed=True, time=START + 1000))
     assert state.study_estimate is None
+
+
+def test_the_estimate_follows_the_batch_schedule() -> None:
+    from heretic_tui.core.abliteration.search_plan import pass_sizes, trials_to_ask
+
+    sizes = pass_sizes(8, 20, 200, 0)
+    assert sum(sizes) == 200
+    completed = 0
+    for size in sizes:
+        assert size == trials_to_ask(8, 20, 200, completed)
+        completed += size
+    assert pass_sizes(8, 20, 200, 200) == []
+    per_trial = 0.5
+    estimate = estimate_study([per_trial] * 8, trials_left=200, trial_batch=8, passes=sizes)
+    assert estimate is not None
+    assert estimate.remaining_seconds == len(sizes) * 8 * per_trial
+    one_at_a_time = estimate_study([per_trial] * 8, trials_left=10, trial_batch=1, passes=pass_sizes(1, 4, 20, 10))
+    assert one_at_a_time is not None and one_at_a_time.remaining_seconds == 10 * per_trial
