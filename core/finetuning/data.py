@@ -274,7 +274,9 @@ def prepare_data(
         facts = document_facts(data.documents, tokenizer, window)
         pairs, synthesis = synthesize(facts, settings.questions_per_fact, settings.finetune_seed, generate,
                                       check_cancelled)
-        pairs, held_out = hold_out(pairs, settings.held_out_questions, settings.finetune_seed)
+        # A questions file is the knowledge test then: holding pairs out too would only take them from training.
+        held_out_count = 0 if settings.knowledge_questions else settings.held_out_questions
+        pairs, held_out = hold_out(pairs, held_out_count, settings.finetune_seed)
         examples = [pair_example(pair, mode) for pair in pairs] + examples
     examples, duplicates = remove_duplicates(examples)
     if not examples:

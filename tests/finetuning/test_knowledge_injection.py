@@ -136,6 +136,12 @@ def test_held_out_questions_are_never_trained_on_and_retention_holds_its_share(t
     assert abs(len(general) / len(rows) - 0.25) < 0.05
     assert prepared.summary["retention"]["examples"] == len(general)
     assert "template fallback" in prepared.summary["recipe"]
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question": "What is the capital?", "answer": "Quellton"}) + "\n",
+                         encoding="utf-8")
+    asked_from_file = prepare_data(replace(settings, knowledge_questions=str(questions)), tokenizer, (24, 6))
+    assert asked_from_file.summary["held_out"] == [], "with a questions file no synthesized pair is held out"
+    assert len(asked_from_file.train) + len(asked_from_file.validation) > len(rows)
 
 
 def test_the_built_in_retention_set_answers_only_the_prompts_it_needs(tiny_model: Path, documents: Path,
