@@ -342,11 +342,12 @@ class AbliterationSettings:
         choices=("hooks", "weights"),
     )
     trial_batch: int = setting(
-        1,
+        0,
         "The most trials evaluated together in one forward pass (each row of the batch carries its own trial; "
-        "needs apply = 'hooks'); 0 picks as many as the free memory holds, up to 8. Random trials are asked that "
-        "many at a time, guided ones only as TPE has results to spare them (one per twenty completed), so a short "
-        "study searches as it would one trial at a time.",
+        "more than 1 needs apply = 'hooks'); 0, the default, picks as many as the free memory holds, up to 8 "
+        "(always 1 with apply = 'weights'); 1 runs trials one by one. Random trials are asked that many at a time, "
+        "guided ones only as TPE has results to spare them (one per twenty completed), so a short study searches "
+        "as it would one trial at a time.",
         minimum=0,
         maximum=64,
     )
@@ -977,10 +978,10 @@ def _check_consistency(settings: Settings, origin: str) -> None:
             f"'abliteration.highest_ablation_weight' ({abliteration.highest_ablation_weight}). Swap them, or raise "
             "highest_ablation_weight."
         )
-    if settings.abliteration.apply == "weights" and settings.abliteration.trial_batch != 1:
+    if settings.abliteration.apply == "weights" and settings.abliteration.trial_batch > 1:
         raise UserInputError(
             f"{origin}: 'abliteration.trial_batch' ({settings.abliteration.trial_batch}) needs abliteration.apply = "
-            "'hooks': edited weights hold one trial at a time. Set apply = 'hooks' or trial_batch = 1."
+            "'hooks': edited weights hold one trial at a time. Set apply = 'hooks', or trial_batch = 0 or 1."
         )
 
 

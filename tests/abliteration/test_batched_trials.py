@@ -119,3 +119,13 @@ def test_the_dashboard_header_says_how_many_trials_share_a_pass() -> None:
     search = {"random_trials": 4, "guided_trials": 6, "sampler": "TPE"}
     assert search_description({**search, "trial_batch": 4}) == "4 random, then TPE, 4 trials per pass"
     assert search_description({**search, "trial_batch": 1}) == "4 random, then TPE"
+
+
+def test_trials_share_passes_by_default_and_edited_weights_keep_one_per_pass() -> None:
+    from heretic_tui.core.errors import UserInputError
+    from heretic_tui.core.settings import settings_from_dict
+
+    assert Settings().abliteration.trial_batch == 0, "the default picks K from free memory"
+    assert settings_from_dict({"abliteration": {"apply": "weights"}}).abliteration.trial_batch == 0
+    with pytest.raises(UserInputError, match="trial_batch' \\(4\\) needs abliteration.apply"):
+        settings_from_dict({"abliteration": {"apply": "weights", "trial_batch": 4}})

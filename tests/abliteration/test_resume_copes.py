@@ -81,8 +81,13 @@ def test_the_run_says_how_many_trials_are_random(resumed_run: tuple[Path, dict])
     run_dir, _ = resumed_run
     events = RunDirectory(run_dir).read_events()
     searches = [event.values for event in events if isinstance(event, Metrics) and event.name == "search"]
-    assert searches[-1] == {"random_trials": 4, "guided_trials": RESUMED_TRIALS - 4, "sampler": "TPE", "trial_batch": 1}
     logs = [event.message for event in events if isinstance(event, LogLine)]
+    chosen = [message for message in logs if message.startswith("trial batch: ")]
+    assert chosen, "the default trial_batch (0, automatic) says what it chose"
+    trial_batch = int(chosen[-1].split()[2])
+    assert 1 <= trial_batch <= 8
+    assert searches[-1] == {"random_trials": 4, "guided_trials": RESUMED_TRIALS - 4, "sampler": "TPE",
+                            "trial_batch": trial_batch}
     assert f"search: {RESUMED_TRIALS} trials, the first 4 random, then 3 guided by TPE (seed 42)" in logs
 
 
