@@ -130,8 +130,9 @@ class ModelSettings:
     device_map: str = setting("auto", "Where to place the weights: 'auto' (accelerate), 'cpu', 'cuda' or 'cuda:N'.")
     quantization: str = setting(
         "none",
-        "Weight quantization at load time: 'none' or '4bit' (needs CUDA and bitsandbytes).",
-        choices=("none", "4bit"),
+        "Weight quantization at load time: 'none', '4bit' (NF4) or '8bit' (LLM.int8, closer to full precision, "
+        "about twice 4bit's memory); both need CUDA and bitsandbytes, and abliteration then runs through the hooks.",
+        choices=("none", "4bit", "8bit"),
     )
     trust_remote_code: bool = setting(
         False, "Run Python code shipped with the model repository. Only enable it for models you trust."

@@ -107,7 +107,7 @@ def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
     [
         ("[optimization]\ntrials = 0\n", r"0.*optimization.trials.*too small.*from 1 to 100000"),
         ("[optimization]\ntrials = 'many'\n", r"'many'.*optimization.trials.*wrong type"),
-        ("[model]\nquantization = '8bit'\n", r"'8bit'.*model.quantization.*'none', '4bit'"),
+        ("[model]\nquantization = '3bit'\n", r"'3bit'.*model.quantization.*'none', '4bit', '8bit'"),
         ("[model]\ndtypes = ['float64']\n", r"float64"),
         ("[optimization\ntrials = 1\n", r"not valid TOML"),
     ],

@@ -29,6 +29,7 @@ PRECISIONS: dict[str, tuple[str, list[str], str]] = {
     "float16": ("float16", ["float16"], "none"),
     "float32": ("float32 (CPU or small models)", ["float32"], "none"),
     "4bit": ("4-bit quantized weights (CUDA and bitsandbytes)", DEFAULT_DTYPES, "4bit"),
+    "8bit": ("8-bit quantized weights (CUDA and bitsandbytes)", DEFAULT_DTYPES, "8bit"),
 }
 
 

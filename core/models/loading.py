@@ -139,15 +139,17 @@ def load_tokenizer(location: str, settings: ModelSettings) -> Any:
 
 
 def _quantization_config(settings: ModelSettings) -> Any:
-    if settings.quantization != "4bit":
+    if settings.quantization not in ("4bit", "8bit"):
         return None
     if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
         raise UserInputError(
-            "model.quantization = '4bit' needs a CUDA GPU and the bitsandbytes package "
+            f"model.quantization = '{settings.quantization}' needs a CUDA GPU and the bitsandbytes package "
             "(pip install 'heretic-tui[gpu]'). Set quantization = 'none' on this machine."
         )
     from transformers import BitsAndBytesConfig
 
+    if settings.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",

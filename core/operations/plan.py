@@ -5,7 +5,7 @@ each file; for a hub id through :func:`huggingface_hub.get_safetensors_metadata`
 nothing else), so a 70B model is planned in a second on a laptop. From them it works out, for an abliteration:
 
 - weights: parameters x bytes of the load dtype (model.dtypes, 'auto' being the checkpoint's own), or about half a
-  byte per parameter of the decoder layers with 4-bit loading;
+  byte per parameter of the decoder layers with 4-bit loading (about one with 8-bit);
 - the reset cache: a copy of every matrix a trial edits (attention output and MLP down projections, every expert's),
   kept in host memory (pinned when the model is on a GPU) so a trial resets without reloading;
 - activations of one evaluation batch: the hidden states and MLP intermediates of one layer for batch x prompt
@@ -15,7 +15,7 @@ nothing else), so a 70B model is planned in a second on a laptop. From them it w
 
 It fits when the GPU memory (what is free on each GPU present, or the GPU the user names: "24 GB", "2x80GB") holds
 weights, activations and KV cache with a margin, and host memory holds the reset cache. When it does not fit, the
-plan lists what would: 4-bit loading, a smaller batch, CPU offload, each with the setting to change and whether it
+plan lists what would: 8-bit or 4-bit loading, a smaller batch, CPU offload, each with the setting to change and whether it
 then fits. The time per trial comes from a rough table of memory bandwidth (generation reads every weight once per
 token) until a run measures it: the abliteration job times its own trials (:mod:`.trial_time`, a ``study_estimate``
 event after each), and ``heretic-tui plan --calibrate`` times one evaluation of a local model.
@@ -49,6 +49,10 @@ USABLE_SHARE = 0.92
 """Share of the remaining GPU memory the plan lets a run use (the rest is margin for spikes)."""
 FOUR_BIT_BYTES = 0.53
 """bitsandbytes NF4 per parameter: half a byte plus the block constants (double quantization)."""
+EIGHT_BIT_BYTES = 1.01
+"""bitsandbytes LLM.int8 per parameter: one byte plus a float scale per row."""
+QUANTIZED_BYTES = {"4bit": FOUR_BIT_BYTES, "8bit": EIGHT_BIT_BYTES}
+"""Bytes per decoder parameter for each model.quantization that loads through bitsandbytes."""
 INTERMEDIATE_VALUES = 6
 """Values per hidden unit alive at the peak of one layer's forward pass (residual, norm, attention, MLP parts)."""
 SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -346,9 +350,9 @@ def load_dtype(facts: ModelFacts, settings: Settings) -> str:
 
 def weight_bytes(facts: ModelFacts, dtype: str, quantization: str) -> int:
     per = DTYPE_BYTES.get(dtype, 2)
-    if quantization == "4bit":
+    if quantization in QUANTIZED_BYTES:
         decoder = max(0, facts.parameters - facts.embedding_parameters)
-        return int(decoder * FOUR_BIT_BYTES + facts.embedding_parameters * min(per, 2))
+        return int(decoder * QUANTIZED_BYTES[quantization] + facts.embedding_parameters * min(per, 2))
     return facts.parameters * per
 
 
@@ -456,6 +460,10 @@ def _offers(facts: ModelFacts, settings: Settings, plan: Plan, capacity: int, on
     if not on_gpu:
         return offers
     if plan.quantization == "none":
+        eight = _figures(facts, plan.load_dtype, "8bit", plan.batch_size, settings)
+        offers.append(Offer("Load the weights in 8 bit (bitsandbytes LLM.int8)", {"model.quantization": "8bit"},
+                            eight.gpu <= capacity, eight.gpu,
+                            "trials then run as hooks on the quantized weights; closer to full precision than 4 bit"))
         four = _figures(facts, plan.load_dtype, "4bit", plan.batch_size, settings)
         offers.append(Offer("Load the weights in 4 bit (bitsandbytes NF4)", {"model.quantization": "4bit"},
                             four.gpu <= capacity, four.gpu,
@@ -546,7 +554,8 @@ def plan_lines(plan: Plan) -> list[str]:
     lines = [
         f"model        {facts.name} ({facts.source}): {size} parameters{counted}, {facts.layers} layers{experts}, "
         f"stored as {facts.checkpoint_dtype} ({gigabytes(facts.checkpoint_bytes)})",
-        f"loads as     {plan.load_dtype}" + (", 4-bit" if plan.quantization == "4bit" else "")
+        f"loads as     {plan.load_dtype}" + (f", {plan.quantization[0]}-bit" if plan.quantization in QUANTIZED_BYTES
+                                                 else "")
         + f", batch {plan.batch_size} ({plan.batch_note})",
         f"weights      {gigabytes(plan.weights)}",
         f"activations  {gigabytes(plan.activations)} for one evaluation batch ({PROMPT_TOKENS}-token prompts)",

@@ -109,14 +109,84 @@ def test_a_quantized_model_is_searched_through_hooks_without_touching_its_weight
         assert torch.equal(tensor, stored[name]), name
 
 
-def test_a_quantized_load_is_refused_only_for_the_weight_path() -> None:
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_a_quantized_load_is_refused_only_for_the_weight_path(quantization: str) -> None:
     from heretic_tui.core.abliteration.job import preflight
-    from heretic_tui.core.settings import Settings
+    from heretic_tui.core.settings import Settings, settings_from_dict
 
-    settings = Settings()
-    settings.model.quantization = "4bit"
+    settings = settings_from_dict({"model": {"quantization": quantization}})
+    assert settings.model.quantization == quantization
     settings.abliteration.apply = "weights"
     with pytest.raises(UserInputError, match="apply = 'hooks'"):
         preflight(settings)
     settings.abliteration.apply = "hooks"
     preflight(settings)
+
+
+class Int8Params(nn.Parameter):
+    """Named as bitsandbytes' 8-bit weight class, which is how the hooks recognise a bitsandbytes layer."""
+
+
+class FakeInt8Linear(nn.Module):
+    """bitsandbytes' ``Linear8bitLt`` layout after loading: an int8 ``weight`` [out, in] and its per-row absolute
+    maxima ``SCB`` (weight = int8 * SCB / 127), with no ``dequantize()`` of its own."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        maxima = linear.weight.detach().abs().amax(dim=1).clamp_min(1e-8)
+        rounded = torch.round(linear.weight.detach() * 127 / maxima[:, None]).to(torch.int8)
+        self.weight = Int8Params(rounded, requires_grad=False)
+        self.register_buffer("SCB", maxima)
+        self.bias = linear.bias
+
+    def dequantized(self) -> torch.Tensor:
+        return self.weight.float() * self.SCB[:, None] / 127
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(inputs, self.dequantized().to(inputs.dtype), self.bias)
+
+
+def test_an_8bit_layer_is_searched_through_hooks_like_a_4bit_one(tiny_models: dict[str, Path]) -> None:
+    """Projection trials only: MPOA's factors dequantize through bitsandbytes itself, which needs CUDA (that part
+    is in bench/quantized_gpu_check.py)."""
+    settings = ModelSettings(model=str(tiny_models["llama"]), dtypes=["float32"])
+    quantized, reference = load_model(settings), load_model(settings)
+    for quantized_layer, reference_layer in zip(quantized.model.model.layers, reference.model.model.layers):
+        for owner, name in (("self_attn", "o_proj"), ("mlp", "down_proj")):
+            fake = FakeInt8Linear(getattr(getattr(quantized_layer, owner), name))
+            setattr(getattr(quantized_layer, owner), name, fake)
+            with torch.no_grad():
+                getattr(getattr(reference_layer, owner), name).weight.copy_(fake.dequantized())
+    assert has_quantized_layers(quantized.model) and not has_quantized_layers(reference.model)
+    config = quantized.model.config
+    directions = torch.nn.functional.normalize(
+        torch.randn(config.num_hidden_layers, config.hidden_size, generator=torch.Generator().manual_seed(3)), dim=-1)
+    with pytest.raises(UnsupportedLayoutError, match="quantized"):
+        Abliterator(quantized.model, directions)
+    ablation = ActivationAblation(quantized.model, directions)
+    assert len(ablation.targets) == 2 * config.num_hidden_layers
+    assert all(target.quantized and isinstance(target.module, FakeInt8Linear) for target in ablation.targets)
+    stored = {name: tensor.clone() for name, tensor in quantized.model.state_dict().items()}
+    trial = TRIALS[0]
+    abliterator = Abliterator(reference.model, directions)
+    unmodified = logits(reference, TEXTS)
+    abliterator.apply(trial)
+    wanted = logits(reference, TEXTS)
+    with ablation.applied(ablation.prepare([trial]), [0 for _ in TEXTS]):
+        got = logits(quantized, TEXTS)
+    assert (wanted - unmodified).abs().max() > 10 * (got - wanted).abs().max()
+    assert (got - wanted).abs().max() <= 1e-4 * wanted.abs().max()
+    for name, tensor in quantized.model.state_dict().items():
+        assert torch.equal(tensor, stored[name]), name
+
+
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_a_quantized_load_without_cuda_says_what_to_set(quantization: str, tiny_models: dict[str, Path],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserInputError) as caught:
+        load_model(ModelSettings(model=str(tiny_models["llama"]), quantization=quantization))
+    message = str(caught.value)
+    assert f"model.quantization = '{quantization}' needs a CUDA GPU and the bitsandbytes package" in message
+    assert "Set quantization = 'none' on this machine." in message
