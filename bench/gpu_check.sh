@@ -4,7 +4,7 @@
 # 1. The exactness tests on CUDA: hooks against edited weights on every tiny architecture, a batch of K trials
 #    against the K trials one by one, and the quantized path (tests/abliteration/test_activation_ablation.py,
 #    test_batched_trials.py, test_quantized_ablation.py); the tiny models load on the GPU (model.device_map auto).
-#    Where bitsandbytes is installed, bench/quantized_gpu_check.py searches a tiny Llama loaded in 4-bit.
+#    Where bitsandbytes is installed, bench/quantized_gpu_check.py searches a tiny Llama loaded in 4-bit and 8-bit.
 # 2. The throughput table: one trial at a time against K = 1, 2, 4, 8 trials per forward pass on the benchmark toy
 #    (bench/trial_throughput.py --device cuda); the target there is K=8 >= 5x one at a time. Heretic is left out:
 #    its venv holds a CPU build of torch and the GPU machine cannot install another.
@@ -66,7 +66,7 @@ fi
 if python3 -c "import bitsandbytes" 2>/dev/null; then
     python3 bench/quantized_gpu_check.py || status=$?
 else
-    echo "bitsandbytes is not installed here: the 4-bit check (bench/quantized_gpu_check.py) is skipped; its wheel" \
+    echo "bitsandbytes is not installed here: the 4-bit and 8-bit checks (bench/quantized_gpu_check.py) are skipped; its wheel" \
          "is larger than what travels with the tree, so it runs where bitsandbytes is installed"
 fi
 python3 bench/trial_throughput.py --device cuda --no-heretic --toy "$TOY" --trials "${TRIALS:-100}" \

@@ -1,6 +1,8 @@
-"""The CUDA half of the quantized-model check: a tiny Llama loaded in 4-bit through bitsandbytes is searched
-through the hooks, its quantized weights stay bit for bit as loaded, and the hooked logits match edited weights on
-the same model with its 4-bit weights dequantized (the CPU tests use a fake quantized layer instead).
+"""The CUDA half of the quantized-model check: a tiny Llama loaded in 4-bit (NF4) and in 8-bit (LLM.int8) through
+bitsandbytes is searched through the hooks, its quantized weights stay bit for bit as loaded, and the hooked logits
+match edited weights on the same model with its quantized weights dequantized (the CPU tests use fake quantized
+layers instead). Each line also prints the quantization's own error (unmodified quantized model against the
+dequantized copy), the floor the hooked error is read against.
 
     python bench/quantized_gpu_check.py          # needs CUDA and bitsandbytes; run by bench/gpu_check.sh
 """
@@ -40,13 +42,12 @@ def logits(loaded, texts: list[str]) -> torch.Tensor:
         return loaded.model(**batch, position_ids=positions(batch["attention_mask"]), use_cache=False).logits.float()
 
 
-def main() -> None:
+def check(path: Path, quantization: str) -> None:
+    """One quantization's check; raises AssertionError with the figures when it fails."""
     from peft.utils.integrations import dequantize_module_weight
 
-    with tempfile.TemporaryDirectory() as folder:
-        path = build_tiny_model("llama", Path(folder) / "llama")
-        quantized = load_model(ModelSettings(model=str(path), quantization="4bit"))
-        reference = load_model(ModelSettings(model=str(path), dtypes=["float32"]))
+    quantized = load_model(ModelSettings(model=str(path), quantization=quantization))
+    reference = load_model(ModelSettings(model=str(path), dtypes=["float32"]))
     for quantized_layer, reference_layer in zip(quantized.model.model.layers, reference.model.model.layers):
         for owner, name in (("self_attn", "o_proj"), ("mlp", "down_proj")):
             source = getattr(getattr(quantized_layer, owner), name)
@@ -63,6 +64,8 @@ def main() -> None:
     assert all(target.quantized for target in ablation.targets), kinds
     abliterator = Abliterator(reference.model, directions)
     unmodified = logits(quantized, TEXTS)
+    reference_unmodified = logits(reference, TEXTS)
+    floor = float((unmodified - reference_unmodified).abs().max() / reference_unmodified.abs().max())
     with ablation.applied(ablation.prepare(TRIALS), [index for index in range(len(TRIALS)) for _ in TEXTS]):
         hooked = logits(quantized, [text for _ in TRIALS for text in TEXTS])
     worst = 0.0
@@ -74,13 +77,27 @@ def main() -> None:
         error = float((got - wanted).abs().max() / wanted.abs().max())
         change = float((wanted - unmodified).abs().max() / wanted.abs().max())
         worst = max(worst, error)
-        print(f"trial {index} ({parameters.ablation_method}): relative logit error {error:.2e}, "
-              f"change from the unmodified model {change:.2e}")
+        print(f"{quantization} trial {index} ({parameters.ablation_method}): relative logit error {error:.2e} "
+              f"(the quantization's own {floor:.2e}), change from the unmodified model {change:.2e}")
         assert error < 5e-2 and change > 2 * error, (error, change)
     for name, tensor in quantized.model.state_dict().items():
         assert torch.equal(tensor, stored[name]), f"{name} changed"
-    print(f"4-bit check passed: {len(ablation.targets)} quantized layers ({kinds[0]}), weights untouched, "
+    print(f"{quantization} check passed: {len(ablation.targets)} quantized layers ({kinds[0]}), weights untouched, "
           f"worst relative logit error {worst:.2e}")
+
+
+def main() -> None:
+    failed = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = build_tiny_model("llama", Path(folder) / "llama")
+        for quantization in ("4bit", "8bit"):
+            try:
+                check(path, quantization)
+            except AssertionError as error:
+                print(f"{quantization} check FAILED: {error!r}")
+                failed.append(quantization)
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
