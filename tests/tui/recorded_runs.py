@@ -66,7 +66,10 @@ INTERRUPTED_TRIALS = 40
 """The cancelled, failed and killed studies are set up for this many trials and stopped early."""
 CANCEL_AFTER_TRIALS = 3
 KILL_AFTER_TRIALS = 8
-"""The killed study runs long enough that a cut of it makes a live dashboard worth looking at."""
+"""The killed study runs long enough that a cut of it makes a live dashboard worth looking at. It runs its trials
+one by one (abliteration.trial_batch = 1), so tests can cut it after any trial; the other studies share passes."""
+TRIAL_BATCH = 8
+"""abliteration.trial_batch of the recorded studies: fixed, as the automatic choice reads the machine's memory."""
 FINETUNE_MAX_STEPS = 24
 
 MANIFEST = "recording.json"
@@ -94,14 +97,15 @@ TEXT_SUFFIXES = frozenset({".json", ".jsonl", ".journal", ".toml", ".log", ".md"
 
 def recording_settings(runs: Path, model: str = "demo", **sections: dict[str, Any]) -> Any:
     """Settings of a fast, reproducible job: a fixed batch size (the automatic search times the machine, and another
-    batch size changes the last float bits), and the demo's built-in prompts also for a copy of the demo model in a
-    folder (which would otherwise get the public datasets, and tests never reach the Hub)."""
+    batch size changes the last float bits) and trial batch, and the demo's built-in prompts also for a copy of the
+    demo model in a folder (which would otherwise get the public datasets, and tests never reach the Hub)."""
     from heretic_tui.core.abliteration.prompts import DEMO_DEFAULTS
     from heretic_tui.core.settings import Settings
 
     settings = Settings()
     settings.model.model = model
     settings.model.batch_size = 32
+    settings.abliteration.trial_batch = TRIAL_BATCH
     settings.output.runs_directory = str(runs)
     if model != "demo":
         for name, source in DEMO_DEFAULTS.items():
@@ -186,7 +190,8 @@ def record(root: Path) -> None:
     shutil.copytree(demo, model_copy)
 
     killed = runs / "killed"
-    handle = start_abliteration(recording_settings(runs, optimization={"trials": INTERRUPTED_TRIALS}), killed)
+    handle = start_abliteration(recording_settings(runs, optimization={"trials": INTERRUPTED_TRIALS},
+                                                   abliteration={"trial_batch": 1}), killed)
     _wait_for_trials(handle, KILL_AFTER_TRIALS)
     os.kill(int(json.loads((killed / "worker.json").read_text())["pid"]), signal.SIGKILL)
     handle.wait(timeout=120)
@@ -423,12 +428,16 @@ def step_logged(step: int) -> Callable[[Event], bool]:
 
 
 def _cut_index(events: list[Event], trials: int | None, steps: int | None, path: Path) -> int:
-    """How many events a run cut short keeps: through the start of trial ``trials`` (then in flight, with trials
-    0 to ``trials - 1`` finished), or through the last event of training step ``steps``."""
+    """How many events a run cut short keeps: through the start of trial ``trials`` and of the trials started in
+    the same batch after it (then in flight together, as a batched pass runs them), or through the last event of
+    training step ``steps``."""
     if trials is not None:
         for index, item in enumerate(events):
             if isinstance(item, TrialStarted) and item.number == trials:
-                return index + 1
+                end = index + 1
+                while end < len(events) and isinstance(events[end], TrialStarted):
+                    end += 1
+                return end
         numbers = sorted({item.number for item in events if isinstance(item, TrialStarted)})
         raise ValueError(f"{path} has no trial {trials} to cut at; its trials: {numbers}")
     assert steps is not None

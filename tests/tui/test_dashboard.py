@@ -119,15 +119,15 @@ async def test_a_killed_worker_shows_as_failed_with_its_log(
 
 async def test_live_events_update_the_dashboard(recorded: Recording, runs_folder: Path,
                                                 make_app: Callable[..., HereticApp]) -> None:
-    run = recorded.place("finished", runs_folder, "live", trials=3)
+    run = recorded.place("finished", runs_folder, "live", trials=5)
     total = len(recorded.place("finished", runs_folder, "whole").trials)
     app = make_app(attach_run=run.path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: len(dashboard(app).state.finished_trials) == 3, "the cut run is replayed")
+        await wait_for(pilot, lambda: len(dashboard(app).state.finished_trials) == 5, "the cut run is replayed")
         assert dashboard(app).state.is_running
-        run.play_on(trial_finished(4))
-        await wait_for(pilot, lambda: app.screen.query_one(TrialTable).row_count == 5, "new trials are followed")
-        assert f"trial 5/{total}" in screen_text(app)
+        run.play_on(trial_finished(6))
+        await wait_for(pilot, lambda: app.screen.query_one(TrialTable).row_count == 7, "new trials are followed")
+        assert f"trial 7/{total}" in screen_text(app)
         run.play_on()
         await wait_for(pilot, lambda: dashboard(app).state.status == "finished", "the recorded ending is followed")
         await wait_for(pilot, lambda: "✔ finished" in screen_text(app), "the ending is on screen")
@@ -316,12 +316,12 @@ async def test_the_worker_log_starts_at_and_follows_its_newest_line(
 async def test_a_followed_run_that_finishes_rings_and_notifies(
     recorded: Recording, runs_folder: Path, make_app: Callable[..., HereticApp]
 ) -> None:
-    run = recorded.place("finished", runs_folder, "to-finish", trials=3)
+    run = recorded.place("finished", runs_folder, "to-finish", trials=5)
     app = make_app(attach_run=run.path)
     alerts: list[str] = []
     app.terminal_write = alerts.append
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: len(dashboard(app).state.finished_trials) == 3, "the trials are replayed")
+        await wait_for(pilot, lambda: len(dashboard(app).state.finished_trials) == 5, "the trials are replayed")
         assert alerts == [], "opening a run rings nothing"
         run.play_on()
         await wait_for(pilot, lambda: alerts, "the end of a followed run reaches the terminal")
@@ -350,12 +350,12 @@ async def test_terminal_notifications_can_be_turned_off(
     recorded: Recording, runs_folder: Path, settings: Settings, make_app: Callable[..., HereticApp]
 ) -> None:
     settings.output.notify_terminal = False
-    run = recorded.place("finished", runs_folder, "quiet", trials=3)
+    run = recorded.place("finished", runs_folder, "quiet", trials=5)
     app = make_app(attach_run=run.path)
     alerts: list[str] = []
     app.terminal_write = alerts.append
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: len(dashboard(app).state.finished_trials) == 3, "the trials are replayed")
+        await wait_for(pilot, lambda: len(dashboard(app).state.finished_trials) == 5, "the trials are replayed")
         run.play_on()
         await wait_for(pilot, lambda: dashboard(app).state.status == "finished", "the ending is followed")
         await wait_for(pilot, lambda: "✔ finished" in screen_text(app), "the ending is still on screen")
@@ -421,12 +421,12 @@ async def test_f1_opens_and_closes_the_keys_panel(recorded: Recording, runs_fold
 async def test_the_run_header_says_how_the_study_samples(
     recorded: Recording, runs_folder: Path, make_app: Callable[..., HereticApp]
 ) -> None:
-    run = recorded.place("finished", runs_folder, "search-plan", trials=3)
+    run = recorded.place("finished", runs_folder, "search-plan", trials=5)
     search = next(item for item in run.events if isinstance(item, Metrics) and item.name == "search")
     random_trials, sampler = search.values["random_trials"], search.values["sampler"]
     total = next(item.total for item in run.events if isinstance(item, TrialStarted))
     assert 0 < random_trials < total
     app = make_app(attach_run=run.path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: f"trial 3/{total} · {random_trials} random, then {sampler}"
+        await wait_for(pilot, lambda: f"trial 5/{total} · {random_trials} random, then {sampler}"
                        in screen_text(app), "the core's search plan is in the run header")

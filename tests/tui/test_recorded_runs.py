@@ -20,7 +20,7 @@ from recorded_runs import (
     trial_finished,
 )
 
-from heretic_tui.core.runs.events import JobFinished, TrialFinished, TrialStarted
+from heretic_tui.core.runs.events import JobFinished, Metrics, TrialFinished, TrialStarted
 from heretic_tui.core.runs.journal import read_journal
 from heretic_tui.core.runs.run_directory import RunDirectory
 
@@ -64,21 +64,22 @@ def test_runs_placed_together_name_each_other(recorded: Recording, tmp_path: Pat
 
 
 def test_a_run_cut_short_is_the_beginning_of_the_real_journal(recorded: Recording, tmp_path: Path) -> None:
-    run = recorded.place("finished", tmp_path / "cut", "live", trials=3)
+    """The finished study's first four trials share a pass; trial 5 is guided and runs alone."""
+    run = recorded.place("finished", tmp_path / "cut", "live", trials=5)
     whole = recorded.place("finished", tmp_path / "whole", "live")
     assert [item.to_json() for item in run.events + run.rest] == [
         item.to_json().replace(str(whole.path), str(run.path)) for item in whole.events]
-    assert isinstance(run.events[-1], TrialStarted) and run.events[-1].number == 3
-    assert sorted(run.trials) == [0, 1, 2]
+    assert isinstance(run.events[-1], TrialStarted) and run.events[-1].number == 5
+    assert sorted(run.trials) == [0, 1, 2, 3, 4]
     assert not (run.path / "report.json").exists() and not (run.path / "exports").exists()
     folder = RunDirectory(run.path)
     assert folder.worker_alive() and folder.status() == "running", "worker.json names a live process"
     log = (run.path / "worker.log").read_text()
-    assert "trial 2: refusals" in log and "trial 3: refusals" not in log, "the log ends where the journal does"
+    assert "trial 4: refusals" in log and "trial 5: refusals" not in log, "the log ends where the journal does"
 
-    played = run.play_on(trial_finished(5))
-    assert isinstance(played[-1], TrialFinished) and played[-1].number == 5
-    assert sorted(run.trials) == [0, 1, 2, 3, 4, 5]
+    played = run.play_on(trial_finished(7))
+    assert isinstance(played[-1], TrialFinished) and played[-1].number == 7
+    assert sorted(run.trials) == list(range(8))
     assert [item.to_json() for item in read_journal(run.path / "events.jsonl").events] == \
         [item.to_json() for item in run.events]
     run.play_on()
@@ -112,3 +113,11 @@ def test_the_scene_folder_is_shown_by_its_accepted_name_even_where_a_path_was_cu
     text = f"{root}/runs/x · {str(root)[:-3]}… · {str(root)[:-8]}"
     assert shown_as_scene_root(text, root) == f"{SCENE_ROOT}/runs/x · {SCENE_ROOT[:-3]}… · {SCENE_ROOT[:-8]}"
     assert not re.search("Ab3", shown_as_scene_root(text, root))
+
+
+def test_a_cut_inside_a_batch_keeps_the_whole_batch_in_flight(recorded: Recording, tmp_path: Path) -> None:
+    run = recorded.place("finished", tmp_path, "batch", trials=1)
+    search = next(item for item in run.events if isinstance(item, Metrics) and item.name == "search")
+    assert search.values["trial_batch"] > 1, "the recorded study shares passes, as the default does"
+    in_flight = [item.number for item in run.events if isinstance(item, TrialStarted)]
+    assert in_flight == list(range(search.values["random_trials"])) and not run.trials

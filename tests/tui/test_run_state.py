@@ -14,6 +14,7 @@ from heretic_tui.core.runs.events import (
     JobCancelled,
     JobError,
     JobStarted,
+    Metrics,
     PhaseStarted,
     Progress,
     TrainingStep,
@@ -187,26 +188,41 @@ def test_a_finetune_in_flight_counts_down_from_the_trainers_estimate(recorded: R
 
 
 def test_the_worker_times_its_study_from_its_own_trials(recorded: Recording, tmp_path: Path) -> None:
-    """One estimate per trial, each just before the trial it counts, the last one in the report; checked against
-    the trials' own recorded times."""
+    """One estimate per pass (the trials that shared a forward pass), each just before the trials it counts, the
+    last one in the report; checked against the trials' own recorded times and the batch schedule."""
+    from heretic_tui.core.abliteration.search_plan import pass_sizes
     from heretic_tui.core.operations.trial_time import RECENT_TRIALS
     from heretic_tui.core.runs.events import StudyEstimate
 
     run = recorded.place("finished", tmp_path)
     report = run.report
     assert report is not None
+    search = next(item for item in run.events if isinstance(item, Metrics) and item.name == "search")
+    trial_batch, random_trials = search.values["trial_batch"], search.values["random_trials"]
     estimates = [item for item in run.events if isinstance(item, StudyEstimate)]
     finished = [item for item in run.events if isinstance(item, TrialFinished)]
-    assert len(estimates) == len(finished) == len(report["trials"])
-    for estimate, trial in zip(estimates, finished):
+    assert len(finished) == len(report["trials"])
+    passes = []
+    for estimate in estimates:
         index = run.events.index(estimate)
-        assert run.events.index(trial) == index + 1, "the estimate comes with the trial it counts"
-        done = sorted((item for item in finished if run.events.index(item) <= index + 1), key=lambda item: item.number)
+        end = index + 1
+        while end < len(run.events) and isinstance(run.events[end], TrialFinished):
+            end += 1
+        passes.append(run.events[index + 1:end])
+    assert all(passes) and sum(len(items) for items in passes) == len(finished), \
+        "the estimate comes with the trials it counts"
+    assert max(len(items) for items in passes) > 1, "the recorded study shares passes, so the check can fail"
+    for estimate, counted in zip(estimates, passes):
+        last = run.events.index(counted[-1])
+        done = sorted((item for item in finished if run.events.index(item) <= last), key=lambda item: item.number)
         latest = [item.seconds for item in done][-RECENT_TRIALS:]
         assert estimate.seconds_per_trial == pytest.approx(statistics.median(latest))
-        assert estimate.trials_left == trial.total - len(done)
-        assert estimate.remaining_seconds == pytest.approx(estimate.seconds_per_trial * estimate.trials_left)
-    last = estimates[-1]
-    assert last.trials_left == 0
-    assert report["time_estimate"] == {"seconds_per_trial": pytest.approx(last.seconds_per_trial),
-                                       "measured_trials": min(len(finished), RECENT_TRIALS), "trial_batch": 1}
+        assert estimate.trials_left == counted[0].total - len(done)
+        schedule = pass_sizes(trial_batch, random_trials, counted[0].total, len(done))
+        assert estimate.remaining_seconds == pytest.approx(len(schedule) * (schedule[0] if schedule else 0)
+                                                           * estimate.seconds_per_trial)
+    last_estimate = estimates[-1]
+    assert last_estimate.trials_left == 0
+    assert report["time_estimate"] == {"seconds_per_trial": pytest.approx(last_estimate.seconds_per_trial),
+                                       "measured_trials": min(len(finished), RECENT_TRIALS),
+                                       "trial_batch": trial_batch}
