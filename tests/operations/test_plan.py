@@ -143,3 +143,18 @@ def test_the_command_exits_1_when_it_does_not_fit_and_0_when_it_does(capsys: pyt
     assert json.loads(capsys.readouterr().out)["fits"] is True
     with pytest.raises(UserInputError, match="--gpu 'huge'"):
         dispatch(["plan", "--model", "demo", "--gpu", "huge"])
+
+
+def test_8bit_loading_weighs_about_a_byte_per_decoder_parameter_and_is_offered() -> None:
+    facts = facts_from_metadata("llama-70b", "hub", LLAMA_70B, {"BF16": 70_553_706_496})
+    plan = make_plan(facts, Settings(), parse_gpu("80GB"), named=True, host_available=512 * GIGABYTE)
+    offered = {offer.settings["model.quantization"]: offer for offer in plan.offers
+               if "model.quantization" in offer.settings}
+    assert offered["4bit"].gpu_bytes < offered["8bit"].gpu_bytes < plan.gpu_bytes
+    assert not offered["8bit"].fits and offered["4bit"].fits, "70B in 8 bit needs more than one 80 GB GPU"
+    settings = Settings()
+    settings.model.quantization = "8bit"
+    eight = make_plan(facts, settings, parse_gpu("2x80GB"), named=True, host_available=512 * GIGABYTE)
+    decoder = facts.parameters - facts.embedding_parameters
+    assert decoder <= eight.weights <= 1.02 * decoder + 2 * facts.embedding_parameters
+    assert eight.fits and any(line.startswith("loads as") and ", 8-bit" in line for line in plan_lines(eight))
