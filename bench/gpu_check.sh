@@ -66,8 +66,8 @@ fi
 if python3 -c "import bitsandbytes" 2>/dev/null; then
     python3 bench/quantized_gpu_check.py || status=$?
 else
-    echo "bitsandbytes is not installed here: the 4-bit and 8-bit checks (bench/quantized_gpu_check.py) are skipped; its wheel" \
-         "is larger than what travels with the tree, so it runs where bitsandbytes is installed"
+    echo "bitsandbytes is not installed here: the 4-bit and 8-bit checks (bench/quantized_gpu_check.py) are" \
+         "skipped; its wheel is larger than what travels with the tree, so it runs where bitsandbytes is installed"
 fi
 python3 bench/trial_throughput.py --device cuda --no-heretic --toy "$TOY" --trials "${TRIALS:-100}" \
     --repeats "${REPEATS:-2}" ${OUT:+--output "$OUT/trial_throughput.json"} || status=$?

@@ -162,7 +162,8 @@ def _version(distribution: str) -> str | None:
 
 
 def package_checks(has_cuda: bool) -> list[Check]:
-    """The optional packages that only matter with a CUDA GPU: bitsandbytes (4-bit and 8-bit), flash-attn, vLLM (serve)."""
+    """The optional packages that only matter with a CUDA GPU: bitsandbytes (4-bit and 8-bit), flash-attn, vLLM
+    (serve)."""
     packages = (
         ("bitsandbytes", "bitsandbytes", "4-bit and 8-bit loading (and QLoRA fine-tuning) are not available",
          "pip install 'heretic-tui[gpu]' (bitsandbytes) into the venv."),

@@ -15,10 +15,10 @@ nothing else), so a 70B model is planned in a second on a laptop. From them it w
 
 It fits when the GPU memory (what is free on each GPU present, or the GPU the user names: "24 GB", "2x80GB") holds
 weights, activations and KV cache with a margin, and host memory holds the reset cache. When it does not fit, the
-plan lists what would: 8-bit or 4-bit loading, a smaller batch, CPU offload, each with the setting to change and whether it
-then fits. The time per trial comes from a rough table of memory bandwidth (generation reads every weight once per
-token) until a run measures it: the abliteration job times its own trials (:mod:`.trial_time`, a ``study_estimate``
-event after each), and ``heretic-tui plan --calibrate`` times one evaluation of a local model.
+plan lists what would: 8-bit or 4-bit loading, a smaller batch, CPU offload, each with the setting to change and
+whether it then fits. The time per trial comes from a rough table of memory bandwidth (generation reads every weight
+once per token) until a run measures it: the abliteration job times its own trials (:mod:`.trial_time`, a
+``study_estimate`` event after each), and ``heretic-tui plan --calibrate`` times one evaluation of a local model.
 
 The estimate is from first principles and good to tens of percent; it is there so "needs 150 GB" is seen before
 the download, not to replace measuring. For fine-tuning the same metadata feeds
