@@ -77,7 +77,7 @@ def lora_config(settings: FinetuneSettings, target_modules: list[str]) -> Any:
 def precision(model: Any) -> dict[str, bool]:
     """Mixed precision only on CUDA and matching the weights; on CPU the weights' own dtype is used as is."""
     dtype = next(model.parameters()).dtype
-    quantized = getattr(model, "is_loaded_in_4bit", False)
+    quantized = is_quantized_base(model)
     if not torch.cuda.is_available():
         return {"bf16": False, "fp16": False}
     if quantized or dtype == torch.bfloat16:
@@ -159,9 +159,14 @@ def sft_config(settings: FinetuneSettings, output_dir: Path, has_validation: boo
     )
 
 
+def is_quantized_base(model: Any) -> bool:
+    """Whether the base was loaded through bitsandbytes, in 4-bit (QLoRA) or 8-bit (LLM.int8)."""
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
 def prepare_quantized(model: Any, settings: FinetuneSettings) -> Any:
-    """QLoRA: the 4-bit base needs PEFT's k-bit preparation (norms in fp32, input gradients on) before LoRA."""
-    if not getattr(model, "is_loaded_in_4bit", False):
+    """QLoRA: a 4-bit or 8-bit base needs PEFT's k-bit preparation (norms in fp32, input gradients on) before LoRA."""
+    if not is_quantized_base(model):
         return model
     from peft import prepare_model_for_kbit_training
 

@@ -131,3 +131,13 @@ def test_resuming_a_finished_run_mid_epoch_trains_no_extra_step(tiny_model: Path
     assert second["eval_loss_after"] == first["eval_loss_after"]
     logs = [item.message for item in run_directory.read_events() if isinstance(item, LogLine)]
     assert "resuming from checkpoint-8, which already holds all 8 steps" in logs
+
+
+def test_an_8bit_base_is_prepared_like_a_4bit_one() -> None:
+    from types import SimpleNamespace
+
+    from heretic_tui.core.finetuning.training import is_quantized_base
+
+    assert is_quantized_base(SimpleNamespace(is_loaded_in_8bit=True))
+    assert is_quantized_base(SimpleNamespace(is_loaded_in_4bit=True))
+    assert not is_quantized_base(SimpleNamespace())
