@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from heretic_tui.cli.arguments import add_settings_flags, settings_from_arguments
 from heretic_tui.cli.following import progress_line
@@ -21,24 +22,24 @@ evaluation.json, or an export's heretic.json and model card; the table is
 printed on stdout."""
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
+def _whole_number(lowest: int) -> Callable[[str], int]:
+    """An argparse type for a whole number of at least ``lowest`` (--limit, --batch-size: 1; --num-fewshot: 0)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < lowest:
+            bound = "0 or more" if lowest == 0 else f"at least {lowest}"
+            raise argparse.ArgumentTypeError(f"expected {bound}, got {value}")
+        return value
+
+    return parse
 
 
-def _shots(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
+_positive = _whole_number(1)
+_shots = _whole_number(0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
