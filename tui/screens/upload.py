@@ -295,7 +295,8 @@ class UploadScreen(HereticScreen[None]):
             self.url = item.path
         elif isinstance(item, JobFinished):
             self.url = str(item.summary.get("url") or self.url or "")
-            self._show_progress(f"[$success]✔ Uploaded:[/] [b]{escape_markup(self.url)}[/]", 1, 1)
+            total = int(item.summary.get("bytes") or sum(size for _, size in self.sent) or 1)
+            self._show_progress(f"[$success]✔ Uploaded:[/] [b]{escape_markup(self.url)}[/]", total, total)
             self.notify(self.url, title="Upload finished")
         elif isinstance(item, JobError):
             self._show_progress(f"[$error]✘ {escape_markup(item.message)}[/]", 0, 0)
