@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,44 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from shared_cache import SHARED_CACHE  # noqa: E402
+
+
+WORKER_MODULE = "heretic_tui.core.runs.worker"
+
+
+def workers_under(folders: list[Path]) -> list[int]:
+    """Pids of the worker processes (and their supervisors) whose run folder lies in one of ``folders``."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            arguments = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        inside = any(argument == str(folder) or argument.startswith(f"{folder}{os.sep}")
+                     for folder in folders for argument in arguments)
+        if WORKER_MODULE in arguments and inside:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def reap_workers(request: pytest.FixtureRequest, isolated_home: Path) -> Iterator[None]:
+    """Kill the workers a test leaves behind in its folders when it ends.
+
+    A test that fails half-way (a timeout while it waits for a worker) would otherwise leave a worker training for
+    hours on the 2 cores CI has, and every later test would run at half speed (one such worker made a green 11
+    minute suite take 27 and time out three tests). Workers of session-scoped fixtures live elsewhere.
+    """
+    yield
+    folders = [isolated_home]
+    tmp_path = getattr(request.node, "funcargs", {}).get("tmp_path")
+    if tmp_path is not None:
+        folders.append(tmp_path)
+    for pid in workers_under(folders):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(autouse=True)
