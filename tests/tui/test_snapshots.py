@@ -178,7 +178,8 @@ def test_wizard_summary(snap_compare: Callable[..., bool], snapshot_settings: Se
         await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: "Trials      60 " in screen_text(pilot.app), "the summary of a 60-trial run")
         pilot.app.screen.query_one("#config-path").value = "/etc/heretic-tui/config.toml"
-        await pilot.pause()
+        await wait_for(pilot, lambda: "/etc/heretic-tui/config.toml" in screen_text(pilot.app),
+                       "the config path is shown")
 
     assert snap_compare(app_for(snapshot_settings), terminal_size=size, run_before=summary)
 
@@ -215,7 +216,7 @@ def test_trial_actions(snap_compare: Callable[..., bool], scene: Scene, size: tu
         assert best is not None
         pilot.app.push_screen(TrialActionsScreen(path, best.number, best, best.number in screen.state.pareto))
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, TrialActionsScreen), "the trial's actions")
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(app_for(scene.settings(), attach_run=path), terminal_size=size, run_before=actions)
 
