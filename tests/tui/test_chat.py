@@ -76,7 +76,9 @@ async def test_chat_screen_streams_an_answer(tiny_model: Path, make_app: Callabl
         await wait_for(pilot, lambda: not screen.generating and len(screen.session.history) == 2,
                        "the answer streams in and ends", timeout=30)
         answer = screen.session.history[1]["content"]
-        assert answer.strip() and answer.strip()[:10] in screen_text(app).replace("\n", " ")
+        assert answer.strip()
+        await wait_for(pilot, lambda: answer.strip()[:10] in screen_text(app).replace("\n", " "),
+                       "the answer is on screen")
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: screen.session.history == [], "ctrl+l clears the conversation")
         process = screen.session._process

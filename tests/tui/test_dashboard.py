@@ -15,7 +15,7 @@ import psutil
 import pytest
 from recorded_runs import Recording, start_fake_worker, trial_finished
 from textual.widgets import Log
-from tui_helpers import screen_text, screen_words, settle, wait_for
+from tui_helpers import screen_text, screen_words, settle, wait_for, wait_for_text
 
 from heretic_tui.core.api import approximate_duration
 from heretic_tui.core.runs.events import JobError, Metrics, TrialStarted
@@ -54,12 +54,9 @@ async def test_finished_run_is_rebuilt_from_its_journal(
         assert len(plot.points) == len(run.trials)
         chosen = report["chosen_trial"]
         assert plot.best == chosen and plot.front == set(report["pareto"])
-        text = screen_text(app)
-        assert "✔ finished" in text and f"trial {len(run.trials)}/{len(run.trials)}" in text
-        assert f"chosen #{chosen}" in text
-        last = max(run.trials)
-        assert f"trial {last}: refusals" in text, "the worker.log tail is shown"
-        assert "RAM 12.0/64.0 GiB" in text and "GPU0 21.0/80.0 GiB" in text
+        await wait_for_text(pilot, "✔ finished", f"trial {len(run.trials)}/{len(run.trials)}", f"chosen #{chosen}",
+                            f"trial {max(run.trials)}: refusals", "RAM 12.0/64.0 GiB", "GPU0 21.0/80.0 GiB",
+                            message="the header, the worker.log tail and the memory bar show the finished run")
 
 
 async def test_sorting_the_trials(recorded: Recording, runs_folder: Path, make_app: Callable[..., HereticApp]) -> None:
@@ -85,9 +82,9 @@ async def test_failed_run_shows_its_error(recorded: Recording, runs_folder: Path
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         assert dashboard(app).state.status == "failed"
-        words = screen_words(app)
-        assert "✘ failed" in words and "does not exist" in error.message and "does not exist" in words
-        assert "r: resume" in words
+        assert "does not exist" in error.message
+        await wait_for_text(pilot, "✘ failed", "does not exist", "r: resume", words=True,
+                            message="the failure, its error and how to resume are shown")
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, MessageDialog)
                        and app.screen.message == error.message, "e shows the whole error")
@@ -99,7 +96,7 @@ async def test_cancelled_run(recorded: Recording, runs_folder: Path, make_app: C
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         assert dashboard(app).state.status == "cancelled"
-        assert "Cancelled:" in screen_text(app)
+        await wait_for_text(pilot, "Cancelled:", message="the cancellation is shown")
         assert app.screen.query_one(TrialTable).row_count == len(run.trials)
 
 
@@ -114,7 +111,7 @@ async def test_a_killed_worker_shows_as_failed_with_its_log(
         assert state.status == "failed"
         assert "SIGKILL" in state.error_message and "worker.log" in state.error_message
         assert "exit code -9" in state.error_traceback, "the last lines of worker.log come with the error"
-        assert "exit code -9" in screen_text(app)
+        await wait_for_text(pilot, "exit code -9", message="the worker's end is shown")
 
 
 async def test_live_events_update_the_dashboard(recorded: Recording, runs_folder: Path,
@@ -127,7 +124,7 @@ async def test_live_events_update_the_dashboard(recorded: Recording, runs_folder
         assert dashboard(app).state.is_running
         run.play_on(trial_finished(6))
         await wait_for(pilot, lambda: app.screen.query_one(TrialTable).row_count == 7, "new trials are followed")
-        assert f"trial 7/{total}" in screen_text(app)
+        await wait_for_text(pilot, f"trial 7/{total}", message="the header follows the new trial")
         run.play_on()
         await wait_for(pilot, lambda: dashboard(app).state.status == "finished", "the recorded ending is followed")
         await wait_for(pilot, lambda: "✔ finished" in screen_text(app), "the ending is on screen")
@@ -184,7 +181,8 @@ async def test_quitting_and_reattaching_replays_the_journal(
             await wait_for(pilot, lambda: again.screen.query_one(TrialTable).row_count == 7,
                            "a new app replays every trial, the ones written while it was closed too")
             assert dashboard(again).state.is_running
-            assert f"trial 7/{dashboard(again).state.trial_total}" in screen_text(again)
+            await wait_for_text(pilot, f"trial 7/{dashboard(again).state.trial_total}",
+                                message="the header shows the trials written while the app was closed")
     finally:
         worker.kill()
         worker.wait()
@@ -227,7 +225,7 @@ async def test_trial_actions_open_from_the_table(recorded: Recording, runs_folde
         await pilot.press("ctrl+home", "down", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TrialActionsScreen), "Enter opens the trial's actions")
         assert app.screen.trial == sorted(run.trials)[1]
-        assert "Export the merged model" in screen_text(app)
+        await wait_for_text(pilot, "Export the merged model", message="the trial's actions are listed")
         await pilot.press("m")
         await wait_for(pilot, lambda: isinstance(app.screen, ValueDialog),
                        "more trials from a trial goes back to the dashboard's question")
@@ -241,12 +239,11 @@ async def test_a_comparison_says_what_each_figure_is(recorded: Recording, runs_f
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, JobDashboard)
-        words = screen_words(app)
-        assert f"model 1/2 {original['label']} refusals {original['refusals']}/{original['total']}" in words
-        assert "the KL reference" in words, "the first model is what the KL is measured against"
-        assert f"KL vs model 1 {format_kl(trial['kl_vs_first'])}" in words, "not the trial's KL from the study"
-        assert f"perplexity on held-out text {format_figure(trial['perplexity'])}" in words, "figures are rounded"
-        assert "comparison.md" in words
+        await wait_for_text(pilot, f"model 1/2 {original['label']} refusals {original['refusals']}/{original['total']}",
+                            "the KL reference", f"KL vs model 1 {format_kl(trial['kl_vs_first'])}",
+                            f"perplexity on held-out text {format_figure(trial['perplexity'])}", "comparison.md",
+                            words=True, message="each figure is shown with what it is measured against, rounded "
+                            "(the KL against the first model, not the trial's KL from the study)")
         text = screen_text(app)
         assert "Refusals vs KL" not in text and "Trials (" not in text
         assert "More trials" not in text, "only an abliteration study can be extended"
@@ -305,7 +302,7 @@ async def test_the_worker_log_starts_at_and_follows_its_newest_line(
         log = await wait_for(pilot, lambda: app.screen.query_one("#worker-log", Log), "the log panel is shown")
         await wait_for(pilot, lambda: log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y,
                        "the log opens scrolled to its newest line")
-        assert "old line 149" in screen_text(app)
+        await wait_for_text(pilot, "old line 149", message="the newest line is on screen")
         with open(run.path / "worker.log", "a") as handle:
             handle.write("".join(f"new line {number}\n" for number in range(40)))
         await wait_for(pilot, lambda: "new line 39" in screen_text(app),
@@ -387,7 +384,8 @@ async def test_the_kl_axis_switches_to_a_log_scale(recorded: Recording, runs_fol
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         plot = app.screen.query_one(ParetoPlot)
-        assert not plot.log_kl and "KL divergence →" in screen_text(app)
+        assert not plot.log_kl
+        await wait_for_text(pilot, "KL divergence →", message="the KL axis starts linear")
         await pilot.press("x")
         await wait_for(pilot, lambda: "KL divergence (log) →" in screen_text(app), "the axis says it is a log scale")
         assert plot.log_kl

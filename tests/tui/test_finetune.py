@@ -12,7 +12,7 @@ import pytest
 from textual.widgets import Static
 from recorded_runs import Recording, step_logged
 from test_wizard import choose_option, type_into
-from tui_helpers import screen_text, screen_words, settle, wait_for
+from tui_helpers import screen_text, screen_words, settle, wait_for, wait_for_text
 
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.handle import JobHandle
@@ -89,7 +89,7 @@ async def test_basic_finetune_wizard_matches_the_headless_flags(
         wizard = app.screen
         assert isinstance(wizard, FinetuneWizardScreen) and wizard.step == "summary"
         assert wizard.current_settings() == headless(expected_flags(data_folder, output))
-        assert "5 epochs · LoRA rank 32" in screen_text(app)
+        await wait_for_text(pilot, "5 epochs · LoRA rank 32", message="the summary shows the preset")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the started run's dashboard opens")
         await settle(pilot)
@@ -171,10 +171,9 @@ async def test_finished_finetune_dashboard_is_rebuilt_from_the_journal(
         assert screen.state.eval_losses == replayed.eval_losses
         chart = screen.query_one(LossChart)
         assert len(chart.train) == len(replayed.train_losses) and chart.total_steps == total
-        words = screen_words(app)
         item = report["knowledge_test"]["items"][0]
-        for expected in (f"step {total}/{total}", "Knowledge test", item["expected"].split()[0], "Plan"):
-            assert expected in words, expected
+        await wait_for_text(pilot, f"step {total}/{total}", "Knowledge test", item["expected"].split()[0], "Plan",
+                            words=True, message="the finished run shows its steps, knowledge test and plan")
         details = str(screen.query_one("#finetune-text", Static).render())
         before, after = format_figure(report["eval_loss_before"]), format_figure(report["eval_loss_after"])
         for expected in (f"effective batch {plan['effective_batch']}", f"{before} → {after}", "Merged model",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from recorded_runs import START, Recording, RecordedRun, trial_finished
 from textual.widgets import DataTable
-from tui_helpers import screen_text, screen_words, settle, wait_for
+from tui_helpers import screen_text, screen_words, settle, wait_for, wait_for_text
 
 from heretic_tui.core.runs.events import JobError, TrialStarted
 from heretic_tui.core.runs.handle import JobHandle
@@ -58,9 +58,7 @@ async def select_row(pilot: object, table: DataTable, key: Path) -> None:
 async def test_home_lists_runs_with_their_status(three_runs: list[Path], make_app: Callable[..., HereticApp]) -> None:
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_for(pilot, lambda: "■ cancelled" in screen_text(app), "home lists the runs")
-        text = screen_text(app)
-        assert "✔ finished" in text and "✘ failed" in text and "■ cancelled" in text
+        await wait_for_text(pilot, "✔ finished", "✘ failed", "■ cancelled", message="home lists the runs")
         app.screen.query_one("#recent-runs").focus()
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.run_path == three_runs[0],
@@ -211,13 +209,11 @@ async def test_comparing_a_trial_with_the_original(
         app.screen.query_one(TrialTable).focus()
         await pilot.press("ctrl+home", "down", "down", "down", "enter", "v")
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: first["prompt"][:30] in screen_words(app), "the answers are shown")
-        words = screen_words(app)
-        assert first["responses"][0]["text"].split()[0] in words and "refused" in words
-        assert f"{original['label']} {original['refusals']}/{original['total']} refusals, the KL reference" in words, \
-            "the original is what KL is measured against"
-        assert f"KL vs {original['label']} {format_kl(chosen['kl_vs_first'])}" in words, \
-            "the trial's KL says it is measured against the original"
+        await wait_for_text(pilot, first["prompt"][:30], first["responses"][0]["text"].split()[0], "refused",
+                            f"{original['label']} {original['refusals']}/{original['total']} refusals, the KL reference",
+                            f"KL vs {original['label']} {format_kl(chosen['kl_vs_first'])}", words=True,
+                            message="the answers are shown, the original as the KL reference and the trial's KL "
+                            "measured against it")
         await settle(pilot)
     model = load_settings(run.path / "config.toml", environ={}, search_default_paths=False).model.model
     assert requests == [([model, f"{run.path}#{trial}"], "builtin:harmful@test", 4, 96)]
@@ -261,9 +257,8 @@ async def test_a_damaged_run_is_listed_with_the_file_named(
     os.utime(damaged / "job.json", (START + 200, START + 200))
     app = make_app()
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_for(pilot, lambda: "⚠ damaged" in screen_text(app), "home lists the damaged run as damaged")
-        text = screen_text(app)
-        assert "✔ finished" in text and "■ cancelled" in text, "the other runs still list"
+        await wait_for_text(pilot, "⚠ damaged", "✔ finished", "■ cancelled",
+                            message="home lists the damaged run as damaged and the other runs still")
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and "⚠ damaged" in screen_text(app),
                        "the runs list shows it too")

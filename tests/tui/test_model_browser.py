@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tui_helpers import screen_text, screen_words, settle, wait_for
+from tui_helpers import screen_words, wait_for, wait_for_text
 from model_folders import SNAPSHOT, build_hub_cache, write_model_files
 from recorded_runs import Recording, RecordedRun
 
@@ -112,17 +112,14 @@ async def test_browser_lists_and_opens_a_model(model_places: Settings, runs_with
                        and app.screen.query_one("#models-table").row_count == 5,
                        "the cache model, the shelf model, the study's export and the fine-tune's adapter and merged "
                        "model are listed")
-        await settle(pilot)
-        text = screen_text(app)
-        for expected in ("acme/tiny-chat", "shelf/base-model", export_name(runs_with_outputs), "3.2K", "float16"):
-            assert expected in text
+        await wait_for_text(pilot, "acme/tiny-chat", "shelf/base-model", export_name(runs_with_outputs), "3.2K",
+                            "float16", message="the table draws the models with their sizes and types")
         browser = app.screen
         names = [browser.models[str(key.value)].name for key in browser.query_one("#models-table").rows]
         browser.query_one("#models-table").focus()
         await pilot.press("ctrl+home", *(["down"] * names.index("acme/tiny-chat")), "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ModelActionsScreen), "Enter opens the model's actions")
-        await settle(pilot)
-        assert "Chat template yes" in screen_text(app)
+        await wait_for_text(pilot, "Chat template yes", message="the actions screen describes the model")
         await pilot.press("f")
         await wait_for(pilot, lambda: isinstance(app.screen, FinetuneWizardScreen), "f opens the fine-tune wizard")
         assert app.screen.values["model.model"].endswith(SNAPSHOT)
@@ -138,10 +135,9 @@ async def test_a_model_folder_on_the_command_line_opens_its_actions(
     write_model_files(folder, architecture="Qwen3ForCausalLM", template=True)
     app = make_app(model_path=str(folder))
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        assert isinstance(app.screen, ModelActionsScreen)
-        text = screen_text(app)
-        assert "Qwen3ForCausalLM" in text and "Abliterate" in text and "Upload" in text
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelActionsScreen), "the model's actions open")
+        await wait_for_text(pilot, "Qwen3ForCausalLM", "Abliterate", "Upload",
+                            message="the actions screen names the architecture and offers its actions")
 
 
 async def test_an_adapter_offers_what_an_adapter_can_do(
@@ -161,8 +157,8 @@ async def test_an_adapter_offers_what_an_adapter_can_do(
         await pilot.press("ctrl+home", *(["down"] * names.index(f"{FINETUNE}/adapter")))
         await wait_for(pilot, lambda: "Kind LORA adapter" in screen_words(app) and "Base model" in screen_words(app),
                        "the detail pane says it is an adapter and names its base model")
-        assert f"adapter on {Path(base).name}" in screen_text(app)
-        footer = screen_text(app).splitlines()[-1]
+        text = await wait_for_text(pilot, f"adapter on {Path(base).name}", message="the table names the adapter's base")
+        footer = text.splitlines()[-1]
         assert "Upload" in footer and "Abliterate" not in footer and "Chat" not in footer
         await pilot.press("a")
         assert app.screen is browser, "an adapter is not abliterated; its base model or a merged export is"

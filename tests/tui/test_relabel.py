@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tui_helpers import screen_text, screen_words, settle, wait_for
+from tui_helpers import screen_text, settle, wait_for, wait_for_text
 
 from heretic_tui.core.api import Verdict, read_labels, trial_responses
 from heretic_tui.tui.app import HereticApp
@@ -57,7 +57,8 @@ async def test_flipping_a_verdict_recounts_the_trial(runs_folder: Path, make_app
                    Verdict.EVASIVE: Verdict.REFUSED}[first.scorer_verdict]
         await wait_for(pilot, lambda: read_labels(run_path).get(first.key) is flipped, "the label is stored")
         await wait_for(pilot, lambda: "1 labelled by you" in screen_text(app), "the summary counts the label")
-        assert "agrees with you on 0/1 labelled responses" in screen_words(app)
+        await wait_for_text(pilot, "agrees with you on 0/1 labelled responses", words=True,
+                            message="the scorer's agreement with the labels is shown")
         relabelled = json.loads((run_path / "report.json").read_text())
         after = next(trial for trial in relabelled["trials"] if trial["number"] == chosen)
         change = int(flipped is not Verdict.ANSWERED) - int(first.scorer_verdict is not Verdict.ANSWERED)

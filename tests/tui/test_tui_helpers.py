@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import pytest
-from tui_helpers import screen_text, screen_words, wait_for
+from tui_helpers import screen_text, screen_words, wait_for, wait_for_text
 
 from heretic_tui.tui.app import HereticApp
 from heretic_tui.tui.screens.dialogs import MessageDialog
@@ -53,3 +53,15 @@ async def test_screen_words_finds_a_message_however_the_dialog_wrapped_it(
         await wait_for(pilot, lambda: "Cannot open this run" in screen_words(app), "the dialog's title")
         assert phrase not in screen_text(app)
         assert phrase in screen_words(app)
+
+
+async def test_a_wait_for_text_names_the_phrases_it_never_saw(make_app: Callable[..., HereticApp]) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        text = await wait_for_text(pilot, "New abliteration run", message="home")
+        assert "New abliteration run" in text
+        with pytest.raises(AssertionError) as failure:
+            await wait_for_text(pilot, "New abliteration run", "no such phrase", message="home's phrases",
+                                timeout=0.2)
+    assert str(failure.value).startswith("home's phrases (the screen should show 'New abliteration run', "
+                                         "'no such phrase') (waited 0.2s;")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Switch
-from tui_helpers import screen_text, screen_words, wait_for
+from tui_helpers import screen_text, screen_words, wait_for, wait_for_text
 from test_hub_upload import (  # noqa: F401  (fixtures used by name)
     TOKEN,
     USER,
@@ -44,7 +44,7 @@ async def test_upload_sends_the_folder_privately_with_progress_and_url(
                                 "the upload screen opens")
         await wait_for(pilot, lambda: "4 files" in screen_text(app) and "model card generated" in screen_text(app),
                        "the folder is checked and described")
-        assert "No HF_TOKEN and no cached login" in screen_text(app)
+        await wait_for_text(pilot, "No HF_TOKEN and no cached login", message="the screen says there is no token")
         token = screen.query_one("#upload-token", Input)
         assert token.password
         token.focus()
@@ -57,10 +57,9 @@ async def test_upload_sends_the_folder_privately_with_progress_and_url(
         await pilot.press("ctrl+u")
         await wait_for(pilot, lambda: screen.url is not None and "Uploaded" in screen_text(app),
                        "the upload job ends with the repository's address", timeout=60)
-        await wait_for(pilot, lambda: all(name in screen_text(app) for name in EXPECTED_FILES),
-                       "every file sent is listed once the progress panel is laid out again")
-        text = screen_text(app)
-        assert f"{fake_hub.base_url}/{USER}/tiny-model-heretic" in text
+        text = await wait_for_text(pilot, *EXPECTED_FILES, f"{fake_hub.base_url}/{USER}/tiny-model-heretic",
+                                   message="every file sent and the address are listed once the progress panel is "
+                                   "laid out again")
         assert "1 byte / 1 byte" not in text, "the finished bar counts the bytes sent, not a placeholder"
         assert TOKEN not in text
     hub_repo = fake_hub.repos[f"{USER}/tiny-model-heretic"]
@@ -84,7 +83,7 @@ async def test_public_upload_is_an_explicit_choice(
         screen = await wait_for(pilot, lambda: isinstance(app.screen, UploadScreen) and app.screen,
                                 "the upload screen opens")
         await wait_for(pilot, lambda: screen.user == USER, "HF_TOKEN's user is looked up")
-        assert "HF_TOKEN is set" in screen_text(app)
+        await wait_for_text(pilot, "HF_TOKEN is set", message="the screen says the token comes from HF_TOKEN")
         repo = screen.query_one("#upload-repo", Input)
         repo.value = f"{USER}/my-public-model"
         screen.query_one("#upload-private", Switch).value = False

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tui_helpers import screen_text, screen_words, settle, wait_for
+from tui_helpers import screen_text, screen_words, settle, wait_for, wait_for_text
 from recorded_runs import Recording
 
 from heretic_tui.core.runs.handle import JobHandle
@@ -93,11 +93,12 @@ async def test_basic_wizard_matches_the_headless_flags(
         wizard = app.screen
         assert isinstance(wizard, WizardScreen) and wizard.step == "summary"
         assert wizard.current_settings() == headless(expected_flags(output))
-        assert "prompts.good_prompts = builtin:harmless@train" in screen_text(app)
         random_trials = random_trial_count(wizard.current_settings().optimization)
         assert 0 < random_trials < 25
-        assert f"Trials      25 ({random_trials} random, then TPE)" in screen_text(app), \
-            "the summary says how many trials are random search before TPE"
+        await wait_for_text(pilot, "prompts.good_prompts = builtin:harmless@train",
+                            f"Trials      25 ({random_trials} random, then TPE)",
+                            message="the summary lists the changed settings and how many trials are random search "
+                            "before TPE")
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "the started run's dashboard opens")
         await settle(pilot)

@@ -97,6 +97,25 @@ def screen_words(app: HereticApp) -> str:
     return " ".join(FRAME_CHARACTERS.sub(" ", screen_text(app)).split())
 
 
+async def wait_for_text(pilot: Any, *phrases: str, message: str, words: bool = False,
+                        timeout: float = WAIT_SECONDS) -> str:
+    """Wait until the screen shows every phrase and return what it shows then.
+
+    A widget's new content and its new size reach the screen in separate frames on a loaded machine (a table has
+    its rows but not yet its redraw, a panel its new text but its old height), so a test that reads the screen once
+    after ``settle`` can read the frame in between. This reads it again until the text is there, as a person would
+    look again. ``words`` compares with ``screen_words`` (frames removed, wrapping ignored) instead of the raw text.
+    """
+    read = screen_words if words else screen_text
+
+    def shown() -> str:
+        text = read(pilot.app)
+        return text if all(phrase in text for phrase in phrases) else ""
+
+    missing = ", ".join(repr(phrase) for phrase in phrases)
+    return await wait_for(pilot, shown, f"{message} (the screen should show {missing})", timeout)
+
+
 def describe_screen(app: HereticApp) -> str:
     """Which screen is showing and its text, for failure messages (never raises: it runs while a test fails)."""
     screen = app.screen
