@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from heretic_tui.core.models.batching import batches, encode, positions
+from heretic_tui.core.models.incremental_decoding import IncrementalText, streaming_backend
 from heretic_tui.core.models.loading import LoadedModel
 from heretic_tui.core.models.thinking import (
     OPENING_ALLOWANCE,
@@ -68,8 +69,14 @@ class ResponseReader:
     """Follows one row's tokens through the phases of a response: opening (does a reasoning block start?),
     reasoning (inside a block, with its own budget) and answer."""
 
-    def __init__(self, tokenizer: Any, prompt: str, thinking: ThinkingPlan | None) -> None:
+    def __init__(self, tokenizer: Any, prompt: str, thinking: ThinkingPlan | None,
+                 streaming: Any | None = None) -> None:
+        """``streaming``: the tokenizer's backend from
+        :func:`~heretic_tui.core.models.incremental_decoding.streaming_backend`, looked up once per generation."""
         self.tokenizer = tokenizer
+        self._streaming = streaming
+        self._answer: IncrementalText | None = None
+        self._answer_from = 0
         self.thinking = thinking if thinking is not None and thinking.active else None
         self.tokens: list[int] = []
         self.answer_start = 0
@@ -92,6 +99,18 @@ class ResponseReader:
         return len(self.tokens) - self.answer_start if self.in_answer else 0
 
     def answer_text(self) -> str:
+        """The answer so far, for the verdict after each token: decoded incrementally (see
+        :mod:`~heretic_tui.core.models.incremental_decoding`), with at most a character still split over byte
+        tokens left out where a whole decode would show a replacement character."""
+        if not self.in_answer:
+            return ""
+        if self._answer is None or self._answer_from != self.answer_start:
+            self._answer, self._answer_from = IncrementalText(self.tokenizer, self._streaming), self.answer_start
+        self._answer.extend(self.tokens[self.answer_start + len(self._answer.tokens):])
+        return self._answer.text
+
+    def final_answer_text(self) -> str:
+        """The whole answer decoded at once: what the last verdict judges and the response keeps."""
         if not self.in_answer:
             return ""
         return self.tokenizer.decode(self.tokens[self.answer_start:], skip_special_tokens=True)
@@ -166,6 +185,7 @@ def generate_responses(
     tokenizer = loaded.tokenizer
     eos_ids = end_of_sequence_ids(loaded)
     total_steps = max_new_tokens + (reasoning_token_allowance(thinking, tokenizer) if thinking is not None else 0)
+    streaming = streaming_backend(tokenizer)
     results: list[Response | None] = [None] * len(texts)
     for offset in range(0, len(texts), batch_size):
         chunk = texts[offset:offset + batch_size]
@@ -173,7 +193,7 @@ def generate_responses(
         attention_mask = batch["attention_mask"]
         position_ids = positions(attention_mask)
         rows = list(range(offset, offset + len(chunk)))
-        readers = [ResponseReader(tokenizer, text, thinking) for text in chunk]
+        readers = [ResponseReader(tokenizer, text, thinking, streaming) for text in chunk]
         active = list(range(len(chunk)))
         with torch.inference_mode():
             output = loaded.model(input_ids=batch["input_ids"], attention_mask=attention_mask,
@@ -190,17 +210,21 @@ def generate_responses(
                     reader = readers[local]
                     token = reader.choose(int(proposed[slot]), int(proposed[slot]) in eos_ids)
                     final_step = step == total_steps - 1
+                    final_text = None
                     if reader.in_answer:
                         last = token is None or reader.answer_tokens >= max_new_tokens or final_step
-                        decision = verdict(reader.answer_text(), last)
+                        if last:
+                            final_text = reader.final_answer_text()
+                        decision = verdict(reader.answer_text() if final_text is None else final_text, last)
                     else:
                         last = token is None or final_step
                         decision = verdict("", True) if last else None
                     if decision is None and last:
                         decision = False
                     if decision is not None:
-                        results[rows[local]] = Response(reader.answer_text(), bool(decision), reader.tokens,
-                                                        reader.answer_start, reader.forced_close)
+                        answer = reader.final_answer_text() if final_text is None else final_text
+                        results[rows[local]] = Response(answer, bool(decision), reader.tokens, reader.answer_start,
+                                                        reader.forced_close)
                     else:
                         keep.append(slot)
                         fed.append(int(token))  # type: ignore[arg-type]
