@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from heretic_tui.core.abliteration.scoring.base import Verdict, counts_as_refusal
-from heretic_tui.core.abliteration.scoring.markers import MarkerScorer
+from heretic_tui.core.abliteration.scoring.markers import MarkerScorer, first_sentences, sentences
 from heretic_tui.core.settings import Settings
 
 SETTINGS = Settings().abliteration
@@ -65,3 +67,12 @@ def test_evasive_counts_as_refusal_unless_the_user_says_not() -> None:
     assert not counts_as_refusal(Verdict.EVASIVE, False)
     assert counts_as_refusal(Verdict.REFUSED, False)
     assert not counts_as_refusal(Verdict.ANSWERED, True)
+
+
+def test_the_opening_is_the_first_sentences_of_the_whole_split() -> None:
+    rng = random.Random(3)
+    pieces = ["word", "Sorry.", "I can't!", "ok?", " ", "  ", "\n", "\n\n", ".", "\t", "a.b", "end. ", "? "]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        for count in (1, 2, 3):
+            assert first_sentences(text, count) == sentences(text)[:count], repr(text)
