@@ -495,6 +495,12 @@ class FinetuneSettings:
         [], "Sources of the general chat examples (same forms as training_data); empty means built-in everyday "
         "prompts answered by the model itself before training.",
     )
+    anchor_weight: float = setting(
+        0.0, "Weight of the anchor: at every training step the KL divergence from the base model to the trained "
+        "model on built-in general passages is added to the loss, so the model keeps its language on everything "
+        "the documents do not cover (costs a forward pass with and one without gradients per step); 0 turns it off.",
+        minimum=0.0, maximum=100.0,
+    )
     chunk_tokens: int = setting(
         256, "Length in tokens of the windows that documents are cut into (capped to fit max_sequence_length).",
         minimum=16, maximum=1048576,

@@ -29,8 +29,11 @@ CURVES: tuple[tuple[str, str, str], ...] = (
     ("learning_rate", "Learning rate", "⠂ per step"),
     ("grad_norm", "Grad norm", "⠂ per step"),
     ("tokens_per_second", "Tokens/s", "⠂ per logged step"),
+    ("anchor_divergence", "Anchor KL (general text vs the base model)", "⠂ per logged step"),
 )
 """The curves the chart cycles through: (RunState name, title, legend)."""
+OPTIONAL_CURVES = frozenset({"anchor_divergence"})
+"""Curves only some runs have (the anchor's, when ``finetune.anchor_weight`` is on): skipped while empty."""
 
 
 def loss_points(state: RunState) -> tuple[list[LossPoint], list[LossPoint]]:
@@ -65,6 +68,8 @@ def step_summary(state: RunState) -> list[str]:
         parts.append(f"lr {step.learning_rate:.2e}")
     if step.grad_norm is not None:
         parts.append(f"grad {format_figure(step.grad_norm)}")
+    if step.anchor_divergence is not None:
+        parts.append(f"anchor KL {format_figure(step.anchor_divergence)}")
     return parts
 
 

@@ -259,7 +259,7 @@ class RunState:
             self.train_losses[item.step] = item.loss
         if item.eval_loss is not None:
             self.eval_losses[item.step] = item.eval_loss
-        for name in ("learning_rate", "grad_norm", "tokens_per_second"):
+        for name in ("learning_rate", "grad_norm", "tokens_per_second", "anchor_divergence"):
             value = getattr(item, name)
             if value is not None:
                 self.training_curves.setdefault(name, {})[item.step] = value

@@ -107,6 +107,7 @@ class JournalCallback(TrainerCallback):
             perplexity=perplexity(eval_loss),
             epoch=state.epoch,
             eta_seconds=max(0, state.max_steps - state.global_step) * seconds_per_step if seconds_per_step else None,
+            anchor_divergence=logs.get("anchor_kl"),
         ))
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from heretic_tui.core.finetuning.anchoring import Anchor, anchored_trainer_class
 from heretic_tui.core.finetuning.callbacks import JournalCallback
 from heretic_tui.core.finetuning.chat_masks import masked_chat_dataset, trl_can_mask
 from heretic_tui.core.finetuning.data import PreparedData
@@ -194,7 +195,8 @@ def build_trainer(
     callbacks: list[Any] = [callback] if callback is not None else []
     if settings.early_stopping_patience > 0 and datasets.validation is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience))
-    trainer = SFTTrainer(
+    trainer_class = anchored_trainer_class() if settings.anchor_weight > 0 else SFTTrainer
+    trainer = trainer_class(
         model=prepare_quantized(model, settings),
         args=configuration,
         train_dataset=datasets.train,
@@ -203,6 +205,9 @@ def build_trainer(
         peft_config=lora_config(settings, target_modules),
         callbacks=callbacks or None,
     )
+    if settings.anchor_weight > 0:
+        trainer.anchor = Anchor(tokenizer, settings.anchor_weight, length, trainer.model.device)
+        datasets.description += f"; anchored to the base model on general text (weight {settings.anchor_weight:g})"
     if settings.packing:
         if has_variable_length_attention(trainer.model):
             datasets.description += "; packed padding-free (FlashAttention)"

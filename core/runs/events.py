@@ -316,6 +316,9 @@ class TrainingStep(Event):
     perplexity: float | None = None
     epoch: float | None = None
     eta_seconds: float | None = None
+    anchor_divergence: float | None = None
+    """Mean KL divergence from the base model on the anchor's general text since the last log (when
+    ``finetune.anchor_weight`` is on): how far the model's general language has moved."""
 
 
 @event

@@ -123,6 +123,17 @@ def chat_rows() -> list[dict[str, Any]]:
     return [{"messages": [{"role": role, "content": content} for role, content in row]} for row in CHAT_ROWS]
 
 
+def many_chat_rows(copies: int) -> list[dict[str, Any]]:
+    """The chat rows several times with a numbered system turn, so they are not removed as duplicates."""
+    rows = []
+    for copy in range(copies):
+        for row in chat_rows():
+            messages = [message for message in row["messages"] if message["role"] != "system"]
+            rows.append({"messages": [{"role": "system", "content": f"You are a helpful assistant {copy}"}]
+                         + messages})
+    return rows
+
+
 def finetune_settings(model: Path, data: list[str], **finetune: Any) -> Any:
     """Settings for a fast run on the tiny model; keyword arguments override fine-tuning settings."""
     from heretic_tui.core.settings import Settings

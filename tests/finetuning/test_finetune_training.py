@@ -4,26 +4,14 @@ draws, and the adapter reloads from disk and answers like the trained model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
 from heretic_tui.core.runs.events import JobWarning, LogLine, Metrics, TrainingStep
-from finetune_helpers import FACTS, chat_rows, finetune_settings, run_in_process, write_jsonl
+from finetune_helpers import FACTS, finetune_settings, many_chat_rows, run_in_process, write_jsonl
 
 pytestmark = pytest.mark.slow
-
-
-def many_chat_rows(copies: int) -> list[dict[str, Any]]:
-    """The chat rows several times with a numbered system turn, so they are not removed as duplicates."""
-    rows = []
-    for copy in range(copies):
-        for row in chat_rows():
-            messages = [message for message in row["messages"] if message["role"] != "system"]
-            rows.append({"messages": [{"role": "system", "content": f"You are a helpful assistant {copy}"}]
-                         + messages})
-    return rows
 
 
 def test_chat_training_lowers_validation_loss_with_our_assistant_mask(tiny_model: Path, tmp_path: Path) -> None:

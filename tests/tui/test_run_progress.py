@@ -7,6 +7,7 @@ import pytest
 
 from heretic_tui.core.runs.events import JobStarted, PhaseStarted, Progress, TrainingStep, TrialFinished, TrialStarted
 from heretic_tui.core.runs.job_kinds import JOB_KINDS
+from heretic_tui.tui.finetune_view import OPTIONAL_CURVES, curve_points, step_summary
 from heretic_tui.tui.run_state import RunState
 
 START = 1_790_000_000.0
@@ -67,3 +68,16 @@ def test_a_run_of_an_unknown_kind_shows_nothing_it_cannot_know() -> None:
     state = RunState(job="something-newer")
     state.status = "failed"
     assert state.kind is None and not state.has_trials and not state.has_steps and not state.can_resume
+
+
+def test_an_anchored_run_shows_its_anchor_divergence_and_its_curve() -> None:
+    state = RunState()
+    for step, divergence in ((1, 0.002), (2, 0.004)):
+        state.apply(TrainingStep(step=step, total_steps=4, loss=1.0, anchor_divergence=divergence))
+    assert "anchor KL 0.004" in step_summary(state)
+    points, _ = curve_points(state, "anchor_divergence")
+    assert [point.loss for point in points] == [0.002, 0.004]
+    plain = RunState()
+    plain.apply(TrainingStep(step=1, total_steps=4, loss=1.0))
+    assert not any("anchor" in part for part in step_summary(plain))
+    assert "anchor_divergence" in OPTIONAL_CURVES and not plain.training_curves.get("anchor_divergence")

@@ -16,6 +16,7 @@ from textual.widgets import Static
 from heretic_tui.core.api import STATUS_FINISHED, JobHandle
 from heretic_tui.tui.finetune_view import (
     CURVES,
+    OPTIONAL_CURVES,
     best_model_folder,
     curve_points,
     details_markup,
@@ -75,6 +76,8 @@ class FinetuneDashboard(DashboardScreen):
 
     def action_next_curve(self) -> None:
         self._curve = (self._curve + 1) % len(CURVES)
+        while CURVES[self._curve][0] in OPTIONAL_CURVES and not self.state.training_curves.get(CURVES[self._curve][0]):
+            self._curve = (self._curve + 1) % len(CURVES)
         self.title_panels()
         self.redraw_view(0.0)
 
