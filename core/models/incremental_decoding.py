@@ -7,9 +7,11 @@ decoder (:class:`tokenizers.decoders.DecodeStream`) that returns only what a new
 plain concatenation gets wrong (a character split over several byte tokens, the space a SentencePiece-style
 decoder strips from the first word); the answer is the concatenation of those pieces.
 
-The streamed text must equal ``tokenizer.decode(tokens, skip_special_tokens=True)`` exactly, since a verdict that
-differed would stop generation at another token. So streaming is used only where that decode is the Rust decode
-itself: a fast tokenizer whose ``clean_up_tokenization_spaces`` post-processing is off, or skipped (transformers
+The streamed text must be ``tokenizer.decode(tokens, skip_special_tokens=True)``, since a verdict that differed
+would stop generation at another token. It is, but for one thing: a character still split over byte tokens
+appears once its last byte comes, where the whole decode shows U+FFFD for it meanwhile (no refusal marker holds
+that character, and generation judges the last token and keeps the answer from one whole decode). Streaming is
+used only where that decode is the Rust decode itself: a fast tokenizer whose ``clean_up_tokenization_spaces`` post-processing is off, or skipped (transformers
 skips it for BPE models). Anything else (a slow Python tokenizer, a WordPiece tokenizer that cleans up spaces, a
 tokenizer the streaming decoder rejects) decodes the whole answer as before, which is always correct.
 """
