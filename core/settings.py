@@ -501,6 +501,11 @@ class FinetuneSettings:
         "the documents do not cover (costs a forward pass with and one without gradients per step); 0 turns it off.",
         minimum=0.0, maximum=100.0,
     )
+    anchor_data: list[str] = setting(
+        [], "Sources of the anchor's general text (same forms as training_data; documents are cut into passages, "
+        "a conversation's turns read as one passage); empty means the built-in passages. Use text unlike your "
+        "documents: the anchor holds the model where this text is.",
+    )
     chunk_tokens: int = setting(
         256, "Length in tokens of the windows that documents are cut into (capped to fit max_sequence_length).",
         minimum=16, maximum=1048576,

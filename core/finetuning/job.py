@@ -48,6 +48,7 @@ from heretic_tui.core.finetuning.modules import (
 )
 from heretic_tui.core.finetuning.plan import ADAM_STATE_BYTES, ADAPTER_WEIGHT_BYTES, TrainingPlan, make_plan
 from heretic_tui.core.finetuning.knowledge import KnowledgeQuestion, read_questions
+from heretic_tui.core.finetuning.anchoring import anchor_source
 from heretic_tui.core.finetuning.retention import general_perplexity
 from heretic_tui.core.finetuning.storage import MEGABYTE, storage_failures
 from heretic_tui.core.finetuning.sources import read_sources
@@ -91,6 +92,8 @@ def preflight(settings: Settings) -> None:
         )
     if finetune.retention_data:
         read_sources(finetune.retention_data, hub=settings.hub)
+    if finetune.anchor_data:
+        read_sources(finetune.anchor_data, hub=settings.hub)
     if finetune.knowledge_questions:
         read_questions(finetune.knowledge_questions)
     if finetune.question_model and not (Path(finetune.question_model).expanduser() / "config.json").is_file():
@@ -223,9 +226,14 @@ def run(context: JobContext) -> dict[str, Any]:
     plan_values: dict[str, Any] = {}
     callback = JournalCallback(context.emit, context.check_cancelled, checkpoint_folder, finetune.keep_checkpoints,
                                plan_values, context.log)
+    if finetune.anchor_data and finetune.anchor_weight <= 0:
+        context.warn("finetune.anchor_data is set but finetune.anchor_weight is 0, so the anchor is off; set "
+                     "finetune.anchor_weight (1 is a good start) to use it")
+    anchor = anchor_source(finetune, context.check_cancelled, settings.hub) if finetune.anchor_weight > 0 \
+        else ([], "off")
     with context.phase("prepare", None, "tokenizing the examples and applying LoRA"):
         trainer, chosen = build_trainer(loaded.model, loaded.tokenizer, prepared, finetune, targets, length,
-                                        checkpoint_folder, callback)
+                                        checkpoint_folder, callback, anchor)
     context.log(f"training format: {chosen.description}; LoRA rank {finetune.lora_rank} on {', '.join(targets)}"
                 + (" (DoRA)" if finetune.dora else ""))
     plan = make_plan(trainer, len(prepared.train), len(prepared.validation), finetune.epochs, finetune.max_steps,

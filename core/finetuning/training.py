@@ -8,13 +8,14 @@ checkpoints by validation loss needs a loss for each of them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from heretic_tui.core.finetuning.anchoring import Anchor, anchored_trainer_class
+from heretic_tui.core.finetuning.anchoring import ANCHOR_TEXT, Anchor, anchored_trainer_class
 from heretic_tui.core.finetuning.callbacks import JournalCallback
 from heretic_tui.core.finetuning.chat_masks import masked_chat_dataset, trl_can_mask
 from heretic_tui.core.finetuning.data import PreparedData
@@ -183,8 +184,11 @@ def build_trainer(
     length: int,
     output_dir: Path,
     callback: JournalCallback | None,
+    anchor: tuple[Sequence[str], str] = (ANCHOR_TEXT, f"{len(ANCHOR_TEXT)} built-in passages"),
 ) -> tuple[Any, DatasetChoice]:
-    """The SFT trainer for this run, with LoRA applied to the model (the model object is modified in place)."""
+    """The SFT trainer for this run, with LoRA applied to the model (the model object is modified in place);
+    ``anchor`` is the anchor's passages and their origin (:func:`~heretic_tui.core.finetuning.anchoring.
+    anchor_source`), used when ``settings.anchor_weight`` is on."""
     from trl import SFTTrainer
 
     from transformers import EarlyStoppingCallback
@@ -206,8 +210,10 @@ def build_trainer(
         callbacks=callbacks or None,
     )
     if settings.anchor_weight > 0:
-        trainer.anchor = Anchor(tokenizer, settings.anchor_weight, length, trainer.model.device)
-        datasets.description += f"; anchored to the base model on general text (weight {settings.anchor_weight:g})"
+        passages, origin = anchor
+        trainer.anchor = Anchor(tokenizer, settings.anchor_weight, length, trainer.model.device, passages)
+        datasets.description += (f"; anchored to the base model on general text (weight "
+                                 f"{settings.anchor_weight:g}, {origin})")
     if settings.packing:
         if has_variable_length_attention(trainer.model):
             datasets.description += "; packed padding-free (FlashAttention)"

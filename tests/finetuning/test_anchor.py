@@ -11,7 +11,17 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from finetune_helpers import finetune_settings, many_chat_rows, run_in_process, write_jsonl
-from heretic_tui.core.finetuning.anchoring import ANCHOR_TEXT, Anchor, anchor_divergence
+from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.finetuning.anchoring import (
+    ANCHOR_TEXT,
+    PASSAGE_CHARACTERS,
+    Anchor,
+    anchor_divergence,
+    anchor_passages,
+    anchor_source,
+)
+from heretic_tui.core.finetuning.sources import Conversation, Document, SourceData
+from heretic_tui.core.settings import Settings
 from heretic_tui.core.finetuning.retention import GENERAL_TEXT
 from heretic_tui.core.runs.events import LogLine, TrainingStep
 
@@ -31,6 +41,32 @@ def test_the_divergence_is_zero_for_the_same_model_and_counts_only_real_tokens()
 def test_the_anchor_passages_are_not_the_perplexity_passages() -> None:
     assert not set(ANCHOR_TEXT) & set(GENERAL_TEXT)
     assert not {text.split(".")[0] for text in ANCHOR_TEXT} & {text.split(".")[0] for text in GENERAL_TEXT}
+
+
+def test_a_users_anchor_text_is_cut_into_passages_that_keep_every_sentence(tmp_path: Path) -> None:
+    sentences = [f"Sentence number {number} says something ordinary about the weather." for number in range(80)]
+    long_paragraph = " ".join(sentences)
+    document = Document("notes", f"Short opening.\n\n{long_paragraph}\n\n{'x' * (2 * PASSAGE_CHARACTERS + 5)}", "notes.txt")
+    conversation = Conversation((("user", "Hello there"), ("assistant", "Hi! How can I help?")), "chat.jsonl")
+    passages = anchor_passages(SourceData([document], [conversation]))
+    assert all(len(passage) <= PASSAGE_CHARACTERS for passage in passages)
+    assert passages[0].startswith("Short opening.") and passages[-1] == "Hello there\nHi! How can I help?"
+    joined = " ".join(passages)
+    assert all(sentence in joined for sentence in sentences), "no sentence is cut or lost"
+    assert joined.count("x") == 2 * PASSAGE_CHARACTERS + 5, "text without sentence ends is cut hard, not lost"
+
+    settings = Settings().finetune
+    assert anchor_source(settings) == (list(ANCHOR_TEXT), f"{len(ANCHOR_TEXT)} built-in passages")
+    text = tmp_path / "general.txt"
+    text.write_text("Plain prose about gardens.\n\nAnd a second paragraph about trains.", encoding="utf-8")
+    settings.anchor_data = [str(text)]
+    passages, origin = anchor_source(settings)
+    assert passages == ["Plain prose about gardens.\n\nAnd a second paragraph about trains."]
+    assert origin == f"1 passages from {text}"
+    settings.anchor_data = [str(tmp_path / "missing.txt")]
+    with pytest.raises(UserInputError) as failure:
+        anchor_source(settings)
+    assert "missing.txt" in str(failure.value)
 
 
 def drift_from_base(model: Path, adapter: Path) -> float:
@@ -60,7 +96,8 @@ def test_an_anchored_fine_tune_moves_less_on_general_text_and_shows_its_divergen
         logs = " ".join(item.message for item in events if isinstance(item, LogLine))
         if weight:
             assert divergences and all(value >= 0 for value in divergences), "the dashboard gets the anchor's KL"
-            assert "anchored to the base model on general text (weight 5)" in logs
+            assert f"anchored to the base model on general text (weight 5, {len(ANCHOR_TEXT)} built-in passages)" \
+                in logs
         else:
             assert not divergences and "anchored" not in logs
     assert drifts[5.0] < 0.5 * drifts[0.0], drifts
