@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from heretic_tui.cli.main import main
 from heretic_tui.core.abliteration.job import start_abliteration
 from heretic_tui.core.abliteration.study_storage import StudyLocation, check_shareable
-from heretic_tui.core.abliteration.workers import SURPLUS_ATTRIBUTE, WORKER_ATTRIBUTE
+from heretic_tui.core.abliteration.workers import CLAIM_ATTRIBUTE, SURPLUS_ATTRIBUTE, WORKER_ATTRIBUTE
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.runs.events import TrialFinished, TrialStarted
 from heretic_tui.core.runs.run_directory import RunDirectory
@@ -94,22 +94,34 @@ def kill_in_flight(run: RunDirectory, study: Callable[[], optuna.Study]) -> tupl
             os.kill(pid, signal.SIGCONT)
         assert run.worker_alive(), f"the joined worker ended before it could be killed:\n{run.log_path.read_text()}"
         time.sleep(0.02)
-    raise AssertionError("the joined worker never had a trial in flight after completing one")
+    states = [(trial.number, trial.state.name, trial.user_attrs.get(CLAIM_ATTRIBUTE)) for trial in study().trials]
+    raise AssertionError(f"the joined worker never had a trial in flight after completing one; the study's trials "
+                         f"(number, state, claim): {states}\nits log:\n{run.log_path.read_text()}")
 
 
-def hold_after_its_first_trial(run: RunDirectory) -> int:
+def hold_after_its_first_trial(run: RunDirectory, study: Callable[[], optuna.Study]) -> int:
     """Pause (SIGSTOP) the worker of ``run`` as soon as it has completed a trial, and return its pid.
 
     The first worker has stored the shared directions by then; holding it lets the joined worker reach its trials
     however fast the first one is on this machine (on a quiet one it could finish the whole study while the joined
-    worker is still loading). Its trial in flight goes stale while it is held, so the joined worker fails that
-    trial and runs it again: the path of a worker that was paused too long.
+    worker is still loading). Its trials in flight go stale while it is held, so the joined worker fails them and
+    runs them again: the path of a worker that was paused too long. It is held only where every trial it has
+    running is claimed (has beaten once): one stopped between asking a trial and claiming it holds that trial for
+    ``UNCLAIMED_SECONDS`` (the path of a worker killed in that instant, which test_workers_view covers), longer
+    than this test waits.
     """
     pid = wait_for(lambda: worker_pid(run), f"the first worker of {run.path} to start")
     wait_for(lambda: trial_events(run)[1] or not run.worker_alive(), "the first worker to complete a trial")
-    assert run.worker_alive(), f"the first worker ended early:\n{run.log_path.read_text()}"
-    os.kill(pid, signal.SIGSTOP)
-    return pid
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert run.worker_alive(), f"the first worker ended early:\n{run.log_path.read_text()}"
+        os.kill(pid, signal.SIGSTOP)
+        running = study().get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if all(trial.user_attrs.get(CLAIM_ATTRIBUTE) == trial.number for trial in running):
+            return pid
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the first worker never stood with all its running trials claimed")
 
 
 @dataclass
@@ -145,14 +157,21 @@ def shared_run(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPat
     wait_for(lambda: (run_dir / "job.json").exists() or first.poll() is not None, "the run to be created")
     assert first.poll() is None, (folder / "first.log").read_text()
     second = start(cli("--join", str(run_dir), "--headless"), folder / "second.log", environment)
-    held = hold_after_its_first_trial(RunDirectory(run_dir))
+    name = json.loads((run_dir / "job.json").read_text())["arguments"]["study"]
+    loaded: list[optuna.Study] = []
+
+    def study() -> optuna.Study:
+        """The shared study, loaded once it exists (the first worker creates it after loading the model)."""
+        if not loaded:
+            loaded.append(optuna.load_study(study_name=name, storage=postgres_server.url))
+        return loaded[0]
+
+    held = hold_after_its_first_trial(RunDirectory(run_dir), study)
     try:
         workers = run_dir / "workers"
         joined = RunDirectory(wait_for(lambda: next(iter(workers.glob("*/job.json")), None), "the joined worker's "
                                        "folder").parent)
-        name = json.loads((run_dir / "job.json").read_text())["arguments"]["study"]
-        study = optuna.load_study(study_name=name, storage=postgres_server.url)
-        killed, completed_by_killed = kill_in_flight(joined, lambda: study)
+        killed, completed_by_killed = kill_in_flight(joined, study)
     finally:
         os.kill(held, signal.SIGCONT)
     assert first.wait(timeout=180) == 0, (folder / "first.log").read_text() + (run_dir / "worker.log").read_text()
