@@ -502,8 +502,9 @@ class FinetuneSettings:
         minimum=0.0, maximum=100.0,
     )
     anchor_data: list[str] = setting(
-        [], "Sources of the anchor's general text (same forms as training_data; documents are cut into passages, "
-        "a conversation's turns read as one passage); empty means the built-in passages. Use text unlike your "
+        [], "Sources of the anchor's general text (same forms as training_data; documents are cut into passages of "
+        "the training length, a conversation's turns read as one passage); empty means the built-in passages. Use "
+        "text unlike your "
         "documents: the anchor holds the model where this text is.",
     )
     chunk_tokens: int = setting(

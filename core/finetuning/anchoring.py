@@ -17,13 +17,13 @@ check before and after training is not measured on text the anchor trained on.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
 from heretic_tui.core.errors import UserInputError
+from heretic_tui.core.finetuning.examples import token_windows
 from heretic_tui.core.finetuning.sources import SourceData, read_sources
 from heretic_tui.core.settings import FinetuneSettings, HubSettings
 
@@ -103,63 +103,32 @@ ANCHOR_TEXT = (
 )
 """Everyday prose for the anchor, apart from the perplexity passages (see the module docstring)."""
 
-PASSAGE_CHARACTERS = 1200
-"""Longest passage cut from a user's anchor document (paragraphs are joined up to it): a few hundred tokens, about
-what fits the training length of small runs, so little of a document is lost to truncation."""
-
 PASSAGES_PER_STEP = 2
 """Anchor passages per training step: enough to cover the vocabulary of ordinary prose over a run, few enough that
 a step costs well under twice a step without the anchor."""
 
 
-def anchor_passages(data: SourceData) -> list[str]:
-    """A user's anchor text as passages: each document's paragraphs joined up to :data:`PASSAGE_CHARACTERS` (a
-    longer paragraph is cut at sentence ends, or hard where it has none), each conversation's turns as one."""
-    passages: list[str] = []
-    for document in data.documents:
-        current = ""
-        for paragraph in (part.strip() for part in document.text.split("\n\n")):
-            for piece in _pieces(paragraph):
-                if current and len(current) + 2 + len(piece) > PASSAGE_CHARACTERS:
-                    passages.append(current)
-                    current = ""
-                current = f"{current}\n\n{piece}" if current else piece
-        if current:
-            passages.append(current)
+def anchor_passages(data: SourceData, tokenizer: Any, size: int) -> list[str]:
+    """A user's anchor text as passages: each document cut into windows of ``size`` tokens (the training length,
+    so nothing is lost to truncation; the same cutter as the training documents), each conversation's turns as
+    one passage."""
+    passages = [window for document in data.documents for window in token_windows(tokenizer, document.text, size, 0)]
     passages += ["\n".join(content for _, content in conversation.messages if content.strip())
                  for conversation in data.conversations]
     return [passage for passage in passages if passage.strip()]
 
 
-def _pieces(paragraph: str) -> list[str]:
-    """A paragraph in pieces of at most :data:`PASSAGE_CHARACTERS`: whole sentences where they fit."""
-    if len(paragraph) <= PASSAGE_CHARACTERS:
-        return [paragraph] if paragraph else []
-    pieces, current = [], ""
-    for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
-        while len(sentence) > PASSAGE_CHARACTERS:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(sentence[:PASSAGE_CHARACTERS])
-            sentence = sentence[PASSAGE_CHARACTERS:]
-        if current and len(current) + 1 + len(sentence) > PASSAGE_CHARACTERS:
-            pieces.append(current)
-            current = ""
-        current = f"{current} {sentence}" if current else sentence
-    if current:
-        pieces.append(current)
-    return pieces
-
-
-def anchor_source(settings: FinetuneSettings, check_cancelled: Callable[[], None] | None = None,
+def anchor_source(settings: FinetuneSettings, tokenizer: Any, size: int,
+                  check_cancelled: Callable[[], None] | None = None,
                   hub: HubSettings | None = None) -> tuple[list[str], str]:
-    """The anchor's passages and where they come from (for the log): ``finetune.anchor_data`` or the built-in set."""
+    """The anchor's passages and where they come from (for the log): ``finetune.anchor_data`` cut into windows of
+    ``size`` tokens, or the built-in set."""
     if not settings.anchor_data:
         return list(ANCHOR_TEXT), f"{len(ANCHOR_TEXT)} built-in passages"
     from heretic_tui.core.finetuning.data import clean_sources
 
-    passages = anchor_passages(clean_sources(read_sources(settings.anchor_data, check_cancelled, hub)))
+    passages = anchor_passages(clean_sources(read_sources(settings.anchor_data, check_cancelled, hub)), tokenizer,
+                               size)
     if not passages:
         raise UserInputError(
             f"finetune.anchor_data ({', '.join(settings.anchor_data)}) holds no text once cleaned, so the anchor "

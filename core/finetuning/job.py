@@ -229,8 +229,9 @@ def run(context: JobContext) -> dict[str, Any]:
     if finetune.anchor_data and finetune.anchor_weight <= 0:
         context.warn("finetune.anchor_data is set but finetune.anchor_weight is 0, so the anchor is off; set "
                      "finetune.anchor_weight (1 is a good start) to use it")
-    anchor = anchor_source(finetune, context.check_cancelled, settings.hub) if finetune.anchor_weight > 0 \
-        else ([], "off")
+    anchor: tuple[list[str], str] = ([], "off")
+    if finetune.anchor_weight > 0:
+        anchor = anchor_source(finetune, loaded.tokenizer, length, context.check_cancelled, settings.hub)
     with context.phase("prepare", None, "tokenizing the examples and applying LoRA"):
         trainer, chosen = build_trainer(loaded.model, loaded.tokenizer, prepared, finetune, targets, length,
                                         checkpoint_folder, callback, anchor)

@@ -11,10 +11,10 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from finetune_helpers import finetune_settings, many_chat_rows, run_in_process, write_jsonl
+from model_factory import build_tokenizer
 from heretic_tui.core.errors import UserInputError
 from heretic_tui.core.finetuning.anchoring import (
     ANCHOR_TEXT,
-    PASSAGE_CHARACTERS,
     Anchor,
     anchor_divergence,
     anchor_passages,
@@ -43,29 +43,29 @@ def test_the_anchor_passages_are_not_the_perplexity_passages() -> None:
     assert not {text.split(".")[0] for text in ANCHOR_TEXT} & {text.split(".")[0] for text in GENERAL_TEXT}
 
 
-def test_a_users_anchor_text_is_cut_into_passages_that_keep_every_sentence(tmp_path: Path) -> None:
-    sentences = [f"Sentence number {number} says something ordinary about the weather." for number in range(80)]
-    long_paragraph = " ".join(sentences)
-    document = Document("notes", f"Short opening.\n\n{long_paragraph}\n\n{'x' * (2 * PASSAGE_CHARACTERS + 5)}", "notes.txt")
+def test_a_users_anchor_text_is_cut_into_passages_of_the_training_length_that_lose_nothing(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer(tmp_path / "tokenizer")
+    size = 16
+    sentences = [f"the user asked about bread number {number} and the model answered ." for number in range(40)]
+    document = Document("notes", "hello .\n\n" + " ".join(sentences), "notes.txt")
     conversation = Conversation((("user", "Hello there"), ("assistant", "Hi! How can I help?")), "chat.jsonl")
-    passages = anchor_passages(SourceData([document], [conversation]))
-    assert all(len(passage) <= PASSAGE_CHARACTERS for passage in passages)
-    assert passages[0].startswith("Short opening.") and passages[-1] == "Hello there\nHi! How can I help?"
-    joined = " ".join(passages)
-    assert all(sentence in joined for sentence in sentences), "no sentence is cut or lost"
-    assert joined.count("x") == 2 * PASSAGE_CHARACTERS + 5, "text without sentence ends is cut hard, not lost"
+    passages = anchor_passages(SourceData([document], [conversation]), tokenizer, size)
+    windows, last = passages[:-1], passages[-1]
+    assert len(windows) > 1 and last == "Hello there\nHi! How can I help?"
+    assert all(len(tokenizer(window, add_special_tokens=False)["input_ids"]) <= size for window in windows)
+    assert "".join("".join(windows).split()) == "".join(document.text.split()), "no text is cut off or lost"
 
     settings = Settings().finetune
-    assert anchor_source(settings) == (list(ANCHOR_TEXT), f"{len(ANCHOR_TEXT)} built-in passages")
+    assert anchor_source(settings, tokenizer, size) == (list(ANCHOR_TEXT), f"{len(ANCHOR_TEXT)} built-in passages")
     text = tmp_path / "general.txt"
-    text.write_text("Plain prose about gardens.\n\nAnd a second paragraph about trains.", encoding="utf-8")
+    text.write_text("the user asked .\n\nthe model answered .", encoding="utf-8")
     settings.anchor_data = [str(text)]
-    passages, origin = anchor_source(settings)
-    assert passages == ["Plain prose about gardens.\n\nAnd a second paragraph about trains."]
-    assert origin == f"1 passages from {text}"
+    passages, origin = anchor_source(settings, tokenizer, size)
+    assert "".join("".join(passages).split()) == "theuserasked.themodelanswered."
+    assert origin == f"{len(passages)} passages from {text}"
     settings.anchor_data = [str(tmp_path / "missing.txt")]
     with pytest.raises(UserInputError) as failure:
-        anchor_source(settings)
+        anchor_source(settings, tokenizer, size)
     assert "missing.txt" in str(failure.value)
 
 
