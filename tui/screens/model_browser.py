@@ -21,6 +21,7 @@ from heretic_tui.tui.formatting import (
     short_model_name,
 )
 from heretic_tui.tui.screens.base import HereticScreen
+from heretic_tui.tui.widgets.table_rows import refill
 
 
 ADAPTER_ACTIONS = ("actions", "upload", "lineage")
@@ -111,22 +112,19 @@ class ModelBrowserScreen(HereticScreen[None]):
 
     def _show(self, models: list[ModelInfo]) -> None:
         table = self.query_one("#models-table", DataTable)
-        table.clear()
         self.models = {str(model.path): model for model in models}
-        for model in models:
-            table.add_row(
-                escape_markup(model.name),
-                escape_markup(f"adapter on {short_model_name(model.base_model or '?')}" if model.is_adapter
-                              else (model.architecture or "?").removesuffix("ForCausalLM")),
-                format_parameter_count(model.parameter_count),
-                escape_markup(model.dtype or "?"),
-                format_bytes(model.size_bytes),
-                "–" if model.is_adapter else "yes" if model.has_chat_template
-                else colored_text("no", self.app.theme_variables, "error"),
-                format_timestamp(model.modified, compact=True),
-                model.source,
-                key=str(model.path),
-            )
+        refill(table, [(str(model.path), (
+            escape_markup(model.name),
+            escape_markup(f"adapter on {short_model_name(model.base_model or '?')}" if model.is_adapter
+                          else (model.architecture or "?").removesuffix("ForCausalLM")),
+            format_parameter_count(model.parameter_count),
+            escape_markup(model.dtype or "?"),
+            format_bytes(model.size_bytes),
+            "–" if model.is_adapter else "yes" if model.has_chat_template
+            else colored_text("no", self.app.theme_variables, "error"),
+            format_timestamp(model.modified, compact=True),
+            model.source,
+        )) for model in models])
         table.border_subtitle = f"{len(models)} found"
         detail = self.query_one("#model-detail", Static)
         if models:

@@ -21,6 +21,7 @@ from heretic_tui.tui.formatting import (
     truncate,
 )
 from heretic_tui.tui.run_summaries import RunSummary
+from heretic_tui.tui.widgets.table_rows import refill
 
 PROBLEM_CHARACTERS = 40
 
@@ -53,15 +54,12 @@ class RunsTable(DataTable[Any]):
 
     def show(self, summaries: list[RunSummary]) -> None:
         cursor = self.cursor_row
-        self.clear()
-        for summary in summaries:
-            self.add_row(
-                status_text(summary.status, self.app.theme_variables),
-                escape_markup(run_label(summary)),
-                f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–",
-                best_cell(summary),
-                format_timestamp(summary.created, compact=True),
-                key=str(summary.path),
-            )
+        refill(self, [(str(summary.path), (
+            status_text(summary.status, self.app.theme_variables),
+            escape_markup(run_label(summary)),
+            f"{summary.trials_done}/{summary.trial_target}" if summary.trial_target else "–",
+            best_cell(summary),
+            format_timestamp(summary.created, compact=True),
+        )) for summary in summaries])
         if summaries:
             self.move_cursor(row=min(cursor, len(summaries) - 1), animate=False)

@@ -19,6 +19,7 @@ from textual.widgets import DataTable
 
 from heretic_tui.tui.formatting import format_duration, format_kl, format_refusals
 from heretic_tui.tui.run_state import TrialRow
+from heretic_tui.tui.widgets.table_rows import refill
 
 SORT_KEYS: dict[str, Callable[[TrialRow], Any]] = {
     "number": lambda row: row.number,
@@ -127,9 +128,7 @@ class TrialTable(DataTable[Any]):
     def _rebuild(self) -> None:
         selected = self._best if self.cursor_follows_best and self._best is not None else self.selected_trial
         ordered = sorted(self._rows, key=SORT_KEYS[self.sort_key], reverse=self.descending)
-        self.clear()
-        for row in ordered:
-            self.add_row(*self._cells(row), key=str(row.number))
+        refill(self, [(str(row.number), self._cells(row)) for row in ordered])
         if selected is not None:
             for index, row in enumerate(ordered):
                 if row.number == selected:
