@@ -478,6 +478,11 @@ class FinetuneSettings:
     questions_per_fact: int = setting(
         3, "Questions written for each sentence of the documents, each phrased differently.", minimum=1, maximum=20
     )
+    passage_questions: int = setting(
+        0, "Questions about each document's subject ('Tell me about ...') answered with a whole window of the "
+        "document, beside the questions about its sentences: the window shows each sentence in the context that "
+        "says what it is about. 0 means none.", minimum=0, maximum=20,
+    )
     held_out_questions: int = setting(
         10, "Synthesized questions kept out of training (each about a fact still trained through another question) "
         "and asked before and after training, when no knowledge_questions file is given.", minimum=0, maximum=1000,

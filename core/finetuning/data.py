@@ -28,7 +28,15 @@ from heretic_tui.core.finetuning.examples import (
 )
 from heretic_tui.core.finetuning.knowledge import KnowledgeQuestion, read_questions
 from heretic_tui.core.finetuning.retention import GENERAL_PROMPTS, mix_retention, retention_count
-from heretic_tui.core.finetuning.synthesis import Fact, Generate, QuestionAnswer, chunk_facts, hold_out, synthesize
+from heretic_tui.core.finetuning.synthesis import (
+    Fact,
+    Generate,
+    QuestionAnswer,
+    chunk_facts,
+    hold_out,
+    passage_pairs,
+    synthesize,
+)
 from heretic_tui.core.finetuning.sources import KIND_INSTRUCTION, Conversation, Document, SourceData, read_sources
 from heretic_tui.core.atomic_files import (
     read_json_object,
@@ -277,6 +285,9 @@ def prepare_data(
         # A questions file is the knowledge test then: holding pairs out too would only take them from training.
         held_out_count = 0 if settings.knowledge_questions else settings.held_out_questions
         pairs, held_out = hold_out(pairs, held_out_count, settings.finetune_seed)
+        passages = passage_pairs(facts, settings.passage_questions, len(facts))
+        synthesis["passage_pairs"] = len(passages)
+        pairs += passages
         examples = [pair_example(pair, mode) for pair in pairs] + examples
     examples, duplicates = remove_duplicates(examples)
     if not examples:

@@ -93,6 +93,17 @@ CUE_WORDS = 3
 asked for nor the title): about as many as a real question about one fact shares with its sentence."""
 
 
+PASSAGE_QUESTIONS = (
+    "Tell me about {title}.",
+    "What do you know about {title}?",
+    "What does the text about {title} say?",
+    "Describe {title}.",
+)
+"""Questions whose answer is a whole document window (see :func:`passage_pairs`)."""
+RECIPE_PASSAGE = "passage"
+LEADING_HEADINGS = re.compile(r"\A(?:\s*#[^\n]*\n)+")
+
+
 @dataclass(frozen=True)
 class QuestionAnswer:
     """One synthesized pair; ``key`` is the short answer the knowledge test looks for in a reply."""
@@ -201,6 +212,26 @@ def template_pairs(fact: Fact, index: int, per_fact: int, generator: random.Rand
     unique = list(dict.fromkeys(questions))
     return [QuestionAnswer(question, fact.sentence, answer_key, index, RECIPE_TEMPLATE, fact.origin)
             for question, answer_key in unique[:max(per_fact, 1)]]
+
+
+def passage_pairs(facts: Sequence[Fact], per_passage: int, first_index: int) -> list[QuestionAnswer]:
+    """Pairs that ask about a document's subject and answer with a whole window of it, ``per_passage`` each.
+
+    A sentence alone often names its subject only as "it" or "she"; a question pair teaches that sentence under
+    the title in its question, but the window teaches the sentences together, each in the context that says what
+    it is about (training on the text itself beside the questions is what lets a model use its facts when asked
+    in other words). Each window has its own fact index, after every sentence's, so it is never held out.
+    """
+    windows = dict.fromkeys((fact.title, fact.chunk, fact.origin) for fact in facts)
+    pairs = []
+    for number, (title, chunk, origin) in enumerate(windows):
+        text = LEADING_HEADINGS.sub("", chunk).strip()
+        if not text:
+            continue
+        for round_ in range(per_passage):
+            question = PASSAGE_QUESTIONS[(number + round_) % len(PASSAGE_QUESTIONS)].format(title=title)
+            pairs.append(QuestionAnswer(question, text, title, first_index + number, RECIPE_PASSAGE, origin))
+    return pairs
 
 
 def question_prompt(fact: Fact, request: str) -> list[dict[str, str]]:

@@ -22,6 +22,7 @@ from heretic_tui.core.finetuning.synthesis import (
     RECIPE_TEMPLATE,
     Fact,
     is_grounded,
+    passage_pairs,
     synthesize,
     template_pairs,
 )
@@ -113,6 +114,19 @@ def test_synthesis_is_deterministic_and_without_a_generator_says_it_is_the_templ
     assert max(sum(pair.fact == fact for pair in first) for fact in range(len(FACTS))) >= 2, "paraphrases per fact"
 
 
+def test_passage_questions_answer_with_each_window_once_per_question_and_never_a_heading() -> None:
+    windows = ["# Zorbia\n\nThe capital of Zorbia is Quellton. It lies on a river.", "It has a tower. It is tall."]
+    facts = [Fact(sentence, window, "Zorbia", "zorbia.md") for window in windows
+             for sentence in window.split(". ")]
+    pairs = passage_pairs(facts, 2, len(facts))
+    assert [pair.answer for pair in pairs] == [
+        "The capital of Zorbia is Quellton. It lies on a river."] * 2 + ["It has a tower. It is tall."] * 2
+    assert len({pair.question for pair in pairs[:2]}) == 2, "each question of a window is phrased differently"
+    assert all("Zorbia" in pair.question for pair in pairs)
+    assert {pair.fact for pair in pairs} == {len(facts), len(facts) + 1}, "after every sentence's fact index"
+    assert passage_pairs(facts, 0, len(facts)) == []
+
+
 def test_held_out_questions_are_never_trained_on_and_retention_holds_its_share(tiny_model: Path,
                                                                                 documents: Path,
                                                                                 tmp_path: Path) -> None:
@@ -136,6 +150,10 @@ def test_held_out_questions_are_never_trained_on_and_retention_holds_its_share(t
     assert abs(len(general) / len(rows) - 0.25) < 0.05
     assert prepared.summary["retention"]["examples"] == len(general)
     assert "template fallback" in prepared.summary["recipe"]
+    with_passages = prepare_data(replace(settings, passage_questions=1), tokenizer, (24, 6))
+    assert with_passages.summary["held_out"] == held_out, "passage questions are never held out"
+    assert with_passages.summary["synthesis"]["passage_pairs"] > 0
+    assert len(with_passages.train) + len(with_passages.validation) > len(rows)
     questions = tmp_path / "questions.jsonl"
     questions.write_text(json.dumps({"question": "What is the capital?", "answer": "Quellton"}) + "\n",
                          encoding="utf-8")
