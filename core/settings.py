@@ -479,7 +479,7 @@ class FinetuneSettings:
         3, "Questions written for each sentence of the documents, each phrased differently.", minimum=1, maximum=20
     )
     passage_questions: int = setting(
-        0, "Questions about each document's subject ('Tell me about ...') answered with a whole window of the "
+        2, "Questions about each document's subject ('Tell me about ...') answered with a whole window of the "
         "document, beside the questions about its sentences: the window shows each sentence in the context that "
         "says what it is about. 0 means none.", minimum=0, maximum=20,
     )

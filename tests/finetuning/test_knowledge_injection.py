@@ -137,7 +137,7 @@ def test_held_out_questions_are_never_trained_on_and_retention_holds_its_share(t
                                                      {"role": "assistant", "content": "Yes ."}]}) + "\n"
                             for number in range(3)), encoding="utf-8")
     settings = finetune_settings(tiny_model, [str(documents)], question_generator="template", held_out_questions=4,
-                                 retention_share=0.25, retention_data=[str(chat)]).finetune
+                                 retention_share=0.25, retention_data=[str(chat)], passage_questions=0).finetune
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
     prepared = prepare_data(settings, tokenizer, (24, 6))
     held_out = prepared.summary["held_out"]
@@ -150,7 +150,7 @@ def test_held_out_questions_are_never_trained_on_and_retention_holds_its_share(t
     assert abs(len(general) / len(rows) - 0.25) < 0.05
     assert prepared.summary["retention"]["examples"] == len(general)
     assert "template fallback" in prepared.summary["recipe"]
-    with_passages = prepare_data(replace(settings, passage_questions=1), tokenizer, (24, 6))
+    with_passages = prepare_data(replace(settings, passage_questions=2), tokenizer, (24, 6))
     assert with_passages.summary["held_out"] == held_out, "passage questions are never held out"
     assert with_passages.summary["synthesis"]["passage_pairs"] > 0
     assert len(with_passages.train) + len(with_passages.validation) > len(rows)
