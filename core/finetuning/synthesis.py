@@ -18,7 +18,8 @@ Every sentence of a chunk is one fact. Two recipes write the questions:
   generator is usable (no chat template, or a model whose first questions are all unusable), or for the facts the
   model's questions left uncovered.
 
-A template pair's answer is the whole sentence, so what is learned is exactly what the document says. Pairs keep the index of their fact, so held-out questions (for the knowledge test) are chosen only from
+A template pair's answer is the whole sentence, so what is learned is exactly what the document says. Passage
+pairs (:func:`passage_pairs`) add questions about a document's subject answered with a whole window of it. Pairs keep the index of their fact, so held-out questions (for the knowledge test) are chosen only from
 facts that are still trained through another of their questions.
 """
 
@@ -220,7 +221,8 @@ def passage_pairs(facts: Sequence[Fact], per_passage: int, first_index: int) -> 
     A sentence alone often names its subject only as "it" or "she"; a question pair teaches that sentence under
     the title in its question, but the window teaches the sentences together, each in the context that says what
     it is about (training on the text itself beside the questions is what lets a model use its facts when asked
-    in other words). Each window has its own fact index, after every sentence's, so it is never held out.
+    in other words). Each window has its own fact index, after every sentence's; the pairs are added after the
+    hold-out (see ``data.prepare_data``), so none of them is ever a knowledge-test question.
     """
     windows = dict.fromkeys((fact.title, fact.chunk, fact.origin) for fact in facts)
     pairs = []
