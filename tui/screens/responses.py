@@ -29,6 +29,7 @@ from heretic_tui.core.errors import HereticError
 from heretic_tui.tui.formatting import escape_markup
 from heretic_tui.tui.screens.base import HereticScreen
 from heretic_tui.tui.screens.dialogs import MessageDialog
+from heretic_tui.tui.widgets.table_rows import refill
 
 NEXT_VERDICT = {Verdict.REFUSED: Verdict.ANSWERED, Verdict.ANSWERED: Verdict.EVASIVE, Verdict.EVASIVE: Verdict.REFUSED}
 VERDICT_TEXT = {Verdict.REFUSED: "refused", Verdict.ANSWERED: "answered", Verdict.EVASIVE: "no real answer"}
@@ -86,9 +87,9 @@ class ResponsesScreen(HereticScreen[bool]):
             self.app.push_screen(MessageDialog("Responses not readable", str(error)))
             self.items = []
         table = self.query_one("#responses-table", DataTable)
-        table.clear()
-        for index, item in enumerate(self.items, 1):
-            table.add_row(str(index), verdict_cell(item), one_line(item.prompt), one_line(item.response) or "(empty)")
+        refill(table, [(str(index), (str(index), verdict_cell(item), one_line(item.prompt),
+                                     one_line(item.response) or "(empty)"))
+                       for index, item in enumerate(self.items, 1)])
         if self.items:
             table.move_cursor(row=min(keep_row, len(self.items) - 1))
         self._show_summary()
