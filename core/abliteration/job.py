@@ -324,15 +324,20 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
     trial_started = time.perf_counter()
     trial, parameters = ask_untried(study, abliterator.directions.shape[0],
                                     MethodChoices.from_settings(context.settings.abliteration))
-    start_heartbeat(study, trial)
-    if is_surplus(study, trial.number, target):
-        give_back(study, trial)
+    try:
+        start_heartbeat(study, trial)
+        if is_surplus(study, trial.number, target):
+            give_back(study, trial)
+            return None
+        trial.set_user_attr(WORKER_ATTRIBUTE, worker)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        context.warn(f"trial {trial.number} was failed by another worker while this one was paused; it is run "
+                     "again there")
         return None
     retried = retried_number(study, trial)
     if retried is not None:
         context.log(f"trial {trial.number} runs the parameters of trial {retried} again: its worker stopped "
                     "answering")
-    trial.set_user_attr(WORKER_ATTRIBUTE, worker)
     flat = parameters.to_flat()
     context.emit(TrialStarted(number=trial.number, total=target, params=flat))
     try:
@@ -384,15 +389,20 @@ def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEv
                 wait_for_others(context.check_cancelled)
             break
         trial, parameters = ask_untried(study, layers, methods)
-        start_heartbeat(study, trial)
-        if is_surplus(study, trial.number, target):
-            give_back(study, trial)
-            break
+        try:
+            start_heartbeat(study, trial)
+            if is_surplus(study, trial.number, target):
+                give_back(study, trial)
+                break
+            trial.set_user_attr(WORKER_ATTRIBUTE, worker)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            context.warn(f"trial {trial.number} was failed by another worker while this one was paused; it is "
+                         "run again there")
+            continue
         retried = retried_number(study, trial)
         if retried is not None:
             context.log(f"trial {trial.number} runs the parameters of trial {retried} again: its worker stopped "
                         "answering")
-        trial.set_user_attr(WORKER_ATTRIBUTE, worker)
         context.emit(TrialStarted(number=trial.number, total=target, params=parameters.to_flat()))
         asked.append((trial, parameters))
     if not asked:

@@ -99,7 +99,17 @@ def kill_in_flight(run: RunDirectory, study: Callable[[], optuna.Study]) -> tupl
                          f"(number, state, claim): {states}\nits log:\n{run.log_path.read_text()}")
 
 
-def hold_after_its_first_trial(run: RunDirectory, study: Callable[[], optuna.Study]) -> int:
+def open_transactions(url: str) -> int:
+    """Connections to the server, other than this one, inside a transaction or a query right now."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+                                 "pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')").fetchone()
+    return int(row[0]) if row else 0
+
+
+def hold_after_its_first_trial(run: RunDirectory, study: Callable[[], optuna.Study], url: str) -> int:
     """Pause (SIGSTOP) the worker of ``run`` as soon as it has completed a trial, and return its pid.
 
     The first worker has stored the shared directions by then; holding it lets the joined worker reach its trials
@@ -108,7 +118,8 @@ def hold_after_its_first_trial(run: RunDirectory, study: Callable[[], optuna.Stu
     runs them again: the path of a worker that was paused too long. It is held only where every trial it has
     running is claimed (has beaten once): one stopped between asking a trial and claiming it holds that trial for
     ``UNCLAIMED_SECONDS`` (the path of a worker killed in that instant, which test_workers_view covers), longer
-    than this test waits.
+    than this test waits; and only where no connection is inside a transaction: one stopped inside Optuna's trial
+    creation keeps the study row locked, and the joined worker would wait for that lock for ever.
     """
     pid = wait_for(lambda: worker_pid(run), f"the first worker of {run.path} to start")
     wait_for(lambda: trial_events(run)[1] or not run.worker_alive(), "the first worker to complete a trial")
@@ -117,7 +128,8 @@ def hold_after_its_first_trial(run: RunDirectory, study: Callable[[], optuna.Stu
         assert run.worker_alive(), f"the first worker ended early:\n{run.log_path.read_text()}"
         os.kill(pid, signal.SIGSTOP)
         running = study().get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if all(trial.user_attrs.get(CLAIM_ATTRIBUTE) == trial.number for trial in running):
+        if all(trial.user_attrs.get(CLAIM_ATTRIBUTE) == trial.number for trial in running) and \
+                not open_transactions(url):
             return pid
         os.kill(pid, signal.SIGCONT)
         time.sleep(0.01)
@@ -166,7 +178,7 @@ def shared_run(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPat
             loaded.append(optuna.load_study(study_name=name, storage=postgres_server.url))
         return loaded[0]
 
-    held = hold_after_its_first_trial(RunDirectory(run_dir), study)
+    held = hold_after_its_first_trial(RunDirectory(run_dir), study, postgres_server.url)
     try:
         workers = run_dir / "workers"
         joined = RunDirectory(wait_for(lambda: next(iter(workers.glob("*/job.json")), None), "the joined worker's "
