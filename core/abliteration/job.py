@@ -306,6 +306,30 @@ def _read_state(path: Path, warn: Callable[[str], None]) -> dict[str, Any]:
     return state
 
 
+CLAIMED, SURPLUS, LOST = "claimed", "surplus", "lost"
+
+
+def claim_trial(context: JobContext, study: optuna.Study, trial: optuna.Trial, target: int, worker: str) -> str:
+    """Make a just-asked trial this worker's: beat for it and name the worker (CLAIMED); or give it back when the
+    target is already claimed (SURPLUS); or give it up when another worker failed it meanwhile, which happens to
+    a worker paused between asking and claiming (LOST; it is run again there)."""
+    try:
+        start_heartbeat(study, trial)
+        if is_surplus(study, trial.number, target):
+            give_back(study, trial)
+            return SURPLUS
+        trial.set_user_attr(WORKER_ATTRIBUTE, worker)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        context.warn(f"trial {trial.number} was failed by another worker while this one was paused; it is run "
+                     "again there")
+        return LOST
+    retried = retried_number(study, trial)
+    if retried is not None:
+        context.log(f"trial {trial.number} runs the parameters of trial {retried} again: its worker stopped "
+                    "answering")
+    return CLAIMED
+
+
 def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator, evaluator: Evaluator,
               target: int, worker: str = "", allowed: int | None = None) -> TrialResult | None:
     """One trial: sample, apply, evaluate, reset, record. A failure or cancel marks the trial failed, never lost.
@@ -324,20 +348,8 @@ def run_trial(context: JobContext, study: optuna.Study, abliterator: Abliterator
     trial_started = time.perf_counter()
     trial, parameters = ask_untried(study, abliterator.directions.shape[0],
                                     MethodChoices.from_settings(context.settings.abliteration))
-    try:
-        start_heartbeat(study, trial)
-        if is_surplus(study, trial.number, target):
-            give_back(study, trial)
-            return None
-        trial.set_user_attr(WORKER_ATTRIBUTE, worker)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        context.warn(f"trial {trial.number} was failed by another worker while this one was paused; it is run "
-                     "again there")
+    if claim_trial(context, study, trial, target, worker) != CLAIMED:
         return None
-    retried = retried_number(study, trial)
-    if retried is not None:
-        context.log(f"trial {trial.number} runs the parameters of trial {retried} again: its worker stopped "
-                    "answering")
     flat = parameters.to_flat()
     context.emit(TrialStarted(number=trial.number, total=target, params=flat))
     try:
@@ -389,20 +401,11 @@ def run_trial_batch(context: JobContext, study: optuna.Study, batched: BatchedEv
                 wait_for_others(context.check_cancelled)
             break
         trial, parameters = ask_untried(study, layers, methods)
-        try:
-            start_heartbeat(study, trial)
-            if is_surplus(study, trial.number, target):
-                give_back(study, trial)
-                break
-            trial.set_user_attr(WORKER_ATTRIBUTE, worker)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            context.warn(f"trial {trial.number} was failed by another worker while this one was paused; it is "
-                         "run again there")
+        claim = claim_trial(context, study, trial, target, worker)
+        if claim == SURPLUS:
+            break
+        if claim == LOST:
             continue
-        retried = retried_number(study, trial)
-        if retried is not None:
-            context.log(f"trial {trial.number} runs the parameters of trial {retried} again: its worker stopped "
-                        "answering")
         context.emit(TrialStarted(number=trial.number, total=target, params=parameters.to_flat()))
         asked.append((trial, parameters))
     if not asked:
